@@ -1,0 +1,247 @@
+//! Property tests: random operation sequences against a simple model of the store's semantics.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use crate::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create(u8, u8),
+    /// Update with the key's current revision (`true`) or a stale one (`false`).
+    Update(u8, u8, bool),
+    Delete(u8, Option<bool>),
+    Get(u8),
+    List(u8),
+}
+
+fn key(k: u8) -> String {
+    // Two "directories" so prefix lists have something to select.
+    format!("/{}/{}", if k % 2 == 0 { "a" } else { "b" }, k)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..8, any::<u8>()).prop_map(|(k, v)| Op::Create(k, v)),
+        (0u8..8, any::<u8>(), any::<bool>()).prop_map(|(k, v, f)| Op::Update(k, v, f)),
+        (0u8..8, proptest::option::of(any::<bool>())).prop_map(|(k, f)| Op::Delete(k, f)),
+        (0u8..8).prop_map(Op::Get),
+        (0u8..3).prop_map(Op::List),
+    ]
+}
+
+/// The model: key → (value, create revision, mod revision), plus the log of expected events.
+#[derive(Default)]
+struct Model {
+    map: BTreeMap<String, (Vec<u8>, Revision, Revision)>,
+    rev: Revision,
+    log: Vec<(EventKind, String, Revision, Option<Vec<u8>>, Option<Vec<u8>>)>,
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Apply `ops` to both the store and the model, checking each answer.
+fn run(store: &dyn Store, model: &mut Model, ops: &[Op]) {
+    let rt = rt();
+    for op in ops {
+        match op {
+            Op::Create(k, v) => {
+                let k = key(*k);
+                let res = store.create(&k, vec![*v]);
+                if model.map.contains_key(&k) {
+                    assert_eq!(res.unwrap_err(), StoreError::AlreadyExists(k.clone()));
+                } else {
+                    let c = res.unwrap();
+                    assert_eq!(c.revision, model.rev + 1, "revisions increase by one per write");
+                    assert!(c.prev.is_none());
+                    rt.block_on(c.durable()).unwrap();
+                    model.rev += 1;
+                    model.map.insert(k.clone(), (vec![*v], model.rev, model.rev));
+                    model.log.push((EventKind::Put, k, model.rev, Some(vec![*v]), None));
+                }
+            }
+            Op::Update(k, v, fresh) => {
+                let k = key(*k);
+                match model.map.get(&k).cloned() {
+                    None => assert_eq!(store.update(&k, vec![*v], 1).unwrap_err(), StoreError::NotFound(k.clone())),
+                    Some((old, create, modr)) => {
+                        let expected = if *fresh { modr } else { modr.saturating_sub(1) };
+                        let res = store.update(&k, vec![*v], expected);
+                        if *fresh {
+                            let c = res.unwrap();
+                            assert_eq!(c.revision, model.rev + 1);
+                            assert_eq!(c.prev.as_ref().unwrap().value.as_ref(), old.as_slice());
+                            rt.block_on(c.durable()).unwrap();
+                            model.rev += 1;
+                            model.map.insert(k.clone(), (vec![*v], create, model.rev));
+                            model.log.push((EventKind::Put, k, model.rev, Some(vec![*v]), Some(old)));
+                        } else {
+                            assert_eq!(
+                                res.unwrap_err(),
+                                StoreError::Conflict { key: k.clone(), expected, actual: modr },
+                                "CAS with a stale revision fails"
+                            );
+                        }
+                    }
+                }
+            }
+            Op::Delete(k, precondition) => {
+                let k = key(*k);
+                match model.map.get(&k).cloned() {
+                    None => assert_eq!(store.delete(&k, None).unwrap_err(), StoreError::NotFound(k.clone())),
+                    Some((old, _, modr)) => {
+                        let expected = precondition.map(|fresh| if fresh { modr } else { modr - 1 });
+                        let res = store.delete(&k, expected);
+                        if precondition == &Some(false) {
+                            assert!(matches!(res.unwrap_err(), StoreError::Conflict { .. }));
+                        } else {
+                            let c = res.unwrap();
+                            assert_eq!(c.revision, model.rev + 1);
+                            rt.block_on(c.durable()).unwrap();
+                            model.rev += 1;
+                            model.map.remove(&k);
+                            model.log.push((EventKind::Delete, k, model.rev, None, Some(old)));
+                        }
+                    }
+                }
+            }
+            Op::Get(k) => {
+                let k = key(*k);
+                let got = store.get(&k).unwrap().map(|kv| (kv.value.to_vec(), kv.create_revision, kv.mod_revision));
+                assert_eq!(got, model.map.get(&k).cloned());
+            }
+            Op::List(p) => {
+                let prefix = ["/", "/a/", "/b/"][*p as usize];
+                let l = store.list(prefix, None, None).unwrap();
+                assert_eq!(l.revision, model.rev);
+                let want: Vec<_> = model.map.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.0.clone())).collect();
+                let got: Vec<_> = l.items.iter().map(|kv| (kv.key.clone(), kv.value.to_vec())).collect();
+                assert_eq!(got, want);
+            }
+        }
+        assert_eq!(store.revision(), model.rev);
+    }
+}
+
+/// Drain exactly `n` events from a watch (they are all published once their writes are durable).
+fn drain(ws: &mut WatchStream, n: usize) -> Vec<(EventKind, String, Revision, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    rt().block_on(async {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let ev = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("event delivered").unwrap().unwrap();
+            out.push((ev.kind, ev.key.clone(), ev.revision, ev.value.as_ref().map(|v| v.to_vec()), ev.prev.as_ref().map(|v| v.to_vec())));
+        }
+        // Nothing more than the model's events.
+        assert!(tokio::time::timeout(Duration::from_millis(20), ws.next()).await.is_err(), "no extra events");
+        out
+    })
+}
+
+fn check_watches(store: &dyn Store, model: &Model, from: &[Revision], prefix: &str) {
+    for &after in from {
+        let after = after.min(model.rev);
+        let want: Vec<_> = model.log.iter().filter(|e| e.2 > after && e.1.starts_with(prefix)).cloned().collect();
+        let mut ws = store.watch(prefix, after).unwrap();
+        assert_eq!(drain(&mut ws, want.len()), want, "watch from {after} under {prefix:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn memstore_matches_model(ops in proptest::collection::vec(op(), 1..80), from in proptest::collection::vec(0u64..80, 1..4)) {
+        let store = MemStore::new();
+        let mut live = store.watch("/", 0).unwrap();
+        let mut model = Model::default();
+        run(&store, &mut model, &ops);
+        // A watch opened before the writes sees every change, in order.
+        let all: Vec<_> = model.log.clone();
+        prop_assert_eq!(drain(&mut live, all.len()), all);
+        check_watches(&store, &model, &from, "/");
+        check_watches(&store, &model, &from, "/a/");
+    }
+
+    #[test]
+    fn sledstore_matches_model_and_survives_reopen(ops in proptest::collection::vec(op(), 1..60), from in proptest::collection::vec(0u64..60, 1..3)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = Model::default();
+        {
+            let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+            let mut live = store.watch("/b/", 0).unwrap();
+            run(&store, &mut model, &ops);
+            let want: Vec<_> = model.log.iter().filter(|e| e.1.starts_with("/b/")).cloned().collect();
+            prop_assert_eq!(drain(&mut live, want.len()), want);
+            check_watches(&store, &model, &from, "/");
+            store.close();
+        }
+        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        prop_assert_eq!(store.revision(), model.rev, "the revision counter survives, deletes included");
+        let l = store.list("/", None, None).unwrap();
+        let got: BTreeMap<_, _> = l.items.iter().map(|kv| (kv.key.clone(), (kv.value.to_vec(), kv.create_revision, kv.mod_revision))).collect();
+        prop_assert_eq!(got, model.map.clone());
+        // History is not persisted: a watch from before the reopen is "too old", from now on it works.
+        if model.rev > 0 {
+            let too_old = matches!(store.watch("/", model.rev - 1), Err(StoreError::Compacted { .. }));
+            prop_assert!(too_old);
+        }
+        store.watch("/", model.rev).unwrap();
+    }
+}
+
+#[test]
+fn watch_past_the_history_is_too_old() {
+    let store = MemStore::with_history(5);
+    for i in 0..10 {
+        store.create(&format!("/k/{i}"), vec![i]).unwrap();
+    }
+    assert_eq!(store.oldest_watchable(), 5);
+    assert_eq!(store.watch("/", 4).err(), Some(StoreError::Compacted { requested: 4, oldest: 5 }));
+    let mut ws = store.watch("/", 5).unwrap();
+    assert_eq!(drain(&mut ws, 5).iter().map(|e| e.2).collect::<Vec<_>>(), vec![6, 7, 8, 9, 10]);
+}
+
+#[test]
+fn list_pages_with_limit_and_start_after() {
+    let store = MemStore::new();
+    for i in 0..5 {
+        store.create(&format!("/p/{i}"), vec![i]).unwrap();
+    }
+    store.create("/q/0", vec![0]).unwrap();
+    let first = store.list("/p/", None, Some(2)).unwrap();
+    assert_eq!(first.items.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(), ["/p/0", "/p/1"]);
+    assert!(first.more);
+    let rest = store.list("/p/", Some("/p/1"), Some(10)).unwrap();
+    assert_eq!(rest.items.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(), ["/p/2", "/p/3", "/p/4"]);
+    assert!(!rest.more);
+}
+
+#[test]
+fn concurrent_writers_share_flushes_and_are_all_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..50 {
+                    let c = s.create(&format!("/c/{t}/{i}"), vec![1]).unwrap();
+                    c.durable().await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    assert_eq!(store.revision(), 400);
+    drop(store);
+    let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+    assert_eq!(store.list("/c/", None, None).unwrap().items.len(), 400);
+}
