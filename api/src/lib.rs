@@ -1,1 +1,15 @@
-//! k1s-api
+//! Everything pure about Kubernetes objects: the resource table, defaults, validation, selectors and
+//! version conversion. No IO and no async: the API server calls into it, and so can any test.
+//!
+//! Objects are handled as `serde_json::Value` (the registry is generic over kinds); the k8s-openapi types
+//! are used to check that a body decodes as its kind, and by clients.
+
+pub mod defaults;
+pub mod events;
+pub mod meta;
+pub mod resources;
+pub mod selectors;
+pub mod validation;
+
+pub use k8s_openapi;
+pub use resources::{ResourceInfo, RESOURCES};

@@ -1,0 +1,128 @@
+//! Defaults that upstream applies on create (`pkg/apis/*/v1/defaults.go` and the Job strategy), so that
+//! objects read back look like a real cluster's.
+
+use serde_json::{json, Value};
+
+use crate::meta::default_path;
+
+/// Upstream `SetDefaults_PodSpec` and `SetDefaults_Container`, on a pod spec.
+pub fn pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    default_path(spec, &["restartPolicy"], json!("Always"));
+    default_path(spec, &["dnsPolicy"], json!("ClusterFirst"));
+    default_path(spec, &["schedulerName"], json!("default-scheduler"));
+    default_path(spec, &["terminationGracePeriodSeconds"], json!(30));
+    default_path(spec, &["securityContext"], json!({}));
+    default_path(spec, &["enableServiceLinks"], json!(true));
+    default_path(spec, &["priority"], json!(0));
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs {
+                container(c);
+            }
+        }
+    }
+}
+
+fn container(c: &mut Value) {
+    if !c.is_object() {
+        return;
+    }
+    default_path(c, &["terminationMessagePath"], json!("/dev/termination-log"));
+    default_path(c, &["terminationMessagePolicy"], json!("File"));
+    default_path(c, &["resources"], json!({}));
+    let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+    // `:latest` or no tag (and no digest) pulls Always, anything else IfNotPresent.
+    let last = image.rsplit('/').next().unwrap_or("");
+    let policy = if image.contains('@') || (last.contains(':') && !last.ends_with(":latest")) { "IfNotPresent" } else { "Always" };
+    default_path(c, &["imagePullPolicy"], json!(policy));
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            default_path(p, &["protocol"], json!("TCP"));
+        }
+    }
+}
+
+/// Pod defaults on create.
+pub fn pod(obj: &mut Value) {
+    if let Some(spec) = obj.get_mut("spec") {
+        pod_spec(spec);
+    }
+}
+
+/// Job defaults (upstream `SetDefaults_Job` + the strategy's generated selector), given the Job's uid.
+pub fn job(obj: &mut Value, uid: &str) {
+    let name = crate::meta::name(obj).to_string();
+    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else { return };
+    let completions_unset = spec.get("completions").is_none_or(Value::is_null);
+    let parallelism_unset = spec.get("parallelism").is_none_or(Value::is_null);
+    if completions_unset && parallelism_unset {
+        default_path(spec, &["completions"], json!(1));
+    }
+    default_path(spec, &["parallelism"], json!(1));
+    default_path(spec, &["backoffLimit"], json!(6));
+    default_path(spec, &["completionMode"], json!("NonIndexed"));
+    default_path(spec, &["suspend"], json!(false));
+    default_path(spec, &["podReplacementPolicy"], json!("TerminatingOrFailed"));
+    default_path(spec, &["manualSelector"], Value::Null);
+    if spec.get("manualSelector") == Some(&Value::Null) {
+        spec.as_object_mut().expect("object").remove("manualSelector");
+    }
+    if spec.get("manualSelector") != Some(&Value::Bool(true)) {
+        // The generated selector and labels (upstream job strategy `generateSelector`).
+        spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+        let labels = [
+            ("batch.kubernetes.io/controller-uid", uid),
+            ("batch.kubernetes.io/job-name", name.as_str()),
+            ("controller-uid", uid),
+            ("job-name", name.as_str()),
+        ];
+        for (k, v) in labels {
+            default_path(spec, &["template", "metadata", "labels", k], json!(v));
+        }
+    }
+    if let Some(ps) = spec.pointer_mut("/template/spec") {
+        pod_spec(ps);
+    }
+}
+
+/// Namespace defaults: the `kubernetes` finalizer and phase Active.
+pub fn namespace(obj: &mut Value) {
+    default_path(obj, &["spec", "finalizers"], json!(["kubernetes"]));
+    crate::meta::set_path(obj, &["status", "phase"], json!("Active"));
+}
+
+pub fn secret(obj: &mut Value) {
+    default_path(obj, &["type"], json!("Opaque"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_defaults_like_upstream() {
+        let mut p = json!({"spec": {"containers": [{"name": "a", "image": "busybox"}, {"name": "b", "image": "reg:5000/x:1.0", "ports": [{"containerPort": 80}]}]}});
+        pod(&mut p);
+        assert_eq!(p["spec"]["restartPolicy"], "Always");
+        assert_eq!(p["spec"]["terminationGracePeriodSeconds"], 30);
+        assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(p["spec"]["containers"][1]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(p["spec"]["containers"][1]["ports"][0]["protocol"], "TCP");
+    }
+
+    #[test]
+    fn job_defaults_and_generated_selector() {
+        let mut j = json!({"metadata": {"name": "hello"}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}], "restartPolicy": "Never"}}}});
+        job(&mut j, "u1");
+        assert_eq!(j["spec"]["completions"], 1);
+        assert_eq!(j["spec"]["backoffLimit"], 6);
+        assert_eq!(j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"], "u1");
+        assert_eq!(j["spec"]["template"]["metadata"]["labels"]["job-name"], "hello");
+        let mut p = json!({"metadata": {"name": "p"}, "spec": {"parallelism": 3, "template": {"spec": {}}}});
+        job(&mut p, "u2");
+        assert!(p["spec"].get("completions").is_none(), "parallelism alone leaves completions unset (work queue)");
+    }
+}

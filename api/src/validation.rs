@@ -1,0 +1,466 @@
+//! Validation of objects, with upstream's field paths and messages (`k8s.io/apimachinery/pkg/util/validation/field`,
+//! `pkg/apis/core/validation`, `pkg/apis/batch/validation`), so that a 422 teaches what to fix.
+//!
+//! This is the foundation's depth: object metadata, the typed shape of every kind (via k8s-openapi), and the
+//! rules a user trips over first. The kubectl-compatibility issue deepens it.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::resources::ResourceInfo;
+use crate::selectors::LabelSelector;
+
+/// The kind of a field error (upstream `field.ErrorType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    Required,
+    Invalid,
+    Forbidden,
+    NotSupported,
+    Duplicate,
+    TooLong,
+}
+
+/// One validation error: becomes one `details.causes[]` entry of a 422 Status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub kind: ErrorType,
+    pub field: String,
+    /// The offending value, as upstream prints it (already quoted for strings).
+    pub value: Option<String>,
+    pub detail: String,
+}
+
+impl FieldError {
+    pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        FieldError { kind: ErrorType::Required, field: field.into(), value: None, detail: detail.into() }
+    }
+    pub fn invalid(field: impl Into<String>, value: &Value, detail: impl Into<String>) -> Self {
+        FieldError { kind: ErrorType::Invalid, field: field.into(), value: Some(value.to_string()), detail: detail.into() }
+    }
+    pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        FieldError { kind: ErrorType::Forbidden, field: field.into(), value: None, detail: detail.into() }
+    }
+    pub fn not_supported(field: impl Into<String>, value: &Value, supported: &[&str]) -> Self {
+        let list = supported.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+        FieldError {
+            kind: ErrorType::NotSupported,
+            field: field.into(),
+            value: Some(value.to_string()),
+            detail: format!("supported values: {list}"),
+        }
+    }
+    pub fn duplicate(field: impl Into<String>, value: &Value) -> Self {
+        FieldError { kind: ErrorType::Duplicate, field: field.into(), value: Some(value.to_string()), detail: String::new() }
+    }
+
+    /// The `reason` of the Status cause.
+    pub fn reason(&self) -> &'static str {
+        match self.kind {
+            ErrorType::Required => "FieldValueRequired",
+            ErrorType::Invalid => "FieldValueInvalid",
+            ErrorType::Forbidden => "FieldValueForbidden",
+            ErrorType::NotSupported => "FieldValueNotSupported",
+            ErrorType::Duplicate => "FieldValueDuplicate",
+            ErrorType::TooLong => "FieldValueTooLong",
+        }
+    }
+
+    /// Upstream `field.Error.ErrorBody()`: what the cause's `message` holds.
+    pub fn body(&self) -> String {
+        let head = match self.kind {
+            ErrorType::Required => "Required value".to_string(),
+            ErrorType::Invalid => format!("Invalid value: {}", self.value.as_deref().unwrap_or("null")),
+            ErrorType::Forbidden => "Forbidden".to_string(),
+            ErrorType::NotSupported => format!("Unsupported value: {}", self.value.as_deref().unwrap_or("null")),
+            ErrorType::Duplicate => format!("Duplicate value: {}", self.value.as_deref().unwrap_or("null")),
+            ErrorType::TooLong => "Too long".to_string(),
+        };
+        if self.detail.is_empty() {
+            head
+        } else {
+            format!("{head}: {}", self.detail)
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.body())
+    }
+}
+
+const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+
+fn is_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// Problems with `s` as an RFC 1123 label (namespace names, container names).
+pub fn dns1123_label(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push("must be no more than 63 characters".to_string());
+    }
+    if !is_label(s) {
+        errs.push(DNS1123_LABEL_MSG.to_string());
+    }
+    errs
+}
+
+/// Problems with `s` as an RFC 1123 subdomain (most object names).
+pub fn dns1123_subdomain(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 253 {
+        errs.push("must be no more than 253 characters".to_string());
+    }
+    if s.is_empty() || !s.split('.').all(is_label) {
+        errs.push(DNS1123_SUBDOMAIN_MSG.to_string());
+    }
+    errs
+}
+
+/// How a kind's names are checked (upstream `ValidateNameFunc`s).
+fn name_rule(info: &ResourceInfo) -> fn(&str) -> Vec<String> {
+    match info.storage {
+        "core/namespaces" => dns1123_label,
+        // Events, Leases, ConfigMaps, Secrets, Pods, Nodes, Jobs: DNS subdomains.
+        _ => dns1123_subdomain,
+    }
+}
+
+/// Metadata checks for any object (upstream `ValidateObjectMeta`).
+fn validate_meta(info: &ResourceInfo, obj: &Value, errs: &mut Vec<FieldError>) {
+    let name = crate::meta::name(obj);
+    if name.is_empty() {
+        errs.push(FieldError::required("metadata.name", "name or generateName is required"));
+    } else {
+        for msg in name_rule(info)(name) {
+            errs.push(FieldError::invalid("metadata.name", &Value::String(name.into()), msg));
+        }
+        // Job names become a label value on their Pods (`batch.kubernetes.io/job-name`): at most 63.
+        if info.storage == "batch/jobs" && name.len() > 63 {
+            errs.push(FieldError::invalid("metadata.name", &Value::String(name.into()), "must be no more than 63 characters"));
+        }
+    }
+    if let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
+        for (k, v) in labels {
+            let sel = format!("{k}={}", v.as_str().unwrap_or(""));
+            if let Err(e) = LabelSelector::parse(&sel) {
+                errs.push(FieldError::invalid(format!("metadata.labels[{k}]"), v, e.0.trim_start_matches("unable to parse requirement: ").to_string()));
+            }
+        }
+    }
+    let total: usize = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .map(|a| a.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum())
+        .unwrap_or(0);
+    if total > 256 * 1024 {
+        errs.push(FieldError {
+            kind: ErrorType::TooLong,
+            field: "metadata.annotations".into(),
+            value: None,
+            detail: "may not be more than 262144 bytes".into(),
+        });
+    }
+}
+
+/// Check that the body decodes as its kind; the message is upstream's decode error wording.
+pub fn decode_check(info: &ResourceInfo, obj: &Value) -> Result<(), String> {
+    use k8s_openapi::api;
+    fn check<'de, T: Deserialize<'de>>(v: &'de Value) -> Result<(), String> {
+        T::deserialize(v).map(|_| ()).map_err(|e| e.to_string())
+    }
+    let res = match (info.group, info.kind) {
+        ("", "Pod") => check::<api::core::v1::Pod>(obj),
+        ("", "Namespace") => check::<api::core::v1::Namespace>(obj),
+        ("", "Node") => check::<api::core::v1::Node>(obj),
+        ("", "Event") => check::<api::core::v1::Event>(obj),
+        ("", "ConfigMap") => check::<api::core::v1::ConfigMap>(obj),
+        ("", "Secret") => check::<api::core::v1::Secret>(obj),
+        ("batch", "Job") => check::<api::batch::v1::Job>(obj),
+        ("coordination.k8s.io", "Lease") => check::<api::coordination::v1::Lease>(obj),
+        ("events.k8s.io", "Event") => check::<api::events::v1::Event>(obj),
+        _ => Ok(()),
+    };
+    res.map_err(|e| format!("{} in version {:?} cannot be handled as a {}: {e}", info.kind, info.version, info.kind))
+}
+
+/// Validate an object for create. `obj` is in its storage form, defaults applied.
+pub fn validate(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    validate_meta(info, obj, &mut errs);
+    match info.storage {
+        "core/pods" => validate_pod_spec(obj.get("spec"), "spec", &mut errs),
+        "batch/jobs" => validate_job(obj, &mut errs),
+        "core/configmaps" => validate_config_keys(obj, &["data", "binaryData"], &mut errs),
+        "core/secrets" => validate_config_keys(obj, &["data", "stringData"], &mut errs),
+        "core/events" => validate_event(obj, &mut errs),
+        _ => {}
+    }
+    errs
+}
+
+/// Validate an update: everything `validate` checks, plus immutability rules.
+pub fn validate_update(info: &ResourceInfo, new: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = validate(info, new);
+    match info.storage {
+        "core/pods" => validate_pod_update(new, old, &mut errs),
+        "batch/jobs" => {
+            for (path, field) in [("/spec/selector", "spec.selector"), ("/spec/template", "spec.template"), ("/spec/completionMode", "spec.completionMode")] {
+                if new.pointer(path) != old.pointer(path) {
+                    errs.push(FieldError::invalid(field, new.pointer(path).unwrap_or(&Value::Null), "field is immutable"));
+                }
+            }
+        }
+        "core/secrets" | "core/configmaps" => {
+            if old.get("immutable") == Some(&Value::Bool(true)) {
+                for f in ["data", "binaryData", "stringData"] {
+                    if new.get(f) != old.get(f) {
+                        errs.push(FieldError::forbidden(f, "field is immutable when `immutable` is set"));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    errs
+}
+
+fn validate_config_keys(obj: &Value, fields: &[&str], errs: &mut Vec<FieldError>) {
+    for f in fields {
+        if let Some(m) = obj.get(*f).and_then(Value::as_object) {
+            for k in m.keys() {
+                let ok = !k.is_empty() && k.len() <= 253 && k.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+                if !ok {
+                    errs.push(FieldError::invalid(
+                        format!("{f}[{k}]"),
+                        &Value::String(k.clone()),
+                        "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn validate_event(obj: &Value, errs: &mut Vec<FieldError>) {
+    let ns = crate::meta::namespace(obj);
+    let inv_ns = obj.pointer("/involvedObject/namespace").and_then(Value::as_str).unwrap_or("");
+    if !inv_ns.is_empty() && !ns.is_empty() && inv_ns != ns && ns != "default" {
+        errs.push(FieldError::invalid("involvedObject.namespace", &Value::String(inv_ns.into()), "does not match event.namespace"));
+    }
+}
+
+const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
+const DNS_POLICIES: &[&str] = &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
+
+/// Upstream `ValidatePodSpec`, the parts a user meets first.
+pub fn validate_pod_spec(spec: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
+    let Some(spec) = spec.filter(|s| s.is_object()) else {
+        errs.push(FieldError::required(path, ""));
+        return;
+    };
+    let mut names: Vec<String> = Vec::new();
+    for list in ["initContainers", "containers"] {
+        let items = spec.get(list).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        if list == "containers" && items.is_empty() {
+            errs.push(FieldError::required(format!("{path}.containers"), ""));
+        }
+        for (i, c) in items.iter().enumerate() {
+            let cp = format!("{path}.{list}[{i}]");
+            let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+            if name.is_empty() {
+                errs.push(FieldError::required(format!("{cp}.name"), ""));
+            } else {
+                for msg in dns1123_label(name) {
+                    errs.push(FieldError::invalid(format!("{cp}.name"), &Value::String(name.into()), msg));
+                }
+                if names.iter().any(|n| n == name) {
+                    errs.push(FieldError::duplicate(format!("{cp}.name"), &Value::String(name.into())));
+                }
+                names.push(name.to_string());
+            }
+            if c.get("image").and_then(Value::as_str).unwrap_or("").trim().is_empty() {
+                errs.push(FieldError::required(format!("{cp}.image"), ""));
+            }
+            if let Some(ports) = c.get("ports").and_then(Value::as_array) {
+                for (j, p) in ports.iter().enumerate() {
+                    let n = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
+                    if !(1..=65535).contains(&n) {
+                        errs.push(FieldError::invalid(format!("{cp}.ports[{j}].containerPort"), p.get("containerPort").unwrap_or(&Value::Null), "must be between 1 and 65535, inclusive"));
+                    }
+                }
+            }
+            if let Some(p) = c.get("imagePullPolicy").filter(|v| !v.is_null()) {
+                if !["Always", "IfNotPresent", "Never"].contains(&p.as_str().unwrap_or("")) {
+                    errs.push(FieldError::not_supported(format!("{cp}.imagePullPolicy"), p, &["Always", "IfNotPresent", "Never"]));
+                }
+            }
+        }
+    }
+    if let Some(p) = spec.get("restartPolicy").filter(|v| !v.is_null()) {
+        if !RESTART_POLICIES.contains(&p.as_str().unwrap_or("")) {
+            errs.push(FieldError::not_supported(format!("{path}.restartPolicy"), p, RESTART_POLICIES));
+        }
+    }
+    if let Some(p) = spec.get("dnsPolicy").filter(|v| !v.is_null()) {
+        if !DNS_POLICIES.contains(&p.as_str().unwrap_or("")) {
+            errs.push(FieldError::not_supported(format!("{path}.dnsPolicy"), p, DNS_POLICIES));
+        }
+    }
+    if let Some(g) = spec.get("terminationGracePeriodSeconds").and_then(Value::as_i64) {
+        if g < 0 {
+            errs.push(FieldError::invalid(format!("{path}.terminationGracePeriodSeconds"), &g.into(), "must be greater than or equal to 0"));
+        }
+    }
+    if let Some(d) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64) {
+        if d <= 0 {
+            errs.push(FieldError::invalid(format!("{path}.activeDeadlineSeconds"), &d.into(), "must be between 1 and 2147483647, inclusive"));
+        }
+    }
+}
+
+fn validate_job(obj: &Value, errs: &mut Vec<FieldError>) {
+    let Some(spec) = obj.get("spec").filter(|s| s.is_object()) else {
+        errs.push(FieldError::required("spec", ""));
+        return;
+    };
+    for f in ["parallelism", "completions", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"] {
+        if let Some(n) = spec.get(f).and_then(Value::as_i64) {
+            if n < 0 {
+                errs.push(FieldError::invalid(format!("spec.{f}"), &n.into(), "must be greater than or equal to 0"));
+            }
+        }
+    }
+    let Some(template) = spec.get("template").filter(|t| t.is_object()) else {
+        errs.push(FieldError::required("spec.template", ""));
+        return;
+    };
+    validate_pod_spec(template.get("spec"), "spec.template.spec", errs);
+    let rp = template.pointer("/spec/restartPolicy").cloned().unwrap_or(Value::Null);
+    match rp.as_str() {
+        Some("OnFailure") | Some("Never") => {}
+        None | Some("") => errs.push(FieldError::required("spec.template.spec.restartPolicy", "valid values: \"OnFailure\", \"Never\"")),
+        Some(_) => errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", &rp, &["OnFailure", "Never"])),
+    }
+    if let Some(sel) = spec.get("selector").filter(|s| !s.is_null()) {
+        match LabelSelector::from_label_selector_json(sel) {
+            Err(e) => errs.push(FieldError::invalid("spec.selector", sel, e.0)),
+            Ok(s) => {
+                if s.is_empty() {
+                    errs.push(FieldError::invalid("spec.selector", sel, "empty selector is invalid for job"));
+                } else if !s.matches_json(template.pointer("/metadata/labels")) {
+                    errs.push(FieldError::invalid("spec.template.metadata.labels", template.pointer("/metadata/labels").unwrap_or(&Value::Null), "`selector` does not match template `labels`"));
+                }
+            }
+        }
+    }
+}
+
+/// Upstream pod updates may change only images, activeDeadlineSeconds, added tolerations and a few more.
+fn validate_pod_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    fn mutable_stripped(spec: Option<&Value>) -> Value {
+        let mut s = spec.cloned().unwrap_or(Value::Null);
+        for list in ["containers", "initContainers"] {
+            if let Some(cs) = s.get_mut(list).and_then(Value::as_array_mut) {
+                for c in cs {
+                    if let Some(m) = c.as_object_mut() {
+                        m.remove("image");
+                    }
+                }
+            }
+        }
+        if let Some(m) = s.as_object_mut() {
+            for f in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "ephemeralContainers"] {
+                m.remove(f);
+            }
+            // Binding sets nodeName once; a later change is forbidden below.
+            m.remove("nodeName");
+        }
+        s
+    }
+    if mutable_stripped(new.get("spec")) != mutable_stripped(old.get("spec")) {
+        errs.push(FieldError::forbidden(
+            "spec",
+            "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+        ));
+    }
+    let old_node = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+    let new_node = new.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+    if !old_node.is_empty() && old_node != new_node {
+        errs.push(FieldError::invalid("spec.nodeName", &Value::String(new_node.into()), "field is immutable once set"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::find;
+    use serde_json::json;
+
+    fn msgs(errs: &[FieldError]) -> Vec<String> {
+        errs.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn names() {
+        assert!(dns1123_label("my-ns").is_empty());
+        assert!(!dns1123_label("My_ns").is_empty());
+        assert!(!dns1123_label(&"a".repeat(64)).is_empty());
+        assert!(dns1123_subdomain("a.b-c").is_empty());
+        assert!(!dns1123_subdomain("a..b").is_empty());
+    }
+
+    #[test]
+    fn pod_errors_name_the_field() {
+        let pods = find("", "v1", "pods").unwrap();
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "a", "image": "busybox"}], "restartPolicy": "Sometimes"}});
+        assert_eq!(
+            msgs(&validate(pods, &pod)),
+            [
+                "spec.containers[0].image: Required value",
+                "spec.containers[1].name: Duplicate value: \"a\"",
+                "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"",
+            ]
+        );
+        let no_spec = json!({"metadata": {"name": "Bad_Name"}});
+        let e = msgs(&validate(pods, &no_spec));
+        assert!(e[0].starts_with("metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"), "{e:?}");
+        assert_eq!(e[1], "spec: Required value");
+    }
+
+    #[test]
+    fn job_restart_policy_and_selector() {
+        let jobs = find("batch", "v1", "jobs").unwrap();
+        let job = json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}], "restartPolicy": "Always"}}}});
+        assert_eq!(msgs(&validate(jobs, &job)), ["spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""]);
+        let job = json!({"metadata": {"name": "j"}, "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "c"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}], "restartPolicy": "Never"}}}});
+        assert_eq!(msgs(&validate(jobs, &job)), ["spec.template.metadata.labels: Invalid value: {\"a\":\"c\"}: `selector` does not match template `labels`"]);
+    }
+
+    #[test]
+    fn pod_update_rules() {
+        let pods = find("", "v1", "pods").unwrap();
+        let old = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "busybox"}]}});
+        let mut new = old.clone();
+        new["spec"]["containers"][0]["image"] = "busybox:1.36".into();
+        assert!(validate_update(pods, &new, &old).is_empty());
+        new["spec"]["containers"][0]["command"] = json!(["sh"]);
+        assert_eq!(validate_update(pods, &new, &old)[0].field, "spec");
+    }
+
+    #[test]
+    fn decode_check_names_the_kind() {
+        let pods = find("", "v1", "pods").unwrap();
+        let err = decode_check(pods, &json!({"spec": {"containers": "nope"}})).unwrap_err();
+        assert!(err.starts_with("Pod in version \"v1\" cannot be handled as a Pod: "), "{err}");
+        decode_check(pods, &json!({"metadata": {"name": "p"}, "spec": {"containers": []}})).unwrap();
+    }
+}
