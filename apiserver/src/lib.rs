@@ -1,1 +1,342 @@
-//! apiserver
+//! The Kubernetes-compatible API server: routing, the generic registry, watch, discovery, auth and TLS.
+//!
+//! One fallback handler parses every resource path (`/api/v1/...`, `/apis/<g>/<v>/...`) against the resource
+//! table and hands it to the one generic [`registry::Registry`]; there is no handler per kind.
+//! [`ApiServer::router`] is the in-process service (controllers and the agent reach it through kube's client
+//! with no socket); [`tls::serve`] puts it behind HTTPS and bearer-token auth.
+
+pub mod auth;
+pub mod discovery;
+pub mod error;
+pub mod namespaces;
+pub mod registry;
+pub mod strategy;
+pub mod tls;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http::{header, HeaderMap, Method, StatusCode, Uri};
+use http_body_util::BodyExt;
+use k1s_api::resources::{self, ResourceInfo};
+use k1s_api::selectors::{FieldSelector, LabelSelector};
+use k1s_store::Store;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::registry::{DeleteOptions, ListOptions, Registry};
+
+/// The Kubernetes version whose API k1s implements: the one k8s-openapi's version feature selects.
+/// kubectl's dispatcher on this machine kind picks its client build by this minor (kubectl-wire.md §0).
+pub const KUBE_MAJOR: &str = "1";
+pub const KUBE_MINOR: &str = "33";
+
+/// Request bodies above this size are refused with 413 (upstream's limit is 3 MiB too).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// The API server's shared state. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    shutdown_tx: tokio::sync::watch::Sender<bool>,
+    shutdown_rx: tokio::sync::watch::Receiver<bool>,
+    server_address: String,
+}
+
+impl ApiServer {
+    /// `server_address` is what legacy discovery reports as the address clients reach (host:port).
+    pub fn new(store: Arc<dyn Store>, server_address: String) -> Self {
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        ApiServer { inner: Arc::new(Inner { registry: Registry::new(store), shutdown_tx, shutdown_rx, server_address }) }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Create the namespaces every cluster has at boot.
+    pub async fn bootstrap(&self) -> ApiResult<()> {
+        let ns = resources::find("", "v1", "namespaces").expect("namespaces are served");
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            self.registry().ensure(ns, None, json!({"metadata": {"name": name}})).await?;
+        }
+        Ok(())
+    }
+
+    /// Ask every open watch to end (graceful shutdown).
+    pub fn shutdown(&self) {
+        let _ = self.inner.shutdown_tx.send(true);
+    }
+
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.shutdown_rx.clone()
+    }
+
+    /// The unauthenticated router, for in-process clients and tests. [`tls::serve`] adds authentication.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/version", get(version))
+            .route("/healthz", get(health))
+            .route("/livez", get(health))
+            .route("/readyz", get(health))
+            .fallback(dispatch)
+            .with_state(self.clone())
+    }
+}
+
+pub(crate) fn json_response(code: StatusCode, v: &Value) -> Response {
+    let body = serde_json::to_vec(v).expect("JSON values serialise");
+    Response::builder().status(code).header(header::CONTENT_TYPE, "application/json").body(Body::from(body)).expect("valid response")
+}
+
+/// `/version`: names k1s in gitVersion; major/minor are the implemented Kubernetes API.
+pub fn version_info() -> Value {
+    let k1s = env!("CARGO_PKG_VERSION");
+    json!({
+        "major": KUBE_MAJOR,
+        "minor": KUBE_MINOR,
+        "gitVersion": format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0+k1s-{k1s}"),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "k1s (Rust)",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else if std::env::consts::ARCH == "aarch64" { "arm64" } else { std::env::consts::ARCH }),
+    })
+}
+
+async fn version() -> Response {
+    json_response(StatusCode::OK, &version_info())
+}
+
+async fn health() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok").into_response()
+}
+
+/// What a request path names.
+#[derive(Debug, PartialEq)]
+enum Target<'a> {
+    CoreVersions,
+    Groups,
+    Group(&'a str),
+    ResourceList(&'a str, &'a str),
+    Resource { info: &'static ResourceInfo, ns: Option<&'a str>, name: Option<&'a str>, sub: Option<&'a str>, watch: bool },
+}
+
+fn parse_path(path: &str) -> ApiResult<Target<'_>> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api"] => return Ok(Target::CoreVersions),
+        ["apis"] => return Ok(Target::Groups),
+        ["apis", g] => return Ok(Target::Group(g)),
+        ["api", v] => return Ok(Target::ResourceList("", v)),
+        ["apis", g, v] => return Ok(Target::ResourceList(g, v)),
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(ApiError::no_route()),
+    };
+    let (watch, rest) = match rest {
+        ["watch", rest @ ..] => (true, rest),
+        _ => (false, rest),
+    };
+    let find = |plural: &str| resources::find(group, version, plural);
+    let (info, ns, tail) = match rest {
+        ["namespaces", ns, plural, tail @ ..] if find(plural).is_some_and(|r| r.namespaced) => (find(plural).expect("checked"), Some(*ns), tail),
+        [plural, tail @ ..] => (find(plural).ok_or_else(ApiError::no_route)?, None, tail),
+        [] => return Err(ApiError::no_route()),
+    };
+    let (name, sub) = match tail {
+        [] => (None, None),
+        [name] => (Some(*name), None),
+        [name, sub] if info.has_subresource(sub) => (Some(*name), Some(*sub)),
+        _ => return Err(ApiError::no_route()),
+    };
+    if info.namespaced && ns.is_none() && name.is_some() {
+        return Err(ApiError::no_route());
+    }
+    if name.is_some_and(str::is_empty) || ns.is_some_and(str::is_empty) {
+        return Err(ApiError::no_route());
+    }
+    Ok(Target::Resource { info, ns, name, sub, watch })
+}
+
+async fn dispatch(State(api): State<ApiServer>, method: Method, uri: Uri, Query(query): Query<HashMap<String, String>>, headers: HeaderMap, body: Body) -> Response {
+    match serve(api, method, uri, query, headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> &'a str {
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// Read the body, refusing more than [`MAX_BODY`].
+async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
+    match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(MAX_BODY)),
+        Err(e) => Err(ApiError::bad_request(format!("reading the request body: {e}"))),
+    }
+}
+
+/// Decode a JSON object body.
+fn json_body(info: &ResourceInfo, headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+    let ct = header_str(headers, header::CONTENT_TYPE).split(';').next().unwrap_or("").trim();
+    if !(ct.is_empty() || ct == "application/json" || ct == "*/*") {
+        return Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json (got {ct:?})"
+        )));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("{} in version {:?} cannot be handled as a {}: {e}", info.kind, info.version, info.kind))
+    })?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(format!("the body must be a JSON object holding a {}", info.kind)));
+    }
+    Ok(v)
+}
+
+fn list_options(query: &HashMap<String, String>, info: &ResourceInfo) -> ApiResult<ListOptions> {
+    let labels = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("labelSelector: {e}")))?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("fieldSelector: {e}")))?;
+    let supported = info.all_field_labels();
+    fields.check_supported(&supported).map_err(|e| {
+        ApiError::bad_request(format!("{e}; {} supports: {}", info.group_resource(), supported.join(", ")))
+    })?;
+    let limit = match query.get("limit").filter(|s| !s.is_empty()) {
+        Some(l) => Some(l.parse::<usize>().map_err(|_| ApiError::bad_request(format!("limit: invalid value {l:?}: must be a non-negative integer")))?),
+        None => None,
+    };
+    Ok(ListOptions { labels, fields, limit, continue_token: query.get("continue").filter(|s| !s.is_empty()).cloned() })
+}
+
+fn flag(query: &HashMap<String, String>, name: &str) -> bool {
+    query.get(name).is_some_and(|v| v == "true" || v == "1")
+}
+
+fn dry_run(query: &HashMap<String, String>) -> ApiResult<bool> {
+    match query.get("dryRun").map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!("dryRun: Unsupported value: {other:?}: supported values: \"All\""))),
+    }
+}
+
+async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let accept = header_str(&headers, header::ACCEPT);
+    let target = parse_path(uri.path())?;
+    let reg = api.registry();
+    let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
+    let aggregated = |core: bool| -> ApiResult<Response> {
+        match discovery::wants_aggregated(accept) {
+            Some(ct) => Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, ct)
+                .header(header::VARY, "Accept")
+                .body(Body::from(serde_json::to_vec(&discovery::aggregated(core, ct)).expect("serialises")))
+                .expect("valid response")),
+            None if core => ok(discovery::api_versions(&api.inner.server_address)),
+            None => ok(discovery::api_group_list()),
+        }
+    };
+    let (info, ns, name, sub, watch_path) = match target {
+        Target::CoreVersions => return aggregated(true),
+        Target::Groups => return aggregated(false),
+        Target::Group(g) => return discovery::api_group(g).map_or_else(|| Err(ApiError::no_route()), ok),
+        Target::ResourceList(g, v) => return discovery::resource_list(g, v).map_or_else(|| Err(ApiError::no_route()), ok),
+        Target::Resource { info, ns, name, sub, watch } => (info, ns, name, sub, watch),
+    };
+    match (method.clone(), name, sub) {
+        (Method::GET, None, None) => {
+            let opts = list_options(&query, info)?;
+            if watch_path || flag(&query, "watch") {
+                let timeout = match query.get("timeoutSeconds").filter(|s| !s.is_empty()) {
+                    Some(t) => Duration::from_secs(t.parse().map_err(|_| ApiError::bad_request(format!("timeoutSeconds: invalid value {t:?}")))?),
+                    None => watch::DEFAULT_TIMEOUT,
+                };
+                let wopts = watch::WatchOptions {
+                    list: opts,
+                    resource_version: query.get("resourceVersion").cloned().unwrap_or_default(),
+                    allow_bookmarks: flag(&query, "allowWatchBookmarks"),
+                    send_initial_events: flag(&query, "sendInitialEvents"),
+                    timeout,
+                };
+                return watch::watch(reg, info, ns, wopts, api.shutdown_signal());
+            }
+            ok(reg.list(info, ns, &opts)?)
+        }
+        (Method::GET, Some(name), None | Some("status")) => {
+            ok(reg.get(info, ns, name)?)
+        }
+        (Method::POST, None, None) => {
+            let body = read_body(body).await?;
+            let obj = json_body(info, &headers, &body)?;
+            let created = reg.create(info, ns, obj, dry_run(&query)?).await?;
+            Ok(json_response(StatusCode::CREATED, &created))
+        }
+        (Method::POST, Some(name), Some("binding")) => {
+            let body = read_body(body).await?;
+            let binding: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("Binding cannot be decoded: {e}")))?;
+            let status = reg.bind(info, ns, name, &binding).await?;
+            Ok(json_response(StatusCode::CREATED, &status))
+        }
+        (Method::PUT, Some(name), None | Some("status")) => {
+            let body = read_body(body).await?;
+            let obj = json_body(info, &headers, &body)?;
+            ok(reg.update(info, ns, name, obj, sub, dry_run(&query)?).await?)
+        }
+        (Method::PATCH, Some(name), None | Some("status")) => {
+            let body = read_body(body).await?;
+            let ct = header_str(&headers, header::CONTENT_TYPE);
+            ok(reg.patch(info, ns, name, ct, &body, sub, dry_run(&query)?).await?)
+        }
+        (Method::DELETE, Some(name), None) => {
+            let body = read_body(body).await?;
+            let opts = DeleteOptions::parse(&body, &query)?;
+            let (obj, code) = reg.delete(info, ns, name, &opts).await?;
+            Ok(json_response(code, &obj))
+        }
+        (Method::DELETE, None, None) => {
+            let body = read_body(body).await?;
+            let opts = DeleteOptions::parse(&body, &query)?;
+            ok(reg.delete_collection(info, ns, &list_options(&query, info)?, &opts).await?)
+        }
+        (m, _, _) => Err(ApiError::method_not_allowed(&m, &info.group_resource())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(parse_path("/api").unwrap(), Target::CoreVersions);
+        assert_eq!(parse_path("/apis/batch/v1").unwrap(), Target::ResourceList("batch", "v1"));
+        let Target::Resource { info, ns, name, sub, watch } = parse_path("/api/v1/namespaces/default/pods/p/status").unwrap() else { panic!() };
+        assert_eq!((info.plural, ns, name, sub, watch), ("pods", Some("default"), Some("p"), Some("status"), false));
+        let Target::Resource { info, ns, name, sub, .. } = parse_path("/api/v1/namespaces/default/status").unwrap() else { panic!() };
+        assert_eq!((info.plural, ns, name, sub), ("namespaces", None, Some("default"), Some("status")));
+        let Target::Resource { info, ns, name, .. } = parse_path("/api/v1/namespaces/kube-system").unwrap() else { panic!() };
+        assert_eq!((info.plural, ns, name), ("namespaces", None, Some("kube-system")));
+        let Target::Resource { info, ns, watch, .. } = parse_path("/apis/batch/v1/watch/namespaces/x/jobs").unwrap() else { panic!() };
+        assert_eq!((info.plural, ns, watch), ("jobs", Some("x"), true));
+        assert!(parse_path("/api/v1/pods/x").is_err(), "a namespaced object needs its namespace");
+        assert!(parse_path("/api/v1/namespaces/default/pods/p/bogus").is_err());
+        assert!(parse_path("/apis/batch/v2/jobs").is_err());
+    }
+}

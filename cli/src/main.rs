@@ -1,1 +1,80 @@
-fn main(){}
+//! `k1s`: Kubernetes for one node in one binary. This is the composition root: it parses the command line,
+//! picks concrete implementations (sled store, TLS) and wires the components together.
+
+mod kubeconfig;
+mod reset;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Default data directory of a server (and of `reset`).
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/k1s";
+
+#[derive(Parser)]
+#[command(name = "k1s", version, about = "Kubernetes for one node, in one binary", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server, controllers and node agent; writes <data-dir>/kubeconfig.yaml for kubectl.
+    Server(ServerArgs),
+    /// Remove everything a server of this data dir created (stop the server first).
+    Reset(ResetArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ServerArgs {
+    /// Where the database, certificates and kubeconfig live.
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Address of the HTTPS API (port 0 picks a free port; the kubeconfig names the real one).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+    /// The Node this server runs as (default: the hostname).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Linux bridge the Pods' veths attach to.
+    #[arg(long, default_value = "k1s0")]
+    pub bridge: String,
+    /// Pod IP range; the bridge takes its first address.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub pod_cidr: String,
+    /// cgroup under which every Pod's cgroup is created.
+    #[arg(long, default_value = "k1s")]
+    pub cgroup_parent: String,
+    /// sled page cache in MiB (reads are served from memory; this only speeds up opening a large database).
+    #[arg(long, default_value_t = 8)]
+    pub store_cache_mb: u64,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ResetArgs {
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value = "k1s0")]
+    pub bridge: String,
+    #[arg(long, default_value = "k1s")]
+    pub cgroup_parent: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Server(args) => {
+            // Two workers: the machine kind has 2 cores; more threads only add memory.
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("k1s").build()?;
+            rt.block_on(server::run(args))
+        }
+        Command::Reset(args) => reset::run(&args),
+    }
+}

@@ -1,0 +1,141 @@
+//! API errors and their rendering as `metav1.Status` — the only place errors become HTTP.
+//!
+//! Messages follow `k8s.io/apimachinery/pkg/api/errors/errors.go`, since kubectl prints them verbatim and
+//! decides by `reason` (and `details`) what happened.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use k1s_api::validation::FieldError;
+use k1s_api::ResourceInfo;
+use k1s_store::StoreError;
+use serde_json::{json, Value};
+
+/// An error answered to a client as a `Status`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code} {reason}: {message}")]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    pub details: Value,
+}
+
+fn details(info: &ResourceInfo, name: &str) -> Value {
+    let mut d = json!({"name": name, "kind": info.plural});
+    if !info.group.is_empty() {
+        d["group"] = info.group.into();
+    }
+    d
+}
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError { code, reason, message: message.into(), details: json!({}) }
+    }
+
+    pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
+        ApiError { details: details(info, name), ..Self::new(404, "NotFound", format!("{} {name:?} not found", info.group_resource())) }
+    }
+
+    /// An unknown path: upstream's generic 404.
+    pub fn no_route() -> Self {
+        Self::new(404, "NotFound", "the server could not find the requested resource")
+    }
+
+    pub fn already_exists(info: &ResourceInfo, name: &str) -> Self {
+        ApiError {
+            details: details(info, name),
+            ..Self::new(409, "AlreadyExists", format!("{} {name:?} already exists", info.group_resource()))
+        }
+    }
+
+    pub fn conflict(info: &ResourceInfo, name: &str, why: &str) -> Self {
+        ApiError {
+            details: details(info, name),
+            ..Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {} {name:?}: {why}", info.group_resource()))
+        }
+    }
+
+    /// The stale-resourceVersion conflict.
+    pub fn modified(info: &ResourceInfo, name: &str) -> Self {
+        Self::conflict(info, name, "the object has been modified; please apply your changes to the latest version and try again")
+    }
+
+    pub fn invalid(info: &ResourceInfo, name: &str, errs: &[FieldError]) -> Self {
+        let list = errs.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let joined = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
+        let causes: Vec<Value> = errs.iter().map(|e| json!({"reason": e.reason(), "message": e.body(), "field": e.field})).collect();
+        let mut d = json!({"name": name, "kind": info.kind, "causes": causes});
+        if !info.group.is_empty() {
+            d["group"] = info.group.into();
+        }
+        ApiError { details: d, ..Self::new(422, "Invalid", format!("{} {name:?} is invalid: {joined}", info.kind)) }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, "Forbidden", message)
+    }
+
+    pub fn method_not_allowed(method: &http::Method, what: &str) -> Self {
+        Self::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource: {method} on {what}"))
+    }
+
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(415, "UnsupportedMediaType", message)
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
+    }
+
+    pub fn expired(message: impl Into<String>) -> Self {
+        Self::new(410, "Expired", message)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+    }
+
+    /// Store errors that reach the edge without a more specific mapping.
+    pub fn from_store(info: &ResourceInfo, name: &str, e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) => Self::not_found(info, name),
+            StoreError::AlreadyExists(_) => Self::already_exists(info, name),
+            StoreError::Conflict { .. } => Self::modified(info, name),
+            StoreError::Compacted { requested, oldest } => Self::expired(format!("too old resource version: {requested} ({oldest})")),
+            StoreError::Backend(m) => Self::internal(m),
+            StoreError::Closed => ApiError { code: 503, reason: "ServiceUnavailable", message: "the server is shutting down".into(), details: json!({}) },
+        }
+    }
+
+    /// The `metav1.Status` body.
+    pub fn status(&self) -> Value {
+        json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "details": self.details,
+            "code": self.code,
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        crate::json_response(code, &self.status())
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

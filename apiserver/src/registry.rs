@@ -1,0 +1,666 @@
+//! The generic registry: one implementation of get/list/create/update/patch/delete for every kind
+//! (upstream `registry/generic/registry/store.go`). Per-kind behaviour comes from [`crate::strategy`].
+//!
+//! Objects are kept in the store in their storage form as JSON without `resourceVersion`; the store's
+//! revision is put back into `metadata.resourceVersion` on every read, so the two can never disagree.
+//! Every read-modify-write goes through [`Registry::guaranteed_update`]: compare-and-swap on the revision,
+//! retried when nobody asked for a precondition.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use http::StatusCode;
+use k1s_api::selectors::{FieldSelector, LabelSelector};
+use k1s_api::{meta, resources, validation, ResourceInfo};
+use k1s_store::{KeyValue, Revision, Store, StoreError};
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::strategy::{self, DeleteMode};
+
+/// How often a write retries its compare-and-swap before giving up with a conflict.
+const MAX_RETRIES: usize = 64;
+
+/// Options of a list (and of the initial state of a watch).
+#[derive(Debug, Default, Clone)]
+pub struct ListOptions {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+}
+
+/// Options of a delete (`metav1.DeleteOptions`, from the body or the query).
+#[derive(Debug, Default, Clone)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    pub propagation_policy: Option<String>,
+    pub dry_run: bool,
+}
+
+impl DeleteOptions {
+    /// Parse a DeleteOptions body, merging query parameters (query wins when both are given).
+    pub fn parse(body: &[u8], query: &std::collections::HashMap<String, String>) -> ApiResult<Self> {
+        let mut o = DeleteOptions::default();
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions body: {e}")))?;
+            o.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
+            o.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
+            o.precondition_resource_version = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
+            o.propagation_policy = v.get("propagationPolicy").and_then(Value::as_str).map(str::to_string);
+            if v.get("orphanDependents") == Some(&Value::Bool(true)) && o.propagation_policy.is_none() {
+                o.propagation_policy = Some("Orphan".into());
+            }
+            o.dry_run = v.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
+        }
+        if let Some(g) = query.get("gracePeriodSeconds") {
+            o.grace_period_seconds = Some(g.parse().map_err(|_| ApiError::bad_request(format!("gracePeriodSeconds: invalid value {g:?}: must be an integer")))?);
+        }
+        if let Some(p) = query.get("propagationPolicy") {
+            o.propagation_policy = Some(p.clone());
+        }
+        if query.get("dryRun").is_some_and(|d| d == "All") {
+            o.dry_run = true;
+        }
+        if let Some(p) = &o.propagation_policy {
+            if !["Orphan", "Background", "Foreground"].contains(&p.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+                )));
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// The storage key of an object.
+pub fn key(info: &ResourceInfo, ns: Option<&str>, name: &str) -> String {
+    match ns.filter(|_| info.namespaced) {
+        Some(ns) => format!("/{}/{}/{}", info.storage, ns, name),
+        None => format!("/{}/{}", info.storage, name),
+    }
+}
+
+/// The storage prefix of a collection (one namespace, or all).
+pub fn prefix(info: &ResourceInfo, ns: Option<&str>) -> String {
+    match ns.filter(|_| info.namespaced) {
+        Some(ns) => format!("/{}/{}/", info.storage, ns),
+        None => format!("/{}/", info.storage),
+    }
+}
+
+/// Decode a stored object and put its revision back as `metadata.resourceVersion`.
+pub fn decode(bytes: &[u8], revision: Revision) -> ApiResult<Value> {
+    let mut v: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::internal(format!("corrupt object in store: {e}")))?;
+    meta::metadata_mut(&mut v).insert("resourceVersion".into(), Value::String(revision.to_string()));
+    Ok(v)
+}
+
+fn decode_kv(kv: &KeyValue) -> ApiResult<Value> {
+    decode(&kv.value, kv.mod_revision)
+}
+
+/// Serialise for storage, without `resourceVersion`.
+fn encode(obj: &Value) -> Vec<u8> {
+    let mut o = obj.clone();
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+        m.remove("selfLink");
+    }
+    serde_json::to_vec(&o).expect("JSON values serialise")
+}
+
+/// Storage form → the version the client asked for.
+pub fn externalize(info: &ResourceInfo, obj: &mut Value) {
+    if info.group == "events.k8s.io" {
+        k1s_api::events::to_events_v1(obj);
+    }
+    if let Some(m) = obj.as_object_mut() {
+        m.insert("apiVersion".into(), Value::String(info.api_version()));
+        m.insert("kind".into(), Value::String(info.kind.to_string()));
+    }
+}
+
+/// The client's version → storage form.
+fn internalize(info: &ResourceInfo, obj: &mut Value) {
+    if info.group == "events.k8s.io" {
+        k1s_api::events::to_core_v1(obj);
+    }
+}
+
+/// A body's kind and apiVersion must be the resource's (or absent).
+fn check_type(info: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
+    let Some(m) = obj.as_object_mut() else {
+        return Err(ApiError::bad_request(format!("the body of the request must be a JSON object holding a {}", info.kind)));
+    };
+    let kind = m.get("kind").and_then(Value::as_str).unwrap_or("");
+    let av = m.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if (!kind.is_empty() && kind != info.kind) || (!av.is_empty() && av != info.api_version()) {
+        return Err(ApiError::bad_request(format!(
+            "the object provided is unrecognized or does not match the URL: it says {av}/{kind}, but this URL serves {} {}; send it to that kind's URL, or fix apiVersion/kind",
+            info.api_version(),
+            info.kind
+        )));
+    }
+    m.insert("kind".into(), Value::String(info.kind.into()));
+    m.insert("apiVersion".into(), Value::String(info.api_version()));
+    Ok(())
+}
+
+/// 16 random bytes.
+fn random16() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the OS random source works");
+    b
+}
+
+/// A random (v4) UUID, as upstream uses for `metadata.uid`.
+pub fn new_uid() -> String {
+    let mut b = random16();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// The 5-character suffix of `generateName` (upstream's alphabet, without vowels and confusable characters).
+fn name_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    random16()[..5].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+}
+
+/// `resourceVersion` as sent by a client: "" = none, otherwise a number.
+fn parse_rv(s: &str) -> ApiResult<Option<Revision>> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| ApiError::bad_request(format!("invalid resource version {s:?}: resourceVersion must be a number taken from a previous read")))
+}
+
+/// Continue tokens carry the list revision and the last key returned.
+fn encode_continue(rv: Revision, last_key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!({"rv": rv, "start": last_key}).to_string())
+}
+
+fn decode_continue(token: &str) -> ApiResult<(Revision, String)> {
+    let bad = || ApiError::bad_request("continue: invalid value: the continue token is not one this server issued; restart the list without it");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    Ok((v["rv"].as_u64().ok_or_else(bad)?, v["start"].as_str().ok_or_else(bad)?.to_string()))
+}
+
+/// The generic registry, shared by all handlers.
+#[derive(Clone)]
+pub struct Registry {
+    store: Arc<dyn Store>,
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Registry { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn get(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+        let kv = self.store.get(&key(info, ns, name)).map_err(|e| ApiError::from_store(info, name, e))?;
+        let mut obj = decode_kv(&kv.ok_or_else(|| ApiError::not_found(info, name))?)?;
+        externalize(info, &mut obj);
+        Ok(obj)
+    }
+
+    /// Whether `obj` (storage form) matches the selectors.
+    pub fn matches(info: &ResourceInfo, opts: &ListOptions, obj: &Value) -> bool {
+        opts.labels.matches_json(obj.pointer("/metadata/labels")) && opts.fields.matches(|label| info.field(obj, label))
+    }
+
+    /// A list (`<Kind>List`) of the collection, filtered and paged.
+    pub fn list(&self, info: &ResourceInfo, ns: Option<&str>, opts: &ListOptions) -> ApiResult<Value> {
+        let prefix = prefix(info, ns);
+        let (rv, start) = match &opts.continue_token {
+            Some(t) => {
+                let (rv, start) = decode_continue(t)?;
+                (Some(rv), Some(start))
+            }
+            None => (None, None),
+        };
+        let (entries, store_rev) = match opts.fields.pinned_name() {
+            // `metadata.name=` (kubectl wait/delete --wait, informers on one object): one key, not a scan.
+            Some(name) if start.is_none() && (ns.is_some() || !info.namespaced) => {
+                let kv = self.store.get(&key(info, ns, name)).map_err(|e| ApiError::from_store(info, "", e))?;
+                (kv.into_iter().collect::<Vec<_>>(), self.store.revision())
+            }
+            _ => {
+                let l = self.store.list(&prefix, start.as_deref(), None).map_err(|e| ApiError::from_store(info, "", e))?;
+                (l.items, l.revision)
+            }
+        };
+        let limit = opts.limit.filter(|&l| l > 0).unwrap_or(usize::MAX);
+        let mut items = Vec::new();
+        let mut continue_token = None;
+        for kv in &entries {
+            let obj = decode_kv(kv)?;
+            if !Self::matches(info, opts, &obj) {
+                continue;
+            }
+            if items.len() == limit {
+                let last = items.last().map(|(k, _): &(String, Value)| k.clone()).unwrap_or_default();
+                continue_token = Some(encode_continue(rv.unwrap_or(store_rev), &last));
+                break;
+            }
+            items.push((kv.key.clone(), obj));
+        }
+        let items: Vec<Value> = items
+            .into_iter()
+            .map(|(_, mut o)| {
+                externalize(info, &mut o);
+                o
+            })
+            .collect();
+        let mut md = json!({"resourceVersion": rv.unwrap_or(store_rev).to_string()});
+        if let Some(c) = continue_token {
+            md["continue"] = c.into();
+        }
+        Ok(json!({"kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": md, "items": items}))
+    }
+
+    /// Check that a namespace exists and accepts new objects (upstream NamespaceLifecycle admission).
+    fn check_namespace(&self, info: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
+        let nsinfo = resources::find("", "v1", "namespaces").expect("namespaces are served");
+        let kv = self.store.get(&key(nsinfo, None, ns)).map_err(|e| ApiError::from_store(nsinfo, ns, e))?;
+        let Some(kv) = kv else { return Err(ApiError::not_found(nsinfo, ns)) };
+        let obj = decode_kv(&kv)?;
+        if meta::is_deleting(&obj) {
+            return Err(ApiError::forbidden(format!(
+                "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                info.group_resource()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Create an object (the body's namespace must agree with the URL's).
+    pub async fn create(&self, info: &ResourceInfo, ns: Option<&str>, mut obj: Value, dry_run: bool) -> ApiResult<Value> {
+        check_type(info, &mut obj)?;
+        internalize(info, &mut obj);
+        let strategy = strategy::for_resource(info);
+        let generate_name;
+        {
+            let m = meta::metadata_mut(&mut obj);
+            if info.namespaced {
+                let url_ns = ns.unwrap_or("");
+                match m.get("namespace").and_then(Value::as_str) {
+                    Some(b) if !b.is_empty() && b != url_ns => {
+                        return Err(ApiError::bad_request(format!(
+                            "the namespace of the provided object ({b}) does not match the namespace sent on the request ({url_ns})"
+                        )))
+                    }
+                    _ => {
+                        m.insert("namespace".into(), Value::String(url_ns.into()));
+                    }
+                }
+            } else {
+                m.remove("namespace");
+            }
+            for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+                m.remove(f);
+            }
+            generate_name = m.get("generateName").and_then(Value::as_str).unwrap_or("").to_string();
+            if m.get("name").and_then(Value::as_str).unwrap_or("").is_empty() && !generate_name.is_empty() {
+                m.insert("name".into(), Value::String(format!("{generate_name}{}", name_suffix())));
+            }
+            let uid = new_uid();
+            m.insert("uid".into(), Value::String(uid));
+            m.insert("creationTimestamp".into(), Value::String(meta::now()));
+            if strategy.has_generation() {
+                m.insert("generation".into(), json!(1));
+            } else {
+                m.remove("generation");
+            }
+        }
+        let uid = meta::meta_str(&obj, "uid").to_string();
+        strategy.prepare_for_create(info, &mut obj, &uid);
+        let mut name = meta::name(&obj).to_string();
+        validation::decode_check(info, &obj).map_err(ApiError::bad_request)?;
+        let errs = validation::validate(info, &obj);
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(info, &name, &errs));
+        }
+        if info.namespaced {
+            self.check_namespace(info, ns.unwrap_or(""), &name)?;
+        }
+        if dry_run {
+            externalize(info, &mut obj);
+            return Ok(obj);
+        }
+        let mut attempts = 0;
+        let commit = loop {
+            match self.store.create(&key(info, ns, &name), encode(&obj)) {
+                Ok(c) => break c,
+                // A generated name collided: draw another suffix, as upstream's retry does.
+                Err(StoreError::AlreadyExists(_)) if !generate_name.is_empty() && attempts < 8 => {
+                    attempts += 1;
+                    name = format!("{generate_name}{}", name_suffix());
+                    meta::metadata_mut(&mut obj).insert("name".into(), Value::String(name.clone()));
+                }
+                Err(e) => return Err(ApiError::from_store(info, &name, e)),
+            }
+        };
+        commit.durable().await.map_err(|e| ApiError::from_store(info, &name, e))?;
+        meta::metadata_mut(&mut obj).insert("resourceVersion".into(), Value::String(commit.revision.to_string()));
+        externalize(info, &mut obj);
+        Ok(obj)
+    }
+
+    /// Read-modify-write with compare-and-swap. `precondition` (a client's resourceVersion) makes a changed
+    /// object a 409 instead of a retry. `f` gets the current object (storage form) and returns the new one.
+    /// An object that is being deleted and has lost its last finalizer is removed instead of written.
+    async fn guaranteed_update(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        precondition: Option<Revision>,
+        dry_run: bool,
+        f: impl Fn(&Value) -> ApiResult<Value>,
+    ) -> ApiResult<Value> {
+        let k = key(info, ns, name);
+        for _ in 0..MAX_RETRIES {
+            let kv = self.store.get(&k).map_err(|e| ApiError::from_store(info, name, e))?.ok_or_else(|| ApiError::not_found(info, name))?;
+            if precondition.is_some_and(|p| p != kv.mod_revision) {
+                return Err(ApiError::modified(info, name));
+            }
+            let old = decode_kv(&kv)?;
+            let mut new = f(&old)?;
+            // Normalise the revision so "no change" can be detected by comparison (and then not written).
+            meta::metadata_mut(&mut new).insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+            if new == old || dry_run {
+                externalize(info, &mut new);
+                return Ok(new);
+            }
+            let finalize = info.storage != "core/namespaces"
+                && meta::is_deleting(&new)
+                && meta::finalizers(&new).is_empty()
+                && new.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0;
+            let res = if finalize { self.store.delete(&k, Some(kv.mod_revision)) } else { self.store.update(&k, encode(&new), kv.mod_revision) };
+            match res {
+                Ok(c) => {
+                    c.durable().await.map_err(|e| ApiError::from_store(info, name, e))?;
+                    meta::metadata_mut(&mut new).insert("resourceVersion".into(), Value::String(c.revision.to_string()));
+                    externalize(info, &mut new);
+                    return Ok(new);
+                }
+                Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) if precondition.is_none() => continue,
+                Err(e) => return Err(ApiError::from_store(info, name, e)),
+            }
+        }
+        Err(ApiError::modified(info, name))
+    }
+
+    /// The rules every update follows: identity and lifecycle metadata are the server's, status goes through
+    /// `/status` only, spec changes bump `generation`, then validation.
+    fn prepare_update(info: &ResourceInfo, sub: Option<&str>, mut new: Value, old: &Value) -> ApiResult<Value> {
+        let strategy = strategy::for_resource(info);
+        if sub == Some("status") {
+            // Upstream `ResetObjectMetaForStatus`: a status write cannot touch metadata.
+            let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
+            new["metadata"] = old_meta;
+            strategy.prepare_for_status_update(&mut new, old);
+        } else {
+            {
+                let om = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+                let m = meta::metadata_mut(&mut new);
+                for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name", "generation"] {
+                    match om.get(f) {
+                        Some(v) => m.insert(f.to_string(), v.clone()),
+                        None => m.remove(f),
+                    };
+                }
+            }
+            strategy.prepare_for_update(info, &mut new, old);
+            if strategy.has_generation() && new.get("spec") != old.get("spec") {
+                let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+                meta::metadata_mut(&mut new).insert("generation".into(), json!(g));
+            }
+        }
+        // Finalizers cannot be added once deletion has started (upstream rule).
+        if meta::is_deleting(old) {
+            let before = meta::finalizers(old);
+            if meta::finalizers(&new).iter().any(|f| !before.contains(f)) {
+                return Err(ApiError::invalid(
+                    info,
+                    meta::name(old),
+                    &[validation::FieldError::forbidden("metadata.finalizers", "no new finalizers can be added if the object is being deleted")],
+                ));
+            }
+        }
+        validation::decode_check(info, &new).map_err(ApiError::bad_request)?;
+        let errs = validation::validate_update(info, &new, old);
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(info, meta::name(old), &errs));
+        }
+        Ok(new)
+    }
+
+    /// PUT: replace an object (or its status).
+    pub async fn update(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, mut body: Value, sub: Option<&str>, dry_run: bool) -> ApiResult<Value> {
+        check_type(info, &mut body)?;
+        internalize(info, &mut body);
+        let body_name = meta::name(&body);
+        if body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name}); set metadata.name to {name:?}"
+            )));
+        }
+        if info.namespaced {
+            let b = meta::namespace(&body);
+            if !b.is_empty() && Some(b) != ns {
+                return Err(ApiError::bad_request(format!(
+                    "the namespace of the provided object ({b}) does not match the namespace sent on the request ({})",
+                    ns.unwrap_or("")
+                )));
+            }
+        }
+        let precondition = parse_rv(meta::meta_str(&body, "resourceVersion"))?;
+        self.guaranteed_update(info, ns, name, precondition, dry_run, |old| Self::prepare_update(info, sub, body.clone(), old)).await
+    }
+
+    /// PATCH with a JSON patch or a merge patch.
+    pub async fn patch(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, content_type: &str, body: &[u8], sub: Option<&str>, dry_run: bool) -> ApiResult<Value> {
+        enum P {
+            Json(json_patch::Patch),
+            Merge(Value),
+        }
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        let patch = match media {
+            "application/json-patch+json" => P::Json(serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?),
+            "application/merge-patch+json" => P::Merge(serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid merge patch: {e}")))?),
+            "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
+                return Err(ApiError::unsupported_media_type(format!(
+                    "the patch type {media} is not supported by this k1s version yet; use a JSON merge patch (kubectl patch --type=merge) or a JSON patch (--type=json)"
+                )))
+            }
+            other => {
+                return Err(ApiError::unsupported_media_type(format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got {other:?})"
+                )))
+            }
+        };
+        self.guaranteed_update(info, ns, name, None, dry_run, |old| {
+            let mut cur = old.clone();
+            externalize(info, &mut cur);
+            match &patch {
+                P::Json(p) => json_patch::patch(&mut cur, p).map_err(|e| {
+                    // A failed `test` operation is a conflict upstream; anything else is a bad patch.
+                    ApiError::invalid(info, name, &[validation::FieldError::invalid("patch", &Value::Null, e.to_string())])
+                })?,
+                P::Merge(m) => json_patch::merge(&mut cur, m),
+            }
+            let rv = meta::meta_str(&cur, "resourceVersion");
+            if !rv.is_empty() && rv != meta::meta_str(old, "resourceVersion") {
+                return Err(ApiError::modified(info, name));
+            }
+            internalize(info, &mut cur);
+            Self::prepare_update(info, sub, cur, old)
+        })
+        .await
+    }
+
+    /// POST pods/{name}/binding: set `spec.nodeName` once (the scheduler's write).
+    pub async fn bind(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, binding: &Value) -> ApiResult<Value> {
+        let target = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+        if target.is_empty() {
+            return Err(ApiError::invalid(info, name, &[validation::FieldError::required("target.name", "name of the node to bind to")]));
+        }
+        self.guaranteed_update(info, ns, name, None, false, |old| {
+            let node = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+            if !node.is_empty() {
+                return Err(ApiError {
+                    message: format!("Operation cannot be fulfilled on pods/binding {name:?}: pod {name} is already assigned to node {node:?}"),
+                    ..ApiError::conflict(info, name, "")
+                });
+            }
+            if meta::is_deleting(old) {
+                return Err(ApiError {
+                    message: format!("Operation cannot be fulfilled on pods/binding {name:?}: pod {name} is being deleted, cannot be assigned to a host"),
+                    ..ApiError::conflict(info, name, "")
+                });
+            }
+            let mut new = old.clone();
+            meta::set_path(&mut new, &["spec", "nodeName"], Value::String(target.clone()));
+            let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": meta::now()});
+            let conds = new.pointer_mut("/status/conditions").and_then(Value::as_array_mut);
+            match conds {
+                Some(list) => {
+                    list.retain(|c| c.get("type") != Some(&json!("PodScheduled")));
+                    list.push(cond);
+                }
+                None => meta::set_path(&mut new, &["status", "conditions"], json!([cond])),
+            }
+            Ok(new)
+        })
+        .await?;
+        Ok(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
+    }
+
+    /// DELETE one object. Returns the object and 200 when it is gone, 202 while deletion waits (grace period,
+    /// finalizers, namespace contents).
+    pub async fn delete(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<(Value, StatusCode)> {
+        let k = key(info, ns, name);
+        let strategy = strategy::for_resource(info);
+        for _ in 0..MAX_RETRIES {
+            let kv = self.store.get(&k).map_err(|e| ApiError::from_store(info, name, e))?.ok_or_else(|| ApiError::not_found(info, name))?;
+            let old = decode_kv(&kv)?;
+            if let Some(uid) = &opts.precondition_uid {
+                let have = meta::meta_str(&old, "uid");
+                if uid != have {
+                    return Err(ApiError::conflict(info, name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {have}")));
+                }
+            }
+            if let Some(rv) = &opts.precondition_resource_version {
+                if *rv != kv.mod_revision.to_string() {
+                    return Err(ApiError::conflict(
+                        info,
+                        name,
+                        &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in meta: {}", kv.mod_revision),
+                    ));
+                }
+            }
+            let mode = match strategy.delete_mode(&old, opts.grace_period_seconds) {
+                // Finalizers hold any object; a pod's grace period still applies to its containers.
+                DeleteMode::Immediate if !meta::finalizers(&old).is_empty() => DeleteMode::Finalize,
+                m => m,
+            };
+            if opts.dry_run {
+                let mut o = old;
+                externalize(info, &mut o);
+                return Ok((o, StatusCode::OK));
+            }
+            let grace = match mode {
+                DeleteMode::Immediate => {
+                    match self.store.delete(&k, Some(kv.mod_revision)) {
+                        Ok(c) => {
+                            c.durable().await.map_err(|e| ApiError::from_store(info, name, e))?;
+                            let mut o = old;
+                            meta::metadata_mut(&mut o).insert("resourceVersion".into(), Value::String(c.revision.to_string()));
+                            externalize(info, &mut o);
+                            return Ok((o, StatusCode::OK));
+                        }
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => return Err(ApiError::from_store(info, name, e)),
+                    }
+                }
+                DeleteMode::Graceful { grace } => grace,
+                DeleteMode::Finalize => 0,
+            };
+            let pending = old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+            if meta::is_deleting(&old) && pending.is_none_or(|p| p <= grace) {
+                let mut o = old;
+                externalize(info, &mut o);
+                return Ok((o, StatusCode::ACCEPTED));
+            }
+            let mut new = old.clone();
+            strategy::mark_deleting(&mut new, grace);
+            if info.storage == "core/namespaces" {
+                meta::set_path(&mut new, &["status", "phase"], json!("Terminating"));
+            }
+            match self.store.update(&k, encode(&new), kv.mod_revision) {
+                Ok(c) => {
+                    c.durable().await.map_err(|e| ApiError::from_store(info, name, e))?;
+                    meta::metadata_mut(&mut new).insert("resourceVersion".into(), Value::String(c.revision.to_string()));
+                    externalize(info, &mut new);
+                    return Ok((new, StatusCode::ACCEPTED));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(info, name, e)),
+            }
+        }
+        Err(ApiError::modified(info, name))
+    }
+
+    /// DELETE on a collection: delete every matching object; answers the list of what was deleted.
+    pub async fn delete_collection(&self, info: &ResourceInfo, ns: Option<&str>, list: &ListOptions, opts: &DeleteOptions) -> ApiResult<Value> {
+        let current = self.list(info, ns, &ListOptions { limit: None, continue_token: None, ..list.clone() })?;
+        let mut items = Vec::new();
+        for item in current["items"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            let item_ns = meta::namespace(item);
+            let item_ns = if info.namespaced { Some(item_ns) } else { None };
+            match self.delete(info, item_ns, meta::name(item), opts).await {
+                Ok((o, _)) => items.push(o),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(json!({"kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": {"resourceVersion": self.store.revision().to_string()}, "items": items}))
+    }
+
+    /// Create an object unless it exists (used at boot for the built-in namespaces).
+    pub async fn ensure(&self, info: &ResourceInfo, ns: Option<&str>, obj: Value) -> ApiResult<()> {
+        match self.create(info, ns, obj, false).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// All objects of a storage resource in a namespace (storage form), for sweeps.
+    pub fn raw_list(&self, info: &ResourceInfo, ns: Option<&str>) -> ApiResult<Vec<Value>> {
+        let l = self.store.list(&prefix(info, ns), None, None).map_err(|e| ApiError::from_store(info, "", e))?;
+        l.items.iter().map(decode_kv).collect()
+    }
+
+    /// Remove a key outright (the namespace lifecycle's last step).
+    pub async fn remove(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, expected: Option<Revision>) -> ApiResult<()> {
+        let c = self.store.delete(&key(info, ns, name), expected).map_err(|e| ApiError::from_store(info, name, e))?;
+        c.durable().await.map_err(|e| ApiError::from_store(info, name, e))
+    }
+
+    /// Parse a resourceVersion (shared with the watch handler).
+    pub fn parse_resource_version(s: &str) -> ApiResult<Option<Revision>> {
+        parse_rv(s)
+    }
+}

@@ -1,0 +1,246 @@
+//! Per-kind behaviour of the generic registry (upstream's `RESTCreateStrategy` / `RESTUpdateStrategy`):
+//! defaults and status reset on create, status preservation on update, how deletion proceeds.
+//!
+//! The registry does everything kind-independent; a kind only answers these questions.
+
+use base64::Engine as _;
+use k1s_api::{defaults, meta, ResourceInfo};
+use serde_json::{json, Value};
+
+/// How a delete request proceeds for an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteMode {
+    /// Remove the key now.
+    Immediate,
+    /// Keep the object with `deletionTimestamp` = now + grace until the node agent confirms (pods).
+    Graceful { grace: i64 },
+    /// Keep the object with `deletionTimestamp` until its finalizers are gone.
+    Finalize,
+}
+
+pub trait Strategy: Send + Sync {
+    /// Defaults and status reset on create. `uid` is the new object's uid.
+    fn prepare_for_create(&self, info: &ResourceInfo, obj: &mut Value, uid: &str) {
+        let _ = uid;
+        if info.has_subresource("status") {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
+    }
+
+    /// A write to the main resource cannot change status (when the kind has a status subresource).
+    fn prepare_for_update(&self, info: &ResourceInfo, new: &mut Value, old: &Value) {
+        if info.has_subresource("status") {
+            copy_field(new, old, "status");
+        }
+    }
+
+    /// A write to `/status` changes only status.
+    fn prepare_for_status_update(&self, new: &mut Value, old: &Value) {
+        for f in ["spec"] {
+            copy_field(new, old, f);
+        }
+    }
+
+    /// Whether `metadata.generation` tracks spec changes.
+    fn has_generation(&self) -> bool {
+        false
+    }
+
+    /// How a delete proceeds (finalizers are handled by the registry before this is asked).
+    fn delete_mode(&self, obj: &Value, requested_grace: Option<i64>) -> DeleteMode {
+        let _ = (obj, requested_grace);
+        DeleteMode::Immediate
+    }
+}
+
+fn copy_field(new: &mut Value, old: &Value, field: &str) {
+    if let Some(m) = new.as_object_mut() {
+        match old.get(field) {
+            Some(v) => {
+                m.insert(field.to_string(), v.clone());
+            }
+            None => {
+                m.remove(field);
+            }
+        }
+    }
+}
+
+struct Default;
+impl Strategy for Default {}
+
+struct Pods;
+impl Strategy for Pods {
+    fn prepare_for_create(&self, _: &ResourceInfo, obj: &mut Value, _: &str) {
+        defaults::pod(obj);
+        let qos = qos_class(obj.get("spec").unwrap_or(&Value::Null));
+        obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+    }
+
+    fn prepare_for_status_update(&self, new: &mut Value, old: &Value) {
+        copy_field(new, old, "spec");
+    }
+
+    fn delete_mode(&self, obj: &Value, requested_grace: Option<i64>) -> DeleteMode {
+        // Upstream: an unbound pod, or one already finished, goes at once; otherwise the kubelet must confirm.
+        let node = obj.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+        let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+        if node.is_empty() || phase == "Succeeded" || phase == "Failed" {
+            return DeleteMode::Immediate;
+        }
+        let grace = requested_grace
+            .or_else(|| obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64))
+            .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+            .unwrap_or(30)
+            .max(0);
+        if grace == 0 {
+            DeleteMode::Immediate
+        } else {
+            DeleteMode::Graceful { grace }
+        }
+    }
+}
+
+/// Upstream `GetPodQOS`: BestEffort with no requests or limits, Guaranteed when every container's cpu and
+/// memory limits are set and equal to its requests, Burstable otherwise.
+fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|l| spec.get(*l).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &containers {
+        let req = c.pointer("/resources/requests").and_then(Value::as_object);
+        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
+        let has = |m: Option<&serde_json::Map<String, Value>>, k: &str| m.is_some_and(|m| m.contains_key(k));
+        if has(req, "cpu") || has(req, "memory") || has(lim, "cpu") || has(lim, "memory") {
+            any = true;
+        }
+        for r in ["cpu", "memory"] {
+            let l = lim.and_then(|m| m.get(r));
+            // A request defaults to the limit when unset.
+            let q = req.and_then(|m| m.get(r)).or(l);
+            if l.is_none() || q != l {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+struct Namespaces;
+impl Strategy for Namespaces {
+    fn prepare_for_create(&self, _: &ResourceInfo, obj: &mut Value, _: &str) {
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("status");
+        }
+        defaults::namespace(obj);
+    }
+
+    fn prepare_for_status_update(&self, new: &mut Value, old: &Value) {
+        copy_field(new, old, "spec");
+    }
+
+    fn delete_mode(&self, _: &Value, _: Option<i64>) -> DeleteMode {
+        // The namespace lifecycle loop empties it, then removes it.
+        DeleteMode::Finalize
+    }
+}
+
+struct Jobs;
+impl Strategy for Jobs {
+    fn prepare_for_create(&self, _: &ResourceInfo, obj: &mut Value, uid: &str) {
+        defaults::job(obj, uid);
+        obj["status"] = json!({});
+    }
+
+    fn has_generation(&self) -> bool {
+        true
+    }
+}
+
+/// Nodes are created by their agent with a status (upstream keeps it).
+struct Nodes;
+impl Strategy for Nodes {
+    fn prepare_for_create(&self, _: &ResourceInfo, _: &mut Value, _: &str) {}
+}
+
+struct Secrets;
+impl Strategy for Secrets {
+    fn prepare_for_create(&self, _: &ResourceInfo, obj: &mut Value, _: &str) {
+        defaults::secret(obj);
+        fold_string_data(obj);
+    }
+
+    fn prepare_for_update(&self, _: &ResourceInfo, new: &mut Value, _: &Value) {
+        fold_string_data(new);
+    }
+}
+
+/// `stringData` is write-only: it is merged into `data` (base64) and never stored (upstream conversion).
+fn fold_string_data(obj: &mut Value) {
+    let Some(m) = obj.as_object_mut() else { return };
+    if let Some(Value::Object(sd)) = m.remove("stringData") {
+        let data = m.entry("data").or_insert_with(|| json!({}));
+        if !data.is_object() {
+            *data = json!({});
+        }
+        for (k, v) in sd {
+            let s = v.as_str().unwrap_or_default();
+            data[k] = Value::String(base64::engine::general_purpose::STANDARD.encode(s));
+        }
+    }
+}
+
+/// The strategy of a resource.
+pub fn for_resource(info: &ResourceInfo) -> &'static dyn Strategy {
+    match info.storage {
+        "core/pods" => &Pods,
+        "core/namespaces" => &Namespaces,
+        "core/nodes" => &Nodes,
+        "core/secrets" => &Secrets,
+        "batch/jobs" => &Jobs,
+        _ => &Default,
+    }
+}
+
+/// Mark an object as being deleted (shared by graceful and finalizer deletion).
+pub fn mark_deleting(obj: &mut Value, grace: i64) {
+    let m = meta::metadata_mut(obj);
+    if !m.contains_key("deletionTimestamp") {
+        m.insert("deletionTimestamp".into(), Value::String(meta::now_plus(grace)));
+    } else if grace > 0 {
+        // A shorter grace period than the pending one moves the deadline closer (upstream allows shortening only).
+        m.insert("deletionTimestamp".into(), Value::String(meta::now_plus(grace)));
+    }
+    m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos() {
+        assert_eq!(qos_class(&json!({"containers": [{"name": "a"}]})), "BestEffort");
+        assert_eq!(qos_class(&json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]})), "Guaranteed");
+        assert_eq!(qos_class(&json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]})), "Burstable");
+    }
+
+    #[test]
+    fn string_data_folds_into_data() {
+        let mut s = json!({"stringData": {"a": "hi"}});
+        fold_string_data(&mut s);
+        assert_eq!(s, json!({"data": {"a": "aGk="}}));
+    }
+}
