@@ -1,1 +1,225 @@
-//! Shared harness for the integration tests and the benchmark: start the real `k1s` binary, clean up after it.
+//! Shared harness for the end-to-end tests and the benchmark: start the real `k1s` binary in its own process
+//! group with its own data dir, port, bridge, pod CIDR and cgroup parent, and remove all of it afterwards
+//! (a Drop guard that kills the group and runs `k1s reset`), pass or fail.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+/// The `k1s` binary under test: `$K1S_BIN`, else `target/<profile>/k1s` beside this crate's workspace.
+pub fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("K1S_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let bin = target.join(profile).join("k1s");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build -p k1s`, or run the README's test command, which does)",
+        bin.display()
+    );
+    bin
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Names that keep parallel test servers apart.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub bridge: String,
+    pub cgroup_parent: String,
+    pub pod_cidr: String,
+    pub node_name: String,
+}
+
+impl Identity {
+    pub fn unique() -> Self {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        // Linux interface names are at most 15 bytes.
+        let tag = format!("{:x}{:x}", pid & 0xfffff, n);
+        let b = ((pid as usize * 7 + n as usize) % 200) + 20;
+        Identity {
+            bridge: format!("k1st{tag}"),
+            cgroup_parent: format!("k1s-test-{tag}"),
+            pod_cidr: format!("10.{b}.0.0/16"),
+            node_name: format!("k1s-test-{tag}"),
+        }
+    }
+}
+
+/// A running `k1s server`.
+pub struct Server {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    /// Owns the temporary data dir when the harness created it.
+    _tmp: Option<tempfile::TempDir>,
+    pub id: Identity,
+    pub kubeconfig: PathBuf,
+    pub url: String,
+    pub token: String,
+    pub ca_pem: String,
+    pub listen: String,
+}
+
+impl Server {
+    /// Start a server on a fresh data dir and a free loopback port; returns once the API serves.
+    pub fn start() -> anyhow::Result<Server> {
+        let tmp = tempfile::Builder::new().prefix("k1s-test-").tempdir()?;
+        let dir = tmp.path().to_path_buf();
+        let mut s = Server::start_in(&dir, Identity::unique(), "127.0.0.1:0")?;
+        s._tmp = Some(tmp);
+        Ok(s)
+    }
+
+    /// Start a server on an existing data dir (a restart), with `listen` (port 0 = any).
+    pub fn start_in(dir: &Path, id: Identity, listen: &str) -> anyhow::Result<Server> {
+        let kubeconfig = dir.join("kubeconfig.yaml");
+        // The server rewrites it once the API serves; its appearance is the readiness signal.
+        let _ = std::fs::remove_file(&kubeconfig);
+        std::fs::create_dir_all(dir)?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log"))?;
+        let mut cmd = Command::new(binary());
+        cmd.args(["server", "--data-dir"])
+            .arg(dir)
+            .args(["--listen", listen, "--node-name", &id.node_name, "--bridge", &id.bridge])
+            .args(["--pod-cidr", &id.pod_cidr, "--cgroup-parent", &id.cgroup_parent])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().context("spawning k1s server")?;
+        let mut s = Server {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            id,
+            kubeconfig: kubeconfig.clone(),
+            url: String::new(),
+            token: String::new(),
+            ca_pem: String::new(),
+            listen: listen.to_string(),
+        };
+        s.wait_ready(Duration::from_secs(30))?;
+        Ok(s)
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&self.kubeconfig) {
+                if text.contains("current-context") {
+                    self.url = field(&text, "server:").context("server in kubeconfig")?;
+                    self.token = field(&text, "token:").context("token in kubeconfig")?;
+                    self.ca_pem = std::fs::read_to_string(self.dir.join("pki/ca.crt"))?;
+                    return Ok(());
+                }
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("k1s server exited with {status} before serving:\n{}", self.log());
+            }
+            if start.elapsed() > timeout {
+                bail!("k1s server did not serve within {timeout:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.join("server.log")) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// A kube client through the written kubeconfig, exactly as a user's program would connect.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+        Ok(kube::Client::try_from(cfg)?)
+    }
+
+    /// A kube client that trusts the CA but presents no credentials.
+    pub async fn anonymous_client(&self) -> anyhow::Result<kube::Client> {
+        let mut kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        for a in kc.auth_infos.iter_mut() {
+            a.auth_info = Some(Default::default());
+        }
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+        Ok(kube::Client::try_from(cfg)?)
+    }
+
+    /// `kill -9` the server (the whole process group) and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = killpg(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let mut c = self.child.take().context("server not running")?;
+        kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM)?;
+        let start = Instant::now();
+        loop {
+            if let Some(st) = c.try_wait()? {
+                return Ok(st);
+            }
+            if start.elapsed() > timeout {
+                let _ = killpg(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
+                let _ = c.wait();
+                bail!("k1s server did not exit within {timeout:?} of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Start again on the same data dir (and the same port when it was fixed).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        let port = self.url.rsplit(':').next().unwrap_or("0").to_string();
+        let listen = format!("127.0.0.1:{port}");
+        let mut next = Server::start_in(&self.dir, self.id.clone(), &listen)?;
+        self.child = next.child.take();
+        self.url = next.url.clone();
+        self.token = next.token.clone();
+        self.ca_pem = next.ca_pem.clone();
+        Ok(())
+    }
+}
+
+fn field(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_string()))
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("--- k1s server log ({}) ---\n{}", self.dir.display(), self.log());
+        }
+        // Remove whatever the server created in the kernel and on disk.
+        let _ = Command::new(binary())
+            .args(["reset", "--data-dir"])
+            .arg(&self.dir)
+            .args(["--bridge", &self.id.bridge, "--cgroup-parent", &self.id.cgroup_parent])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}

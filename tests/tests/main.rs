@@ -1,1 +1,4 @@
-mod dummy {}
+//! The one integration test binary: the in-process API suite and the end-to-end suite on the real binary.
+
+mod api;
+mod e2e;
