@@ -171,7 +171,7 @@ fn validate_meta(info: &ResourceInfo, obj: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
-/// Check that the body decodes as its kind; the message is upstream's decode error wording.
+/// Check that an object in its storage form decodes as its kind; the message is upstream's decode error wording.
 pub fn decode_check(info: &ResourceInfo, obj: &Value) -> Result<(), String> {
     use k8s_openapi::api;
     fn check<'de, T: Deserialize<'de>>(v: &'de Value) -> Result<(), String> {
@@ -186,7 +186,8 @@ pub fn decode_check(info: &ResourceInfo, obj: &Value) -> Result<(), String> {
         ("", "Secret") => check::<api::core::v1::Secret>(obj),
         ("batch", "Job") => check::<api::batch::v1::Job>(obj),
         ("coordination.k8s.io", "Lease") => check::<api::coordination::v1::Lease>(obj),
-        ("events.k8s.io", "Event") => check::<api::events::v1::Event>(obj),
+        // Stored as core/v1 Events (see `events`).
+        ("events.k8s.io", "Event") => check::<api::core::v1::Event>(obj),
         _ => Ok(()),
     };
     res.map_err(|e| format!("{} in version {:?} cannot be handled as a {}: {e}", info.kind, info.version, info.kind))

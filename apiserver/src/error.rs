@@ -69,7 +69,9 @@ impl ApiError {
         if !info.group.is_empty() {
             d["group"] = info.group.into();
         }
-        ApiError { details: d, ..Self::new(422, "Invalid", format!("{} {name:?} is invalid: {joined}", info.kind)) }
+        // Upstream names the kind with its group (`Job.batch`); core kinds stay bare.
+        let qualified = if info.group.is_empty() { info.kind.to_string() } else { format!("{}.{}", info.kind, info.group) };
+        ApiError { details: d, ..Self::new(422, "Invalid", format!("{qualified} {name:?} is invalid: {joined}")) }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {

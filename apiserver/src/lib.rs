@@ -268,6 +268,14 @@ async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, 
                     Some(t) => Duration::from_secs(t.parse().map_err(|_| ApiError::bad_request(format!("timeoutSeconds: invalid value {t:?}")))?),
                     None => watch::DEFAULT_TIMEOUT,
                 };
+                if flag(&query, "sendInitialEvents") && !flag(&query, "allowWatchBookmarks") {
+                    return Err(ApiError {
+                        code: 422,
+                        reason: "Invalid",
+                        message: "ListOptions.meta.k8s.io \"\" is invalid: allowWatchBookmarks: Required value: allowWatchBookmarks must be true when sendInitialEvents is set".into(),
+                        details: json!({"kind": "ListOptions", "group": "meta.k8s.io", "causes": [{"reason": "FieldValueRequired", "message": "Required value: allowWatchBookmarks must be true when sendInitialEvents is set", "field": "allowWatchBookmarks"}]}),
+                    });
+                }
                 let wopts = watch::WatchOptions {
                     list: opts,
                     resource_version: query.get("resourceVersion").cloned().unwrap_or_default(),

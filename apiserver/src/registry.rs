@@ -37,6 +37,8 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
     pub propagation_policy: Option<String>,
+    /// The deprecated `orphanDependents`; `false` is the one case where upstream answers 202.
+    pub orphan_dependents: Option<bool>,
     pub dry_run: bool,
 }
 
@@ -50,7 +52,8 @@ impl DeleteOptions {
             o.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
             o.precondition_resource_version = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
             o.propagation_policy = v.get("propagationPolicy").and_then(Value::as_str).map(str::to_string);
-            if v.get("orphanDependents") == Some(&Value::Bool(true)) && o.propagation_policy.is_none() {
+            o.orphan_dependents = v.get("orphanDependents").and_then(Value::as_bool);
+            if o.orphan_dependents == Some(true) && o.propagation_policy.is_none() {
                 o.propagation_policy = Some("Orphan".into());
             }
             o.dry_run = v.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
@@ -235,7 +238,16 @@ impl Registry {
                 (kv.into_iter().collect::<Vec<_>>(), self.store.revision())
             }
             _ => {
-                let l = self.store.list(&prefix, start.as_deref(), None).map_err(|e| ApiError::from_store(info, "", e))?;
+                let l = match rv {
+                    // A later page comes from the first page's snapshot.
+                    Some(rv) => self.store.list_at(&prefix, start.as_deref(), None, rv).map_err(|e| match e {
+                        StoreError::Compacted { .. } => ApiError::expired(
+                            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                        ),
+                        e => ApiError::from_store(info, "", e),
+                    })?,
+                    None => self.store.list(&prefix, None, None).map_err(|e| ApiError::from_store(info, "", e))?,
+                };
                 (l.items, l.revision)
             }
         };
@@ -547,8 +559,8 @@ impl Registry {
         Ok(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
     }
 
-    /// DELETE one object. Returns the object and 200 when it is gone, 202 while deletion waits (grace period,
-    /// finalizers, namespace contents).
+    /// DELETE one object. Returns the object and 200, also while deletion waits (grace period, finalizers,
+    /// namespace contents): upstream answers 202 only then *and* with `orphanDependents: false`.
     pub async fn delete(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<(Value, StatusCode)> {
         let k = key(info, ns, name);
         let strategy = strategy::for_resource(info);
@@ -597,11 +609,12 @@ impl Registry {
                 DeleteMode::Graceful { grace } => grace,
                 DeleteMode::Finalize => 0,
             };
+            let deferred = if opts.orphan_dependents == Some(false) { StatusCode::ACCEPTED } else { StatusCode::OK };
             let pending = old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
             if meta::is_deleting(&old) && pending.is_none_or(|p| p <= grace) {
                 let mut o = old;
                 externalize(info, &mut o);
-                return Ok((o, StatusCode::ACCEPTED));
+                return Ok((o, deferred));
             }
             let mut new = old.clone();
             strategy::mark_deleting(&mut new, grace);
@@ -613,7 +626,7 @@ impl Registry {
                     c.durable().await.map_err(|e| ApiError::from_store(info, name, e))?;
                     meta::metadata_mut(&mut new).insert("resourceVersion".into(), Value::String(c.revision.to_string()));
                     externalize(info, &mut new);
-                    return Ok((new, StatusCode::ACCEPTED));
+                    return Ok((new, deferred));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(ApiError::from_store(info, name, e)),

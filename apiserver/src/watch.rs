@@ -157,8 +157,9 @@ async fn next_chunk(st: &mut State) -> Option<Bytes> {
                 let (kind, mut obj) = match (m(&old), m(&new)) {
                     (false, true) => ("ADDED", new?),
                     (true, true) => ("MODIFIED", new?),
-                    // Deleted, or changed so that it no longer matches: the last state the client may see.
-                    (true, false) => ("DELETED", new.or(old)?),
+                    // Deleted, or changed so that it no longer matches: the last state that matched
+                    // (upstream `cacheWatcher.convertToWatchEvent`), at this event's revision.
+                    (true, false) => ("DELETED", old.or(new)?),
                     (false, false) => continue,
                 };
                 registry::externalize(info, &mut obj);

@@ -188,6 +188,7 @@ impl Engine {
             revision,
             value: new.as_ref().map(|e| e.value.clone()),
             prev: prev.as_ref().map(|e| e.value.clone()),
+            prev_revisions: prev.as_ref().map(|e| (e.create, e.modr)),
         });
         if self.persist.is_some() {
             inner.pending.push_back(ev);
@@ -238,6 +239,47 @@ impl Store for Arc<Engine> {
             items.push(kv(k, e));
         }
         Ok(ListResult { items, revision: inner.rev, more })
+    }
+
+    fn list_at(&self, prefix: &str, start_after: Option<&str>, limit: Option<usize>, revision: Revision) -> Result<ListResult> {
+        let inner = self.read();
+        if revision >= inner.rev {
+            drop(inner);
+            return self.list(prefix, start_after, limit);
+        }
+        if revision < inner.floor {
+            return Err(StoreError::Compacted { requested: revision, oldest: inner.floor });
+        }
+        let in_range = |k: &str| k.starts_with(prefix) && start_after.is_none_or(|s| k > s);
+        // Undo, newest first, every change after `revision` (published history, then writes awaiting flush).
+        let mut undo: BTreeMap<String, Option<Entry>> = BTreeMap::new();
+        let later = inner.history.iter().filter(|e| e.revision > revision).chain(inner.pending.iter());
+        for ev in later.collect::<Vec<_>>().into_iter().rev() {
+            if in_range(&ev.key) {
+                let before = ev.prev.as_ref().zip(ev.prev_revisions).map(|(v, (c, m))| Entry { value: v.clone(), create: c, modr: m });
+                undo.insert(ev.key.clone(), before);
+            }
+        }
+        let lower = match start_after {
+            Some(s) if s >= prefix => Bound::Excluded(s.to_string()),
+            _ => Bound::Included(prefix.to_string()),
+        };
+        let mut state: BTreeMap<&str, Entry> = inner
+            .map
+            .range((lower, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, e)| (k.as_str(), e.clone()))
+            .collect();
+        for (k, before) in &undo {
+            match before {
+                Some(e) => state.insert(k.as_str(), e.clone()),
+                None => state.remove(k.as_str()),
+            };
+        }
+        let limit = limit.filter(|&l| l > 0).unwrap_or(usize::MAX);
+        let more = state.len() > limit;
+        let items = state.iter().take(limit).map(|(k, e)| kv(k, e)).collect();
+        Ok(ListResult { items, revision, more })
     }
 
     fn create(&self, key: &str, value: Vec<u8>) -> Result<Commit> {
@@ -379,6 +421,9 @@ macro_rules! forward_store {
             }
             fn list(&self, prefix: &str, start_after: Option<&str>, limit: Option<usize>) -> $crate::Result<$crate::ListResult> {
                 self.$field.list(prefix, start_after, limit)
+            }
+            fn list_at(&self, prefix: &str, start_after: Option<&str>, limit: Option<usize>, revision: $crate::Revision) -> $crate::Result<$crate::ListResult> {
+                self.$field.list_at(prefix, start_after, limit, revision)
             }
             fn create(&self, key: &str, value: Vec<u8>) -> $crate::Result<$crate::Commit> {
                 self.$field.create(key, value)

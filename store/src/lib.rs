@@ -58,6 +58,8 @@ pub struct Event {
     pub value: Option<Arc<[u8]>>,
     /// The value before this change, if the key existed (for selectors: "stopped matching" needs it).
     pub prev: Option<Arc<[u8]>>,
+    /// The (create, mod) revisions of `prev`, so a past state can be rebuilt from the history.
+    pub prev_revisions: Option<(Revision, Revision)>,
 }
 
 /// Errors of the store. The API server maps them to Kubernetes `Status` errors at the HTTP edge.
@@ -106,6 +108,9 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &str) -> Result<Option<KeyValue>>;
     /// Keys starting with `prefix`, in key order, strictly after `start_after` when given, at most `limit`.
     fn list(&self, prefix: &str, start_after: Option<&str>, limit: Option<usize>) -> Result<ListResult>;
+    /// Like [`Store::list`], but as the key space was at `revision` (a later page of a paged list must come
+    /// from the same snapshot as the first). [`StoreError::Compacted`] when the history no longer reaches back.
+    fn list_at(&self, prefix: &str, start_after: Option<&str>, limit: Option<usize>, revision: Revision) -> Result<ListResult>;
     /// Create a key; fails with [`StoreError::AlreadyExists`] if present.
     fn create(&self, key: &str, value: Vec<u8>) -> Result<Commit>;
     /// Replace a key's value if its mod_revision is still `expected` ([`StoreError::Conflict`] otherwise).

@@ -158,7 +158,26 @@ proptest! {
         let store = MemStore::new();
         let mut live = store.watch("/", 0).unwrap();
         let mut model = Model::default();
-        run(&store, &mut model, &ops);
+        // Snapshots after each op, to check list_at against the past.
+        let mut snapshots = vec![(0, BTreeMap::new())];
+        for op in &ops {
+            run(&store, &mut model, std::slice::from_ref(op));
+            snapshots.push((model.rev, model.map.clone()));
+        }
+        for (rev, map) in &snapshots {
+            for prefix in ["/", "/a/"] {
+                let got = store.list_at(prefix, None, None, *rev).unwrap();
+                let got: BTreeMap<_, _> = got.items.iter().map(|kv| (kv.key.clone(), (kv.value.to_vec(), kv.create_revision, kv.mod_revision))).collect();
+                let want: BTreeMap<_, _> = map.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                prop_assert_eq!(got, want, "list_at({}, {})", prefix, rev);
+            }
+            // A page after the first key of that snapshot.
+            if let Some(first) = map.keys().next() {
+                let page = store.list_at("/", Some(first), Some(2), *rev).unwrap();
+                let want: Vec<_> = map.keys().filter(|k| *k > first).take(2).cloned().collect();
+                prop_assert_eq!(page.items.iter().map(|kv| kv.key.clone()).collect::<Vec<_>>(), want);
+            }
+        }
         // A watch opened before the writes sees every change, in order.
         let all: Vec<_> = model.log.clone();
         prop_assert_eq!(drain(&mut live, all.len()), all);
@@ -203,6 +222,16 @@ fn watch_past_the_history_is_too_old() {
     assert_eq!(store.watch("/", 4).err(), Some(StoreError::Compacted { requested: 4, oldest: 5 }));
     let mut ws = store.watch("/", 5).unwrap();
     assert_eq!(drain(&mut ws, 5).iter().map(|e| e.2).collect::<Vec<_>>(), vec![6, 7, 8, 9, 10]);
+}
+
+#[test]
+fn list_at_before_the_history_is_too_old() {
+    let store = MemStore::with_history(3);
+    for i in 0..6 {
+        store.create(&format!("/k/{i}"), vec![i]).unwrap();
+    }
+    assert!(matches!(store.list_at("/", None, None, 2), Err(StoreError::Compacted { .. })));
+    assert_eq!(store.list_at("/", None, None, 4).unwrap().items.len(), 4);
 }
 
 #[test]

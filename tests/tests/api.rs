@@ -1,1 +1,1345 @@
-//! In-process router tests (being written).
+//! In-process tests of the API server's router (no socket, no binary): what a client sees — status codes, `Status` bodies, objects, discovery documents and watch streams — for every request path k1s serves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::Router;
+use http::{header, HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use k1s_apiserver::ApiServer;
+use k1s_store::MemStore;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const JSON: &str = "application/json";
+const MERGE_PATCH: &str = "application/merge-patch+json";
+const JSON_PATCH: &str = "application/json-patch+json";
+const STRATEGIC_PATCH: &str = "application/strategic-merge-patch+json";
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+const CMS: &str = "/api/v1/namespaces/default/configmaps";
+const JOBS: &str = "/apis/batch/v1/namespaces/default/jobs";
+
+/// How long a watch event may take to arrive before the test fails.
+const EVENT_WAIT: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+/// A bootstrapped API server over `store` (namespaces default, kube-system, kube-public, kube-node-lease).
+async fn server_with(store: MemStore) -> ApiServer {
+    let api = ApiServer::new(Arc::new(store), "127.0.0.1:6443".into());
+    api.bootstrap().await.expect("bootstrap creates the built-in namespaces");
+    api
+}
+
+/// A fresh server over a fresh in-memory store, and its (unauthenticated) router.
+async fn server() -> (ApiServer, Router) {
+    let api = server_with(MemStore::new()).await;
+    let router = api.router();
+    (api, router)
+}
+
+/// Send one request; answer the status, the headers and the body parsed as JSON (Null when empty, a JSON
+/// string holding the text when it is not JSON).
+async fn send(router: &Router, req: Request<Body>) -> (StatusCode, HeaderMap, Value) {
+    let resp = router.clone().oneshot(req).await.expect("the router is infallible");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.expect("the body is readable").to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    (status, headers, body)
+}
+
+/// One request with an optional JSON body sent with `content_type`.
+async fn call(router: &Router, method: Method, path_and_query: &str, body: Option<Value>, content_type: &str) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path_and_query);
+    let body = match body {
+        Some(v) => {
+            req = req.header(header::CONTENT_TYPE, content_type);
+            Body::from(serde_json::to_vec(&v).expect("JSON serialises"))
+        }
+        None => Body::empty(),
+    };
+    let (status, _, v) = send(router, req.body(body).expect("valid request")).await;
+    (status, v)
+}
+
+async fn get(router: &Router, uri: &str) -> (StatusCode, Value) {
+    call(router, Method::GET, uri, None, JSON).await
+}
+
+async fn post(router: &Router, uri: &str, body: Value) -> (StatusCode, Value) {
+    call(router, Method::POST, uri, Some(body), JSON).await
+}
+
+async fn put(router: &Router, uri: &str, body: Value) -> (StatusCode, Value) {
+    call(router, Method::PUT, uri, Some(body), JSON).await
+}
+
+async fn patch(router: &Router, uri: &str, content_type: &str, body: Value) -> (StatusCode, Value) {
+    call(router, Method::PATCH, uri, Some(body), content_type).await
+}
+
+async fn delete(router: &Router, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    call(router, Method::DELETE, uri, body, JSON).await
+}
+
+/// Create and insist on 201.
+async fn create(router: &Router, collection: &str, body: Value) -> Value {
+    let (s, v) = post(router, collection, body).await;
+    assert_eq!(s, StatusCode::CREATED, "create in {collection}: {v}");
+    v
+}
+
+/// Assert a failure `Status` body with `code` and `reason`.
+#[track_caller]
+fn assert_failure(body: &Value, code: u16, reason: &str) {
+    assert_eq!(body["kind"], "Status", "not a Status: {body}");
+    assert_eq!(body["apiVersion"], "v1", "{body}");
+    assert_eq!(body["status"], "Failure", "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["reason"], reason, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "a Status carries a message: {body}");
+}
+
+/// The names of a list's items, sorted.
+fn names(list: &Value) -> Vec<String> {
+    let mut n: Vec<String> = list["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().expect("items have names").to_string())
+        .collect();
+    n.sort();
+    n
+}
+
+fn rv(obj: &Value) -> String {
+    let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or_else(|| panic!("no metadata.resourceVersion: {obj}"));
+    assert!(!rv.is_empty() && rv.parse::<u64>().is_ok(), "resourceVersion {rv:?}");
+    rv.to_string()
+}
+
+/// Percent-encode a query parameter value.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn pod(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+}
+
+fn configmap(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
+}
+
+fn job(name: &str, restart_policy: &str) -> Value {
+    json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}], "restartPolicy": restart_policy}}}})
+}
+
+/// A streaming watch response, read line by line.
+struct Watch {
+    body: Body,
+    buf: Vec<u8>,
+    ended: bool,
+}
+
+#[derive(Debug)]
+enum Next {
+    Event(Value),
+    /// Nothing arrived in time.
+    Quiet,
+    /// The server finished the body.
+    End,
+}
+
+/// Open a watch; it must answer 200 with a JSON stream.
+async fn watch(router: &Router, uri: &str) -> Watch {
+    let resp = router.clone().oneshot(Request::get(uri).body(Body::empty()).expect("valid request")).await.expect("infallible");
+    let status = resp.status();
+    if status != StatusCode::OK {
+        let b = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        panic!("watch {uri}: {status}: {}", String::from_utf8_lossy(&b));
+    }
+    assert_eq!(resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some(JSON), "watch {uri}");
+    Watch { body: resp.into_body(), buf: Vec::new(), ended: false }
+}
+
+impl Watch {
+    /// The next JSON line, or Quiet after `within`, or End when the body finished.
+    async fn next(&mut self, within: Duration) -> Next {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let ev: Value = serde_json::from_slice(&line).unwrap_or_else(|e| panic!("watch line is not JSON ({e}): {}", String::from_utf8_lossy(&line)));
+                assert!(ev["type"].is_string() && ev["object"].is_object(), "a watch event is {{type, object}}: {ev}");
+                return Next::Event(ev);
+            }
+            if self.ended {
+                assert!(self.buf.iter().all(u8::is_ascii_whitespace), "the stream ended inside a line: {}", String::from_utf8_lossy(&self.buf));
+                return Next::End;
+            }
+            match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Err(_) => return Next::Quiet,
+                Ok(None) => self.ended = true,
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+                Ok(Some(Err(e))) => panic!("watch body failed: {e}"),
+            }
+        }
+    }
+
+    /// The next event, which must arrive within [`EVENT_WAIT`].
+    async fn event(&mut self) -> Value {
+        match self.next(EVENT_WAIT).await {
+            Next::Event(e) => e,
+            other => panic!("expected a watch event, got {other:?}"),
+        }
+    }
+
+    /// The next `n` events.
+    async fn events(&mut self, n: usize) -> Vec<Value> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.event().await);
+        }
+        out
+    }
+
+    /// Nothing may arrive for `d` (and the stream must still be open).
+    async fn expect_quiet(&mut self, d: Duration) {
+        match self.next(d).await {
+            Next::Quiet => {}
+            other => panic!("expected no watch event, got {other:?}"),
+        }
+    }
+
+    /// Every event until the body ends, which must happen within `within`.
+    async fn until_end(&mut self, within: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Next::Event(e) => out.push(e),
+                Next::End => return out,
+                Next::Quiet => panic!("the watch did not end within {within:?}; events so far: {out:?}"),
+            }
+        }
+    }
+}
+
+/// `(type, name)` of an event.
+fn summary(ev: &Value) -> (String, String) {
+    (ev["type"].as_str().unwrap_or("").to_string(), ev["object"]["metadata"]["name"].as_str().unwrap_or("").to_string())
+}
+
+#[track_caller]
+fn assert_event(ev: &Value, kind: &str, name: &str) {
+    assert_eq!(summary(ev), (kind.to_string(), name.to_string()), "{ev}");
+    rv(&ev["object"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1, 2: discovery and version
+// ---------------------------------------------------------------------------------------------
+
+const AGGREGATED_ACCEPT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+async fn get_accept(router: &Router, uri: &str, accept: &str) -> (StatusCode, HeaderMap, Value) {
+    send(router, Request::get(uri).header(header::ACCEPT, accept).body(Body::empty()).unwrap()).await
+}
+
+fn find_by<'a>(list: &'a Value, field: &str, value: &str) -> &'a Value {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .find(|x| x[field] == value)
+        .unwrap_or_else(|| panic!("no entry with {field}={value:?} in {list}"))
+}
+
+#[tokio::test]
+async fn discovery_aggregated_and_legacy() {
+    let (_api, r) = server().await;
+
+    // Aggregated /api: the exact Content-Type, or kubectl falls back to legacy parsing and finds nothing.
+    let (s, h, core) = get_accept(&r, "/api", AGGREGATED_ACCEPT).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h.get(header::CONTENT_TYPE).unwrap(), AGGREGATED_V2);
+    assert_eq!(core["kind"], "APIGroupDiscoveryList");
+    assert_eq!(core["apiVersion"], "apidiscovery.k8s.io/v2");
+    let v1 = find_by(&core["items"][0]["versions"], "version", "v1");
+    let pods = find_by(&v1["resources"], "resource", "pods");
+    assert_eq!(pods["shortNames"], json!(["po"]));
+    assert_eq!(pods["categories"], json!(["all"]));
+    assert_eq!(pods["responseKind"], json!({"group": "", "version": "v1", "kind": "Pod"}));
+    assert_eq!(pods["scope"], "Namespaced");
+    assert_eq!(pods["singularResource"], "pod");
+    let subs: Vec<&str> = pods["subresources"].as_array().unwrap().iter().map(|s| s["subresource"].as_str().unwrap()).collect();
+    assert!(subs.contains(&"status") && subs.contains(&"binding"), "{subs:?}");
+    assert_eq!(find_by(&v1["resources"], "resource", "namespaces")["scope"], "Cluster");
+
+    // Aggregated /apis: jobs under batch.
+    let (s, h, groups) = get_accept(&r, "/apis", AGGREGATED_ACCEPT).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h.get(header::CONTENT_TYPE).unwrap(), AGGREGATED_V2);
+    assert_eq!(groups["kind"], "APIGroupDiscoveryList");
+    let batch = groups["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "batch").expect("batch group");
+    let jobs = find_by(&find_by(&batch["versions"], "version", "v1")["resources"], "resource", "jobs");
+    assert_eq!(jobs["responseKind"], json!({"group": "batch", "version": "v1", "kind": "Job"}));
+    assert!(groups["items"].as_array().unwrap().iter().any(|g| g["metadata"]["name"] == "coordination.k8s.io"));
+    assert!(groups["items"].as_array().unwrap().iter().any(|g| g["metadata"]["name"] == "events.k8s.io"));
+
+    // Legacy documents with a plain Accept.
+    let (s, h, legacy) = get_accept(&r, "/api", "application/json").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h.get(header::CONTENT_TYPE).unwrap(), JSON);
+    assert_eq!(legacy["kind"], "APIVersions");
+    assert_eq!(legacy["versions"], json!(["v1"]));
+    assert_eq!(legacy["serverAddressByClientCIDRs"][0]["serverAddress"], "127.0.0.1:6443");
+    let (s, _, legacy) = get_accept(&r, "/apis", "application/json").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(legacy["kind"], "APIGroupList");
+    let batch = find_by(&legacy["groups"], "name", "batch");
+    assert_eq!(batch["preferredVersion"]["groupVersion"], "batch/v1");
+    let (s, legacy) = get(&r, "/apis").await;
+    assert_eq!((s, legacy["kind"].as_str()), (StatusCode::OK, Some("APIGroupList")), "no Accept at all is legacy too");
+
+    // Resource lists.
+    let (s, list) = get(&r, "/api/v1").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["kind"], "APIResourceList");
+    assert_eq!(list["groupVersion"], "v1");
+    let pods = find_by(&list["resources"], "name", "pods");
+    assert_eq!(pods["kind"], "Pod");
+    assert_eq!(pods["namespaced"], true);
+    assert_eq!(pods["shortNames"], json!(["po"]));
+    assert!(pods["verbs"].as_array().unwrap().contains(&json!("watch")));
+    assert_eq!(find_by(&list["resources"], "name", "pods/status")["kind"], "Pod");
+    assert_eq!(find_by(&list["resources"], "name", "pods/binding")["kind"], "Binding");
+    let (s, list) = get(&r, "/apis/batch/v1").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["groupVersion"], "batch/v1");
+    find_by(&list["resources"], "name", "jobs");
+    let (s, group) = get(&r, "/apis/batch").await;
+    assert_eq!((s, group["kind"].as_str()), (StatusCode::OK, Some("APIGroup")));
+    let (s, st) = get(&r, "/apis/batch/v2").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_failure(&st, 404, "NotFound");
+}
+
+#[tokio::test]
+async fn version_names_k1s() {
+    let (_api, r) = server().await;
+    let (s, v) = get(&r, "/version").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["major"], "1");
+    assert_eq!(v["minor"], "33");
+    assert!(v["gitVersion"].as_str().unwrap().contains("k1s"), "{v}");
+    assert!(v["gitVersion"].as_str().unwrap().starts_with("v1.33."), "{v}");
+    assert!(v["platform"].as_str().unwrap().contains('/'), "{v}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3, 4: CRUD and validation
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn pod_create_get_list_delete() {
+    let (_api, r) = server().await;
+
+    let created = create(&r, PODS, pod("p")).await;
+    assert_eq!(created["kind"], "Pod");
+    assert_eq!(created["apiVersion"], "v1");
+    assert_eq!(created["metadata"]["name"], "p");
+    assert_eq!(created["metadata"]["namespace"], "default");
+    let uid = created["metadata"]["uid"].as_str().expect("uid").to_string();
+    assert_eq!(uid.len(), 36, "a UUID: {uid}");
+    let ts = created["metadata"]["creationTimestamp"].as_str().expect("creationTimestamp");
+    assert!(ts.ends_with('Z') && ts.len() == 20, "{ts}");
+    let rv1 = rv(&created);
+    assert_eq!(created["status"]["phase"], "Pending");
+    assert_eq!(created["status"]["qosClass"], "BestEffort");
+    assert_eq!(created["spec"]["restartPolicy"], "Always");
+    assert_eq!(created["spec"]["terminationGracePeriodSeconds"], 30);
+    assert_eq!(created["spec"]["dnsPolicy"], "ClusterFirst");
+    assert_eq!(created["spec"]["containers"][0]["imagePullPolicy"], "Always");
+
+    let (s, got) = get(&r, &format!("{PODS}/p")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(got["metadata"]["uid"], uid.as_str());
+    assert_eq!(rv(&got), rv1);
+    assert_eq!(got["kind"], "Pod");
+
+    let (s, list) = get(&r, PODS).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["kind"], "PodList");
+    assert_eq!(list["apiVersion"], "v1");
+    rv(&list);
+    assert!(list["metadata"].get("continue").is_none(), "{list}");
+    assert_eq!(names(&list), ["p"]);
+
+    // Missing object.
+    let (s, st) = get(&r, &format!("{PODS}/x")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_failure(&st, 404, "NotFound");
+    assert_eq!(st["message"], r#"pods "x" not found"#);
+    assert_eq!(st["details"], json!({"name": "x", "kind": "pods"}));
+
+    // A job's 404 names the group too.
+    let (s, st) = get(&r, &format!("{JOBS}/nope")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(st["message"], r#"jobs.batch "nope" not found"#);
+    assert_eq!(st["details"], json!({"name": "nope", "kind": "jobs", "group": "batch"}));
+
+    // Duplicate.
+    let (s, st) = post(&r, PODS, pod("p")).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_failure(&st, 409, "AlreadyExists");
+    assert_eq!(st["message"], r#"pods "p" already exists"#);
+    assert_eq!(st["details"]["name"], "p");
+
+    // Optimistic concurrency: a PUT with the current resourceVersion wins, one with a stale one is a Conflict.
+    let mut body = got.clone();
+    body["metadata"]["labels"] = json!({"v": "2"});
+    let (s, updated) = put(&r, &format!("{PODS}/p"), body.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{updated}");
+    assert_eq!(updated["metadata"]["labels"]["v"], "2");
+    assert_ne!(rv(&updated), rv1);
+    assert_eq!(updated["metadata"]["uid"], uid.as_str());
+    body["metadata"]["labels"] = json!({"v": "3"});
+    let (s, st) = put(&r, &format!("{PODS}/p"), body).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_failure(&st, 409, "Conflict");
+    assert!(st["message"].as_str().unwrap().contains("the object has been modified"), "{st}");
+    let (_, now) = get(&r, &format!("{PODS}/p")).await;
+    assert_eq!(now["metadata"]["labels"]["v"], "2", "the stale write changed nothing");
+
+    // An unbound pod goes at once.
+    let (s, gone) = delete(&r, &format!("{PODS}/p"), None).await;
+    assert_eq!(s, StatusCode::OK, "{gone}");
+    assert_eq!(gone["metadata"]["name"], "p");
+    let (s, _) = get(&r, &format!("{PODS}/p")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, st) = delete(&r, &format!("{PODS}/p"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_failure(&st, 404, "NotFound");
+
+    // Unknown paths: upstream's generic 404, with empty details.
+    for path in ["/api/v1/bogus", "/apis/nope/v1/things", "/api/v1/namespaces/default/pods/p/bogus", "/nothing"] {
+        let (s, st) = get(&r, path).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+        assert_failure(&st, 404, "NotFound");
+        assert_eq!(st["details"], json!({}), "{path}: {st}");
+        assert_eq!(st["message"], "the server could not find the requested resource", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn validation_errors() {
+    let (_api, r) = server().await;
+
+    // A container without an image: 422 naming the field.
+    let bad = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}});
+    let (s, st) = post(&r, PODS, bad).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_failure(&st, 422, "Invalid");
+    let msg = st["message"].as_str().unwrap();
+    assert!(msg.starts_with(r#"Pod "p" is invalid"#), "{msg}");
+    assert_eq!(msg, r#"Pod "p" is invalid: spec.containers[0].image: Required value"#);
+    assert_eq!(st["details"]["name"], "p");
+    assert_eq!(st["details"]["kind"], "Pod");
+    let causes = st["details"]["causes"].as_array().expect("causes");
+    let cause = causes.iter().find(|c| c["field"] == "spec.containers[0].image").unwrap_or_else(|| panic!("{st}"));
+    assert_eq!(cause["reason"], "FieldValueRequired");
+    assert_eq!(cause["message"], "Required value");
+    let (s, _) = get(&r, &format!("{PODS}/p")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "an invalid object is not stored");
+
+    // Wrong JSON type: a decode error, 400.
+    let (s, st) = post(&r, PODS, json!({"metadata": {"name": "p"}, "spec": {"containers": "x"}})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_failure(&st, 400, "BadRequest");
+    assert!(st["message"].as_str().unwrap().starts_with(r#"Pod in version "v1" cannot be handled as a Pod"#), "{st}");
+
+    // Not JSON at all: 400.
+    let (s, _, st) = send(&r, Request::post(PODS).header(header::CONTENT_TYPE, JSON).body(Body::from("{not json")).unwrap()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_failure(&st, 400, "BadRequest");
+
+    // A Job must not restart Always.
+    let (s, st) = post(&r, JOBS, job("j", "Always")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_failure(&st, 422, "Invalid");
+    assert!(st["message"].as_str().unwrap().contains("spec.template.spec.restartPolicy"), "{st}");
+    assert_eq!(st["details"]["group"], "batch");
+    assert_eq!(st["details"]["kind"], "Job");
+    let cause = find_by(&st["details"]["causes"], "field", "spec.template.spec.restartPolicy");
+    assert_eq!(cause["reason"], "FieldValueNotSupported");
+    // ... while Never is fine.
+    let created = create(&r, JOBS, job("j", "Never")).await;
+    assert_eq!(created["metadata"]["generation"], 1);
+    assert_eq!(created["spec"]["backoffLimit"], 6);
+
+    // A Job posted to the pods URL: kind mismatch, 400.
+    let (s, st) = post(&r, PODS, job("j2", "Never")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_failure(&st, 400, "BadRequest");
+    let (s, _) = get(&r, &format!("{PODS}/j2")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The body's namespace must match the URL's.
+    let mut other = pod("q");
+    other["metadata"]["namespace"] = "kube-system".into();
+    let (s, st) = post(&r, PODS, other).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_failure(&st, 400, "BadRequest");
+
+    // A bad name.
+    let (s, st) = post(&r, CMS, configmap("Bad_Name")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(st["details"]["causes"][0]["field"], "metadata.name");
+    assert_eq!(st["details"]["causes"][0]["reason"], "FieldValueInvalid");
+}
+
+/// Upstream `errors.NewInvalid(qualifiedKind, ...)` formats the message with `GroupKind.String()`, which is
+/// `Job.batch` for a Job (only core kinds are bare): `Job.batch "j" is invalid: ...`.
+#[tokio::test]
+async fn invalid_job_message_names_the_group_kind() {
+    let (_api, r) = server().await;
+    let (s, st) = post(&r, JOBS, job("j", "Always")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let msg = st["message"].as_str().unwrap();
+    assert!(msg.starts_with(r#"Job.batch "j" is invalid: "#), "upstream names the qualified kind Job.batch: {msg}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5, 6: selectors and paging
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn label_and_field_selectors() {
+    let (_api, r) = server().await;
+    let mut a = pod("a");
+    a["metadata"]["labels"] = json!({"app": "x"});
+    a["spec"]["nodeName"] = "n1".into();
+    create(&r, PODS, a).await;
+    let mut b = pod("b");
+    b["metadata"]["labels"] = json!({"app": "y"});
+    create(&r, PODS, b).await;
+    create(&r, PODS, pod("c")).await;
+    let (s, c) = patch(&r, &format!("{PODS}/c/status"), MERGE_PATCH, json!({"status": {"phase": "Running"}})).await;
+    assert_eq!((s, c["status"]["phase"].as_str()), (StatusCode::OK, Some("Running")), "{c}");
+    let mut d = pod("d");
+    d["metadata"]["labels"] = json!({"app": "x"});
+    create(&r, "/api/v1/namespaces/kube-system/pods", d).await;
+
+    let list = |q: String| {
+        let r = r.clone();
+        async move {
+            let (s, l) = get(&r, &q).await;
+            assert_eq!(s, StatusCode::OK, "{q}: {l}");
+            assert_eq!(l["kind"], "PodList");
+            names(&l)
+        }
+    };
+    let labels = |sel: &str| list(format!("{PODS}?labelSelector={}", enc(sel)));
+    assert_eq!(labels("app=x").await, ["a"]);
+    assert_eq!(labels("app==x").await, ["a"]);
+    assert_eq!(labels("app in (x,y)").await, ["a", "b"]);
+    assert_eq!(labels("app notin (x)").await, ["b", "c"]);
+    assert_eq!(labels("!app").await, ["c"]);
+    assert_eq!(labels("app").await, ["a", "b"]);
+    assert_eq!(labels("app!=x").await, ["b", "c"], "!= matches objects without the label");
+    assert_eq!(labels("app=z").await, Vec::<String>::new());
+
+    let fields = |sel: &str| list(format!("{PODS}?fieldSelector={}", enc(sel)));
+    assert_eq!(fields("metadata.name=b").await, ["b"]);
+    assert_eq!(fields("metadata.name!=b").await, ["a", "c"]);
+    assert_eq!(fields("status.phase!=Running").await, ["a", "b"]);
+    assert_eq!(fields("status.phase=Running").await, ["c"]);
+    assert_eq!(fields("spec.nodeName=n1").await, ["a"]);
+    assert_eq!(fields("spec.nodeName=").await, ["b", "c"], "unscheduled pods");
+    assert_eq!(fields("metadata.namespace=default,status.phase=Pending").await, ["a", "b"]);
+    assert_eq!(list(format!("{PODS}?labelSelector={}&fieldSelector={}", enc("app"), enc("spec.nodeName="))).await, ["b"]);
+
+    // Unsupported field label and bad syntax: 400.
+    let (s, st) = get(&r, &format!("{PODS}?fieldSelector={}", enc("spec.bogus=1"))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_failure(&st, 400, "BadRequest");
+    assert!(st["message"].as_str().unwrap().contains("field label not supported"), "{st}");
+    let (s, st) = get(&r, &format!("{CMS}?fieldSelector={}", enc("status.phase=Running"))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "configmaps have no status.phase field label: {st}");
+    let (s, st) = get(&r, &format!("{PODS}?labelSelector={}", enc("app in (x"))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_failure(&st, 400, "BadRequest");
+
+    // All namespaces.
+    assert_eq!(list("/api/v1/pods".into()).await, ["a", "b", "c", "d"]);
+    assert_eq!(list(format!("/api/v1/pods?labelSelector={}", enc("app=x"))).await, ["a", "d"]);
+    assert_eq!(list(format!("/api/v1/pods?fieldSelector={}", enc("metadata.namespace=kube-system"))).await, ["d"]);
+    assert_eq!(list(format!("/api/v1/pods?fieldSelector={}", enc("metadata.name=d"))).await, ["d"]);
+    let (_, all) = get(&r, "/api/v1/pods").await;
+    let d = all["items"].as_array().unwrap().iter().find(|p| p["metadata"]["name"] == "d").unwrap();
+    assert_eq!(d["metadata"]["namespace"], "kube-system");
+}
+
+#[tokio::test]
+async fn limit_and_continue() {
+    let (_api, r) = server().await;
+    for i in 0..5 {
+        create(&r, CMS, configmap(&format!("cm{i}"))).await;
+    }
+    let (s, first) = get(&r, &format!("{CMS}?limit=2")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    let list_rv = rv(&first);
+    assert!(first["metadata"]["continue"].as_str().is_some_and(|c| !c.is_empty()), "{first}");
+
+    let mut seen = names(&first);
+    let mut token = first["metadata"]["continue"].as_str().map(str::to_string);
+    let mut pages = 1;
+    while let Some(t) = token {
+        let (s, page) = get(&r, &format!("{CMS}?limit=2&continue={}", enc(&t))).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        assert!(page["items"].as_array().unwrap().len() <= 2);
+        assert_eq!(rv(&page), list_rv, "every page reports the first page's resourceVersion");
+        seen.extend(names(&page));
+        token = page["metadata"]["continue"].as_str().filter(|c| !c.is_empty()).map(str::to_string);
+        pages += 1;
+        assert!(pages <= 5, "paging does not terminate");
+    }
+    seen.sort();
+    assert_eq!(seen, ["cm0", "cm1", "cm2", "cm3", "cm4"].map(String::from).to_vec(), "each object exactly once");
+    assert_eq!(pages, 3);
+
+    let (s, st) = get(&r, &format!("{CMS}?limit=2&continue=garbage!")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_failure(&st, 400, "BadRequest");
+    let (s, _) = get(&r, &format!("{CMS}?limit=abc")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+/// Upstream serves every page of a paged list from the snapshot at the first page's resourceVersion (etcd
+/// reads at the continue token's revision; `410 Expired` once that revision is compacted). An object created
+/// between pages is therefore not in later pages — and no item may be newer than the list's resourceVersion.
+#[tokio::test]
+async fn continue_pages_are_one_snapshot() {
+    let (_api, r) = server().await;
+    for i in 0..4 {
+        create(&r, CMS, configmap(&format!("cm{i}"))).await;
+    }
+    let (_, first) = get(&r, &format!("{CMS}?limit=2")).await;
+    let list_rv: u64 = rv(&first).parse().unwrap();
+    let token = first["metadata"]["continue"].as_str().expect("a continue token").to_string();
+    // Written after the first page, sorting after its last key.
+    create(&r, CMS, configmap("cm9")).await;
+    let (s, second) = get(&r, &format!("{CMS}?limit=10&continue={}", enc(&token))).await;
+    assert_eq!(s, StatusCode::OK, "{second}");
+    assert_eq!(rv(&second).parse::<u64>().unwrap(), list_rv);
+    for item in second["items"].as_array().unwrap() {
+        let item_rv: u64 = rv(item).parse().unwrap();
+        assert!(item_rv <= list_rv, "page at resourceVersion {list_rv} holds {} at resourceVersion {item_rv}", item["metadata"]["name"]);
+    }
+    assert_eq!(names(&second), ["cm2", "cm3"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7, 8, 9: namespaces, graceful deletion, finalizers
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn namespace_lifecycle() {
+    let (api, r) = server().await;
+
+    let (s, st) = post(&r, "/api/v1/namespaces/nope/pods", pod("p")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_failure(&st, 404, "NotFound");
+    assert_eq!(st["message"], r#"namespaces "nope" not found"#);
+
+    let (_, all) = get(&r, "/api/v1/namespaces").await;
+    assert_eq!(names(&all), ["default", "kube-node-lease", "kube-public", "kube-system"]);
+
+    let ns = create(&r, "/api/v1/namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}})).await;
+    assert_eq!(ns["status"]["phase"], "Active");
+    assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
+    assert!(ns["metadata"].get("namespace").is_none(), "cluster-scoped: {ns}");
+    create(&r, "/api/v1/namespaces/doomed/configmaps", configmap("cm")).await;
+
+    let (s, ns) = delete(&r, "/api/v1/namespaces/doomed", None).await;
+    assert_eq!(s, StatusCode::OK, "{ns}");
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(ns["metadata"]["deletionTimestamp"].is_string(), "{ns}");
+    let (s, ns) = get(&r, "/api/v1/namespaces/doomed").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(ns["metadata"]["deletionTimestamp"].is_string(), "{ns}");
+
+    let (s, st) = post(&r, "/api/v1/namespaces/doomed/configmaps", configmap("late")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_failure(&st, 403, "Forbidden");
+    assert!(st["message"].as_str().unwrap().contains("because it is being terminated"), "{st}");
+
+    let mut rounds = 0;
+    while k1s_apiserver::namespaces::sweep(api.registry()).await {
+        rounds += 1;
+        assert!(rounds < 10, "the namespace sweep does not finish");
+    }
+    let (s, _) = get(&r, "/api/v1/namespaces/doomed/configmaps/cm").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, st) = get(&r, "/api/v1/namespaces/doomed").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(st["message"], r#"namespaces "doomed" not found"#);
+    let (_, all) = get(&r, "/api/v1/namespaces").await;
+    assert_eq!(names(&all), ["default", "kube-node-lease", "kube-public", "kube-system"], "the others are untouched");
+}
+
+fn binding(pod: &str, node: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+}
+
+#[tokio::test]
+async fn binding_and_graceful_pod_deletion() {
+    let (_api, r) = server().await;
+    create(&r, PODS, pod("p")).await;
+
+    let (s, st) = post(&r, &format!("{PODS}/p/binding"), binding("p", "n1")).await;
+    assert_eq!(s, StatusCode::CREATED, "{st}");
+    assert_eq!(st["kind"], "Status");
+    assert_eq!(st["status"], "Success");
+    let (_, p) = get(&r, &format!("{PODS}/p")).await;
+    assert_eq!(p["spec"]["nodeName"], "n1");
+    let sched = find_by(&p["status"]["conditions"], "type", "PodScheduled");
+    assert_eq!(sched["status"], "True");
+    assert_eq!(p["status"]["phase"], "Pending", "binding keeps the phase");
+
+    let (s, st) = post(&r, &format!("{PODS}/p/binding"), binding("p", "n2")).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_failure(&st, 409, "Conflict");
+    assert!(st["message"].as_str().unwrap().contains("already assigned"), "{st}");
+    let (s, _) = post(&r, &format!("{PODS}/ghost/binding"), binding("ghost", "n1")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // A bound pod waits for its node: 200 with the deletion marked (upstream answers 202 only with orphanDependents=false).
+    let (s, d) = delete(&r, &format!("{PODS}/p"), None).await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert!(d["metadata"]["deletionTimestamp"].is_string(), "{d}");
+    assert_eq!(d["metadata"]["deletionGracePeriodSeconds"], 30);
+    let (s, still) = get(&r, &format!("{PODS}/p")).await;
+    assert_eq!(s, StatusCode::OK, "the pod exists during its grace period");
+    assert_eq!(still["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert_eq!(still["metadata"]["deletionTimestamp"], d["metadata"]["deletionTimestamp"]);
+
+    // Deleting again with the same grace changes nothing.
+    let (s, again) = delete(&r, &format!("{PODS}/p"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(rv(&again), rv(&still));
+
+    // The node agent's final delete: grace 0 removes it.
+    let (s, gone) = delete(&r, &format!("{PODS}/p"), Some(json!({"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0}))).await;
+    assert_eq!(s, StatusCode::OK, "{gone}");
+    let (s, _) = get(&r, &format!("{PODS}/p")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The query form of the grace period works too.
+    create(&r, PODS, pod("q")).await;
+    let (s, _) = post(&r, &format!("{PODS}/q/binding"), binding("q", "n1")).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = delete(&r, &format!("{PODS}/q?gracePeriodSeconds=0"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = get(&r, &format!("{PODS}/q")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // An unbound pod goes at once.
+    create(&r, PODS, pod("u")).await;
+    let (s, _) = delete(&r, &format!("{PODS}/u"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = get(&r, &format!("{PODS}/u")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn finalizers_hold_deletion() {
+    let (_api, r) = server().await;
+    let mut cm = configmap("held");
+    cm["metadata"]["finalizers"] = json!(["example.com/x"]);
+    create(&r, CMS, cm).await;
+
+    let (s, d) = delete(&r, &format!("{CMS}/held"), None).await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert!(d["metadata"]["deletionTimestamp"].is_string(), "{d}");
+    let (s, held) = get(&r, &format!("{CMS}/held")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(held["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(held["metadata"]["finalizers"], json!(["example.com/x"]));
+
+    // No new finalizers once deletion started.
+    let (s, st) = patch(&r, &format!("{CMS}/held"), MERGE_PATCH, json!({"metadata": {"finalizers": ["example.com/x", "example.com/y"]}})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{st}");
+    assert_failure(&st, 422, "Invalid");
+
+    // Removing the last finalizer removes the object.
+    let (s, last) = patch(&r, &format!("{CMS}/held"), MERGE_PATCH, json!({"metadata": {"finalizers": null}})).await;
+    assert_eq!(s, StatusCode::OK, "{last}");
+    let (s, _) = get(&r, &format!("{CMS}/held")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10, 11, 12: status subresource and patches, dry run, body limit
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn status_subresource_and_patch_types() {
+    let (_api, r) = server().await;
+    let mut p = pod("p");
+    p["metadata"]["labels"] = json!({"app": "x"});
+    let created = create(&r, PODS, p).await;
+
+    // PUT /status: status changes, spec and metadata do not.
+    let mut body = created.clone();
+    body["status"]["phase"] = "Running".into();
+    body["status"]["podIP"] = "10.0.0.5".into();
+    body["spec"]["activeDeadlineSeconds"] = 100.into();
+    body["metadata"]["labels"] = json!({"app": "changed"});
+    let (s, after) = put(&r, &format!("{PODS}/p/status"), body).await;
+    assert_eq!(s, StatusCode::OK, "{after}");
+    assert_eq!(after["status"]["phase"], "Running");
+    assert_eq!(after["status"]["podIP"], "10.0.0.5");
+    assert!(after["spec"].get("activeDeadlineSeconds").is_none(), "{after}");
+    assert_eq!(after["metadata"]["labels"], json!({"app": "x"}));
+    let (_, got) = get(&r, &format!("{PODS}/p")).await;
+    assert_eq!(got["status"]["phase"], "Running");
+    assert!(got["spec"].get("activeDeadlineSeconds").is_none());
+    assert_eq!(got["metadata"]["labels"], json!({"app": "x"}));
+    let (s, via_status) = get(&r, &format!("{PODS}/p/status")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(via_status["status"]["phase"], "Running");
+
+    // PATCH /status: likewise.
+    let (s, after) = patch(
+        &r,
+        &format!("{PODS}/p/status"),
+        MERGE_PATCH,
+        json!({"metadata": {"labels": {"app": "y"}}, "spec": {"activeDeadlineSeconds": 5}, "status": {"hostIP": "192.168.1.1"}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{after}");
+    assert_eq!(after["status"]["hostIP"], "192.168.1.1");
+    assert_eq!(after["status"]["phase"], "Running");
+    assert_eq!(after["metadata"]["labels"], json!({"app": "x"}));
+    assert!(after["spec"].get("activeDeadlineSeconds").is_none());
+
+    // A merge patch of the main resource cannot change status, but does change metadata.
+    let (s, after) = patch(&r, &format!("{PODS}/p"), MERGE_PATCH, json!({"metadata": {"labels": {"tier": "web"}}, "status": {"phase": "Failed"}})).await;
+    assert_eq!(s, StatusCode::OK, "{after}");
+    assert_eq!(after["status"]["phase"], "Running");
+    assert_eq!(after["metadata"]["labels"], json!({"app": "x", "tier": "web"}));
+    let (_, got) = get(&r, &format!("{PODS}/p")).await;
+    assert_eq!(got["status"]["phase"], "Running");
+
+    // A JSON patch works.
+    let (s, after) = patch(&r, &format!("{PODS}/p"), JSON_PATCH, json!([{"op": "add", "path": "/metadata/labels/j", "value": "1"}, {"op": "remove", "path": "/metadata/labels/tier"}])).await;
+    assert_eq!(s, StatusCode::OK, "{after}");
+    assert_eq!(after["metadata"]["labels"], json!({"app": "x", "j": "1"}));
+    // A failed JSON-patch test makes no change.
+    let (s, _) = patch(&r, &format!("{PODS}/p"), JSON_PATCH, json!([{"op": "test", "path": "/metadata/labels/app", "value": "nope"}])).await;
+    assert!(s.is_client_error(), "{s}");
+    let (_, got) = get(&r, &format!("{PODS}/p")).await;
+    assert_eq!(got["metadata"]["labels"], json!({"app": "x", "j": "1"}));
+
+    // Pod spec is mostly immutable.
+    let (s, st) = patch(&r, &format!("{PODS}/p"), MERGE_PATCH, json!({"spec": {"restartPolicy": "Never"}})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{st}");
+    assert_eq!(st["details"]["causes"][0]["field"], "spec");
+    // ... except the image.
+    let (s, after) = patch(&r, &format!("{PODS}/p"), JSON_PATCH, json!([{"op": "replace", "path": "/spec/containers/0/image", "value": "busybox:1.36"}])).await;
+    assert_eq!(s, StatusCode::OK, "{after}");
+    assert_eq!(after["spec"]["containers"][0]["image"], "busybox:1.36");
+
+    // Strategic merge patch is not supported: 415.
+    let (s, st) = patch(&r, &format!("{PODS}/p"), STRATEGIC_PATCH, json!({"metadata": {"labels": {"s": "1"}}})).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_failure(&st, 415, "UnsupportedMediaType");
+    // So is an unknown patch type.
+    let (s, _) = patch(&r, &format!("{PODS}/p"), "text/plain", json!({})).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // Patching a missing object is a 404.
+    let (s, st) = patch(&r, &format!("{PODS}/ghost"), MERGE_PATCH, json!({"metadata": {"labels": {"a": "b"}}})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_failure(&st, 404, "NotFound");
+}
+
+#[tokio::test]
+async fn dry_run_create_stores_nothing() {
+    let (_api, r) = server().await;
+    let (s, obj) = post(&r, &format!("{PODS}?dryRun=All"), pod("dry")).await;
+    assert_eq!(s, StatusCode::CREATED, "{obj}");
+    assert_eq!(obj["metadata"]["name"], "dry");
+    assert_eq!(obj["spec"]["restartPolicy"], "Always", "defaults are applied on a dry run too");
+    let (s, _) = get(&r, &format!("{PODS}/dry")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, list) = get(&r, PODS).await;
+    assert_eq!(names(&list), Vec::<String>::new());
+
+    // A dry run still validates.
+    let (s, _) = post(&r, &format!("{PODS}?dryRun=All"), json!({"metadata": {"name": "dry"}, "spec": {"containers": [{"name": "c"}]}})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = post(&r, &format!("{PODS}?dryRun=Some"), pod("dry")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn oversized_body_is_413() {
+    let (_api, r) = server().await;
+    let big = "x".repeat(4 * 1024 * 1024);
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"k": big}});
+    let (s, st) = post(&r, CMS, body).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_failure(&st, 413, "RequestEntityTooLarge");
+    let (s, _) = get(&r, &format!("{CMS}/big")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Just under the limit is accepted (the limit is on the body, not on a smaller extractor default).
+    let ok = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"k": "x".repeat(2_500_000)}});
+    let (s, v) = post(&r, CMS, ok).await;
+    assert_eq!(s, StatusCode::CREATED, "{}", v["message"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 13: watch
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn watch_initial_state_then_changes() {
+    let (_api, r) = server().await;
+    create(&r, CMS, configmap("a")).await;
+
+    let mut w = watch(&r, &format!("{CMS}?watch=true")).await;
+    let first = w.event().await;
+    assert_event(&first, "ADDED", "a");
+    assert_eq!(first["object"]["kind"], "ConfigMap");
+    assert_eq!(first["object"]["apiVersion"], "v1");
+    assert_eq!(first["object"]["data"]["k"], "v");
+    w.expect_quiet(Duration::from_millis(200)).await;
+
+    let b = create(&r, CMS, configmap("b")).await;
+    let ev = w.event().await;
+    assert_event(&ev, "ADDED", "b");
+    assert_eq!(rv(&ev["object"]), rv(&b));
+
+    let (s, pb) = patch(&r, &format!("{CMS}/b"), MERGE_PATCH, json!({"data": {"k": "w"}})).await;
+    assert_eq!(s, StatusCode::OK);
+    let ev = w.event().await;
+    assert_event(&ev, "MODIFIED", "b");
+    assert_eq!(ev["object"]["data"]["k"], "w");
+    assert_eq!(rv(&ev["object"]), rv(&pb));
+
+    let (s, _) = delete(&r, &format!("{CMS}/b"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let ev = w.event().await;
+    assert_event(&ev, "DELETED", "b");
+    assert_eq!(ev["object"]["data"]["k"], "w", "DELETED carries the last state");
+    assert!(rv(&ev["object"]).parse::<u64>().unwrap() > rv(&pb).parse::<u64>().unwrap(), "DELETED carries the deletion's revision");
+
+    // Other namespaces are not part of this watch.
+    create(&r, "/api/v1/namespaces/kube-system/configmaps", configmap("elsewhere")).await;
+    w.expect_quiet(Duration::from_millis(200)).await;
+
+    // The /watch/ path form works as well.
+    let mut w2 = watch(&r, "/api/v1/watch/namespaces/default/configmaps").await;
+    assert_event(&w2.event().await, "ADDED", "a");
+    // And an all-namespaces watch sees both.
+    let mut w3 = watch(&r, "/api/v1/configmaps?watch=1").await;
+    let mut seen: Vec<_> = w3.events(2).await.iter().map(summary).collect();
+    seen.sort();
+    assert_eq!(seen, [("ADDED".to_string(), "a".to_string()), ("ADDED".to_string(), "elsewhere".to_string())]);
+}
+
+#[tokio::test]
+async fn watch_from_resource_version_sends_only_later_changes() {
+    let (_api, r) = server().await;
+    create(&r, CMS, configmap("a")).await;
+    let (_, list) = get(&r, CMS).await;
+    let list_rv = rv(&list);
+    let b = create(&r, CMS, configmap("b")).await;
+
+    let mut w = watch(&r, &format!("{CMS}?watch=true&resourceVersion={list_rv}")).await;
+    let ev = w.event().await;
+    assert_event(&ev, "ADDED", "b");
+    assert_eq!(rv(&ev["object"]), rv(&b));
+    w.expect_quiet(Duration::from_millis(200)).await;
+
+    let (s, _) = patch(&r, &format!("{CMS}/a"), MERGE_PATCH, json!({"data": {"k": "2"}})).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_event(&w.event().await, "MODIFIED", "a");
+
+    // resourceVersion=0 behaves like unset: the current state first.
+    let mut w0 = watch(&r, &format!("{CMS}?watch=true&resourceVersion=0")).await;
+    let mut seen: Vec<_> = w0.events(2).await.iter().map(summary).collect();
+    seen.sort();
+    assert_eq!(seen, [("ADDED".to_string(), "a".to_string()), ("ADDED".to_string(), "b".to_string())]);
+
+    let (s, st) = get(&r, &format!("{CMS}?watch=true&resourceVersion=abc")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_failure(&st, 400, "BadRequest");
+}
+
+#[tokio::test]
+async fn watch_label_selector_sends_added_and_deleted_on_relabel() {
+    let (_api, r) = server().await;
+    let mut a = configmap("a");
+    a["metadata"]["labels"] = json!({"app": "x"});
+    create(&r, CMS, a).await;
+    create(&r, CMS, configmap("other")).await;
+
+    let mut w = watch(&r, &format!("{CMS}?watch=true&labelSelector={}", enc("app=x"))).await;
+    assert_event(&w.event().await, "ADDED", "a");
+    w.expect_quiet(Duration::from_millis(200)).await;
+
+    let (s, away) = patch(&r, &format!("{CMS}/a"), MERGE_PATCH, json!({"metadata": {"labels": {"app": "y"}}})).await;
+    assert_eq!(s, StatusCode::OK);
+    let ev = w.event().await;
+    assert_event(&ev, "DELETED", "a");
+    assert_eq!(rv(&ev["object"]), rv(&away), "the event's revision is the relabelling write's");
+
+    // Changes while it does not match are not sent.
+    let (s, _) = patch(&r, &format!("{CMS}/a"), MERGE_PATCH, json!({"data": {"k": "unseen"}})).await;
+    assert_eq!(s, StatusCode::OK);
+    w.expect_quiet(Duration::from_millis(200)).await;
+
+    let (s, back) = patch(&r, &format!("{CMS}/a"), MERGE_PATCH, json!({"metadata": {"labels": {"app": "x"}}})).await;
+    assert_eq!(s, StatusCode::OK);
+    let ev = w.event().await;
+    assert_event(&ev, "ADDED", "a");
+    assert_eq!(rv(&ev["object"]), rv(&back));
+    assert_eq!(ev["object"]["metadata"]["labels"]["app"], "x");
+
+    // A new object that matches is ADDED; one that does not is not sent.
+    let mut c = configmap("c");
+    c["metadata"]["labels"] = json!({"app": "x"});
+    create(&r, CMS, c).await;
+    assert_event(&w.event().await, "ADDED", "c");
+    create(&r, CMS, configmap("d")).await;
+    w.expect_quiet(Duration::from_millis(200)).await;
+}
+
+/// Upstream's watch cache (`cacheWatcher.convertToWatchEvent`): when an object stops matching the selector,
+/// the DELETED event carries the *previous* object content (which matched) with the event's resourceVersion.
+#[tokio::test]
+async fn watch_deleted_on_relabel_carries_the_previous_object() {
+    let (_api, r) = server().await;
+    let mut a = configmap("a");
+    a["metadata"]["labels"] = json!({"app": "x"});
+    create(&r, CMS, a).await;
+    let mut w = watch(&r, &format!("{CMS}?watch=true&labelSelector={}", enc("app=x"))).await;
+    assert_event(&w.event().await, "ADDED", "a");
+    let (s, away) = patch(&r, &format!("{CMS}/a"), MERGE_PATCH, json!({"metadata": {"labels": {"app": "y"}}})).await;
+    assert_eq!(s, StatusCode::OK);
+    let ev = w.event().await;
+    assert_event(&ev, "DELETED", "a");
+    assert_eq!(rv(&ev["object"]), rv(&away));
+    assert_eq!(ev["object"]["metadata"]["labels"]["app"], "x", "upstream sends the last state that matched the selector: {ev}");
+}
+
+#[tokio::test]
+async fn watch_field_selector_filters_other_objects() {
+    let (_api, r) = server().await;
+    create(&r, CMS, configmap("a")).await;
+    create(&r, CMS, configmap("b")).await;
+
+    let mut w = watch(&r, &format!("{CMS}?watch=true&fieldSelector={}", enc("metadata.name=a"))).await;
+    assert_event(&w.event().await, "ADDED", "a");
+    w.expect_quiet(Duration::from_millis(200)).await;
+
+    let (s, _) = patch(&r, &format!("{CMS}/b"), MERGE_PATCH, json!({"data": {"k": "2"}})).await;
+    assert_eq!(s, StatusCode::OK);
+    create(&r, CMS, configmap("c")).await;
+    w.expect_quiet(Duration::from_millis(200)).await;
+
+    let (s, _) = patch(&r, &format!("{CMS}/a"), MERGE_PATCH, json!({"data": {"k": "2"}})).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_event(&w.event().await, "MODIFIED", "a");
+    let (s, _) = delete(&r, &format!("{CMS}/a"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_event(&w.event().await, "DELETED", "a");
+
+    // The pod field labels work on watches too.
+    let mut p = pod("p");
+    p["spec"]["nodeName"] = "n1".into();
+    let mut wp = watch(&r, &format!("{PODS}?watch=true&fieldSelector={}", enc("spec.nodeName=n1"))).await;
+    create(&r, PODS, pod("unscheduled")).await;
+    create(&r, PODS, p).await;
+    assert_event(&wp.event().await, "ADDED", "p");
+    wp.expect_quiet(Duration::from_millis(200)).await;
+
+    let (s, st) = get(&r, &format!("{CMS}?watch=true&fieldSelector={}", enc("spec.nodeName=n1"))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "unsupported field labels are refused before the stream starts");
+    assert!(st["message"].as_str().unwrap().contains("field label not supported"), "{st}");
+}
+
+#[tokio::test]
+async fn watch_timeout_ends_the_stream() {
+    let (_api, r) = server().await;
+    create(&r, CMS, configmap("a")).await;
+    let started = tokio::time::Instant::now();
+    let mut w = watch(&r, &format!("{CMS}?watch=true&timeoutSeconds=1")).await;
+    let events = w.until_end(Duration::from_secs(5)).await;
+    let took = started.elapsed();
+    assert_eq!(events.iter().map(summary).collect::<Vec<_>>(), [("ADDED".to_string(), "a".to_string())]);
+    assert!(took >= Duration::from_millis(900), "ended too early: {took:?}");
+    assert!(took < Duration::from_secs(4), "ended too late: {took:?}");
+}
+
+#[tokio::test]
+async fn watch_too_old_resource_version_is_410_expired() {
+    let api = server_with(MemStore::with_history(3)).await;
+    let r = api.router();
+    for i in 0..10 {
+        create(&r, CMS, configmap(&format!("cm{i}"))).await;
+    }
+    let mut w = watch(&r, &format!("{CMS}?watch=true&resourceVersion=1")).await;
+    let events = w.until_end(Duration::from_secs(5)).await;
+    assert_eq!(events.len(), 1, "one ERROR event, then the end: {events:?}");
+    let ev = &events[0];
+    assert_eq!(ev["type"], "ERROR", "{ev}");
+    let st = &ev["object"];
+    assert_eq!(st["kind"], "Status", "{st}");
+    assert_eq!(st["apiVersion"], "v1");
+    assert_eq!(st["status"], "Failure");
+    assert_eq!(st["code"], 410);
+    assert_eq!(st["reason"], "Expired");
+    assert!(st["message"].as_str().unwrap().contains("too old resource version"), "{st}");
+
+    // A recent revision is still fine.
+    let (_, list) = get(&r, CMS).await;
+    let mut w = watch(&r, &format!("{CMS}?watch=true&resourceVersion={}", rv(&list))).await;
+    create(&r, CMS, configmap("fresh")).await;
+    assert_event(&w.event().await, "ADDED", "fresh");
+}
+
+#[tokio::test]
+async fn watch_sends_no_bookmarks_unless_allowed() {
+    let (_api, r) = server().await;
+    create(&r, CMS, configmap("a")).await;
+
+    let mut w = watch(&r, &format!("{CMS}?watch=true&timeoutSeconds=2")).await;
+    create(&r, CMS, configmap("b")).await;
+    let (s, _) = patch(&r, &format!("{CMS}/a"), MERGE_PATCH, json!({"data": {"k": "2"}})).await;
+    assert_eq!(s, StatusCode::OK);
+    let events = w.until_end(Duration::from_secs(5)).await;
+    let kinds: Vec<_> = events.iter().map(summary).collect();
+    assert!(events.iter().all(|e| e["type"] != "BOOKMARK"), "{kinds:?}");
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+
+    // Contrast: with both, the initial events end with a BOOKMARK annotated k8s.io/initial-events-end.
+    let mut w = watch(&r, &format!("{CMS}?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan")).await;
+    let events = w.events(3).await;
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[1]["type"], "ADDED");
+    assert_eq!(events[2]["type"], "BOOKMARK");
+    assert_eq!(events[2]["object"]["kind"], "ConfigMap");
+    assert_eq!(events[2]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    rv(&events[2]["object"]);
+}
+
+fn core_event(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": name},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "p", "namespace": "default"},
+        "message": "hello", "reason": "Started", "type": "Normal", "source": {"component": "kubelet"}, "count": 1})
+}
+
+const EVENTS_V1: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
+
+#[tokio::test]
+async fn events_k8s_io_reads_core_events() {
+    let (_api, r) = server().await;
+    let mut w = watch(&r, &format!("{EVENTS_V1}?watch=true")).await;
+    create(&r, "/api/v1/namespaces/default/events", core_event("e1")).await;
+
+    let (s, ev) = get(&r, &format!("{EVENTS_V1}/e1")).await;
+    assert_eq!(s, StatusCode::OK, "{ev}");
+    assert_eq!(ev["apiVersion"], "events.k8s.io/v1");
+    assert_eq!(ev["kind"], "Event");
+    assert_eq!(ev["regarding"]["name"], "p");
+    assert_eq!(ev["regarding"]["kind"], "Pod");
+    assert_eq!(ev["note"], "hello");
+    assert_eq!(ev["reason"], "Started");
+    assert_eq!(ev["deprecatedSource"]["component"], "kubelet");
+    assert_eq!(ev["deprecatedCount"], 1);
+    assert!(ev.get("involvedObject").is_none() && ev.get("message").is_none(), "{ev}");
+
+    // The core version is unchanged.
+    let (_, core) = get(&r, "/api/v1/namespaces/default/events/e1").await;
+    assert_eq!(core["apiVersion"], "v1");
+    assert_eq!(core["involvedObject"]["name"], "p");
+    assert_eq!(core["message"], "hello");
+
+    // Lists and field selectors in the new vocabulary.
+    let (s, list) = get(&r, &format!("{EVENTS_V1}?fieldSelector={}", enc("regarding.name=p"))).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(list["kind"], "EventList");
+    assert_eq!(list["apiVersion"], "events.k8s.io/v1");
+    assert_eq!(names(&list), ["e1"]);
+    assert_eq!(list["items"][0]["note"], "hello");
+    let (_, list) = get(&r, &format!("{EVENTS_V1}?fieldSelector={}", enc("regarding.name=other"))).await;
+    assert_eq!(names(&list), Vec::<String>::new());
+
+    // Watch events are converted too.
+    let w_ev = w.event().await;
+    assert_event(&w_ev, "ADDED", "e1");
+    assert_eq!(w_ev["object"]["apiVersion"], "events.k8s.io/v1");
+    assert_eq!(w_ev["object"]["note"], "hello");
+    assert_eq!(w_ev["object"]["regarding"]["name"], "p");
+}
+
+/// Writing through events.k8s.io/v1 (what client-go's and kube-rs's new event recorders do) stores a core
+/// Event that reads back in both versions.
+#[tokio::test]
+async fn events_k8s_io_create_round_trips() {
+    let (_api, r) = server().await;
+    let body = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e2"},
+        "eventTime": "2025-01-01T00:00:00.000000Z", "reportingController": "example.com/ctl", "reportingInstance": "ctl-1",
+        "action": "Reconcile", "reason": "Synced", "type": "Normal", "note": "hi",
+        "regarding": {"apiVersion": "v1", "kind": "Pod", "name": "p", "namespace": "default"}});
+    let (s, created) = post(&r, EVENTS_V1, body).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    assert_eq!(created["apiVersion"], "events.k8s.io/v1");
+    assert_eq!(created["note"], "hi");
+    assert_eq!(created["regarding"]["name"], "p");
+    let (s, core) = get(&r, "/api/v1/namespaces/default/events/e2").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(core["message"], "hi");
+    assert_eq!(core["involvedObject"]["name"], "p");
+    assert_eq!(core["reportingComponent"], "example.com/ctl");
+}
+
+/// A patch through events.k8s.io/v1 (a recorder bumping `series`) of an Event stored through core/v1.
+#[tokio::test]
+async fn events_k8s_io_patch() {
+    let (_api, r) = server().await;
+    create(&r, "/api/v1/namespaces/default/events", core_event("e3")).await;
+    let (s, patched) = patch(&r, &format!("{EVENTS_V1}/e3"), MERGE_PATCH, json!({"note": "again"})).await;
+    assert_eq!(s, StatusCode::OK, "{patched}");
+    assert_eq!(patched["apiVersion"], "events.k8s.io/v1");
+    assert_eq!(patched["note"], "again");
+    let (_, core) = get(&r, "/api/v1/namespaces/default/events/e3").await;
+    assert_eq!(core["message"], "again");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 14, 15: auth and the kube client
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn bearer_token_auth() {
+    let (api, _) = server().await;
+    let tokens = k1s_apiserver::auth::Tokens::new(vec!["tok".into()]);
+    let r = api.router().layer(axum::middleware::from_fn_with_state(tokens, k1s_apiserver::auth::require));
+
+    let (s, _, st) = send(&r, Request::get("/api/v1/namespaces").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_failure(&st, 401, "Unauthorized");
+
+    let (s, _, st) = send(&r, Request::get("/api/v1/namespaces").header(header::AUTHORIZATION, "Bearer wrong").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_failure(&st, 401, "Unauthorized");
+    let (s, _, _) = send(&r, Request::get("/api/v1/namespaces").header(header::AUTHORIZATION, "Basic dG9rOnRvaw==").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = send(&r, Request::get("/api").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "discovery needs the token too");
+
+    let (s, _, list) = send(&r, Request::get("/api/v1/namespaces").header(header::AUTHORIZATION, "Bearer tok").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(list["kind"], "NamespaceList");
+
+    for path in ["/readyz", "/version", "/healthz", "/livez"] {
+        let (s, _, _) = send(&r, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(s, StatusCode::OK, "{path} is anonymous");
+    }
+}
+
+#[tokio::test]
+async fn kube_client_in_process() {
+    use futures::TryStreamExt;
+    use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+    use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+    use kube::runtime::{watcher, WatchStreamExt};
+
+    let (_api, router) = server().await;
+    // The axum Router is a tower Service over any HTTP body, kube's included.
+    let client = kube::Client::new(router, "default");
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+
+    let p: Pod = serde_json::from_value(pod("kp")).unwrap();
+    let created = pods.create(&PostParams::default(), &p).await.expect("create through kube");
+    assert!(created.metadata.uid.is_some());
+    assert_eq!(created.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Pending"));
+    assert_eq!(created.spec.as_ref().and_then(|s| s.restart_policy.as_deref()), Some("Always"));
+
+    let got = pods.get("kp").await.expect("get through kube");
+    assert_eq!(got.metadata.uid, created.metadata.uid);
+    let list = pods.list(&ListParams::default()).await.expect("list through kube");
+    assert_eq!(list.items.len(), 1);
+    assert!(list.metadata.resource_version.is_some());
+
+    // Errors arrive as kube's typed Status.
+    match pods.get("missing").await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 404);
+            assert_eq!(s.reason, "NotFound");
+        }
+        other => panic!("expected a 404 Status, got {other:?}"),
+    }
+    assert!(pods.get_opt("missing").await.expect("get_opt").is_none());
+
+    // A watcher: the initial list, then a live change.
+    let stream = watcher(pods.clone(), watcher::Config::default()).applied_objects();
+    let mut stream = std::pin::pin!(stream);
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.expect("watcher timed out").expect("watcher").expect("watcher ended");
+    assert_eq!(first.metadata.name.as_deref(), Some("kp"));
+    let p2: Pod = serde_json::from_value(pod("kp2")).unwrap();
+    pods.create(&PostParams::default(), &p2).await.expect("create kp2");
+    let seen = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(p) = stream.try_next().await.expect("watcher") {
+            if p.metadata.name.as_deref() == Some("kp2") {
+                return p;
+            }
+        }
+        panic!("the watcher ended")
+    })
+    .await
+    .expect("the watcher did not see kp2");
+    assert_eq!(seen.status.and_then(|s| s.phase).as_deref(), Some("Pending"));
+
+    // Patch and delete through kube.
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
+    let cm: ConfigMap = serde_json::from_value(configmap("kc")).unwrap();
+    cms.create(&PostParams::default(), &cm).await.expect("create cm");
+    let patched = cms.patch("kc", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "2"}}))).await.expect("merge patch");
+    assert_eq!(patched.data.unwrap()["k"], "2");
+    cms.delete("kc", &DeleteParams::default()).await.expect("delete");
+    assert!(cms.get_opt("kc").await.expect("get_opt").is_none());
+}

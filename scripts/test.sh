@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The README's test command: everything every test needs, on a fresh Debian 12 machine (run as root), then
+# every test. CI (.ci/run) calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "the test suite includes root end-to-end tests: run it as root" >&2
+  exit 1
+fi
+
+# The end-to-end tests start the real binary: build it first (cargo test does not build other packages' bins).
+cargo build --locked -p k1s
+cargo test --locked --workspace
