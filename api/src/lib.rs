@@ -9,6 +9,7 @@ pub mod events;
 pub mod meta;
 pub mod resources;
 pub mod selectors;
+pub mod tables;
 pub mod validation;
 
 pub use k8s_openapi;

@@ -11,6 +11,7 @@ pub mod error;
 pub mod namespaces;
 pub mod registry;
 pub mod strategy;
+pub mod table;
 pub mod tls;
 pub mod watch;
 
@@ -182,14 +183,32 @@ fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> &'a str {
     headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
-/// Read the body, refusing more than [`MAX_BODY`].
+/// Read the body, refusing more than [`MAX_BODY`]. An oversized body is still drained (up to
+/// [`DRAIN_LIMIT`]) before the 413 goes out, so an HTTP/1.1 client can reuse its connection: answering
+/// mid-upload leaves unread bytes on it, and the client's next request on that connection fails.
 async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
-    match http_body_util::Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(MAX_BODY)),
-        Err(e) => Err(ApiError::bad_request(format!("reading the request body: {e}"))),
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= MAX_BODY {
+                buf.extend_from_slice(&data);
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
     }
+    if seen > MAX_BODY {
+        return Err(ApiError::too_large(MAX_BODY));
+    }
+    Ok(buf.freeze())
 }
+
+/// How much of an oversized body is read and dropped before answering 413.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Decode a JSON object body.
 fn json_body(info: &ResourceInfo, headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
@@ -238,6 +257,7 @@ fn dry_run(query: &HashMap<String, String>) -> ApiResult<bool> {
 
 async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let accept = header_str(&headers, header::ACCEPT);
+    let as_table = table::wants_table(accept).then(|| table::include(query.get("includeObject").map(String::as_str)));
     let target = parse_path(uri.path())?;
     let reg = api.registry();
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
@@ -282,13 +302,28 @@ async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, 
                     allow_bookmarks: flag(&query, "allowWatchBookmarks"),
                     send_initial_events: flag(&query, "sendInitialEvents"),
                     timeout,
+                    table: as_table,
                 };
                 return watch::watch(reg, info, ns, wopts, api.shutdown_signal());
             }
-            ok(reg.list(info, ns, &opts)?)
+            let list = reg.list(info, ns, &opts)?;
+            match as_table {
+                Some(inc) => {
+                    let items = list["items"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+                    ok(table::table(info, items, inc, list["metadata"].clone(), true))
+                }
+                None => ok(list),
+            }
         }
         (Method::GET, Some(name), None | Some("status")) => {
-            ok(reg.get(info, ns, name)?)
+            let obj = reg.get(info, ns, name)?;
+            match as_table {
+                Some(inc) => {
+                    let md = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+                    ok(table::table(info, std::slice::from_ref(&obj), inc, md, true))
+                }
+                None => ok(obj),
+            }
         }
         (Method::POST, None, None) => {
             let body = read_body(body).await?;

@@ -29,6 +29,8 @@ pub struct WatchOptions {
     pub allow_bookmarks: bool,
     pub send_initial_events: bool,
     pub timeout: Duration,
+    /// Send each object as a one-row Table (kubectl get -w).
+    pub table: Option<crate::table::Include>,
 }
 
 /// How often a BOOKMARK is sent to clients that allow them (upstream: about once a minute).
@@ -50,6 +52,8 @@ struct State {
     start_rev: Revision,
     shutdown: watch::Receiver<bool>,
     done: bool,
+    /// Table watches send column definitions only in the first event (upstream).
+    columns_sent: bool,
 }
 
 fn line(kind: &str, object: &Value) -> Bytes {
@@ -102,6 +106,7 @@ pub fn watch(registry: &Registry, info: &'static ResourceInfo, ns: Option<&str>,
         start_rev,
         shutdown,
         done: false,
+        columns_sent: false,
     };
     let body = Body::from_stream(stream::unfold(state, |mut st| async move {
         let chunk = next_chunk(&mut st).await?;
@@ -123,13 +128,26 @@ fn bookmark(info: &ResourceInfo, rev: Revision, initial_end: bool) -> Value {
     json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": md})
 }
 
+/// An object event's line, as a one-row Table when the client asked for Tables.
+fn object_line(st: &mut State, kind: &str, obj: &Value) -> Bytes {
+    match st.opts.table {
+        Some(inc) => {
+            let md = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+            let t = crate::table::table(st.info, std::slice::from_ref(obj), inc, md, !st.columns_sent);
+            st.columns_sent = true;
+            line(kind, &t)
+        }
+        None => line(kind, obj),
+    }
+}
+
 /// The next line of the stream, or None to end it.
 async fn next_chunk(st: &mut State) -> Option<Bytes> {
     if st.done {
         return None;
     }
     if let Some(obj) = st.initial.next() {
-        return Some(line("ADDED", &obj));
+        return Some(object_line(st, "ADDED", &obj));
     }
     if st.initial_end_pending {
         st.initial_end_pending = false;
@@ -163,7 +181,7 @@ async fn next_chunk(st: &mut State) -> Option<Bytes> {
                     (false, false) => continue,
                 };
                 registry::externalize(info, &mut obj);
-                return Some(line(kind, &obj));
+                return Some(object_line(st, kind, &obj));
             }
             _ = tokio::time::sleep_until(bookmark_at) => {
                 if Instant::now() >= st.deadline {

@@ -1,0 +1,68 @@
+//! Table responses (`application/json;as=Table;v=v1;g=meta.k8s.io`) for `kubectl get`: assembling the
+//! columns and cells from `k1s_api::tables` with row objects as kubectl needs them (kubectl-wire.md §3.3).
+
+use k1s_api::{tables, ResourceInfo};
+use serde_json::{json, Value};
+
+/// What each row's `object` holds (`includeObject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Include {
+    None,
+    /// `PartialObjectMetadata` (the default): namespace for `-A`, labels for `--show-labels`/`-L`.
+    Metadata,
+    /// The full object (`--sort-by`).
+    Object,
+}
+
+/// The client accepts a Table (`as=Table;g=meta.k8s.io`, v1 or v1beta1).
+pub fn wants_table(accept: &str) -> bool {
+    accept.split(',').any(|part| {
+        let params: Vec<&str> = part.split(';').map(str::trim).collect();
+        params.contains(&"as=Table") && params.contains(&"g=meta.k8s.io")
+    })
+}
+
+pub fn include(q: Option<&str>) -> Include {
+    match q {
+        Some("None") => Include::None,
+        Some("Object") => Include::Object,
+        _ => Include::Metadata,
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// One row for an object in its external form.
+fn row(info: &ResourceInfo, obj: &Value, include: Include, now: i64) -> Value {
+    // Cells are computed on the storage form (events.k8s.io/v1 Events are printed like core Events, as upstream).
+    let (cells, conditions) = if info.group == "events.k8s.io" {
+        let mut core = obj.clone();
+        k1s_api::events::to_core_v1(&mut core);
+        tables::cells(info, &core, now)
+    } else {
+        tables::cells(info, obj, now)
+    };
+    let mut r = json!({"cells": cells});
+    if let Some(c) = conditions {
+        r["conditions"] = c;
+    }
+    match include {
+        Include::None => {}
+        Include::Metadata => {
+            r["object"] = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))});
+        }
+        Include::Object => r["object"] = obj.clone(),
+    }
+    r
+}
+
+/// A Table of `items` (external form). `metadata` is the list metadata (resourceVersion, continue).
+/// `with_columns` is false for watch events after the first, as upstream sends them.
+pub fn table(info: &ResourceInfo, items: &[Value], include: Include, metadata: Value, with_columns: bool) -> Value {
+    let now = now();
+    let rows: Vec<Value> = items.iter().map(|o| row(info, o, include, now)).collect();
+    let columns = if with_columns { tables::columns(info) } else { json!([]) };
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": columns, "rows": rows})
+}
