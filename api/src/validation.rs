@@ -193,6 +193,60 @@ pub fn decode_check(info: &ResourceInfo, obj: &Value) -> Result<(), String> {
     res.map_err(|e| format!("{} in version {:?} cannot be handled as a {}: {e}", info.kind, info.version, info.kind))
 }
 
+/// The object after a round trip through its typed k8s-openapi struct (the external form: events.k8s.io
+/// Events as such), or None if it does not decode.
+fn round_trip(info: &ResourceInfo, obj: &Value) -> Option<Value> {
+    use k8s_openapi::api;
+    fn rt<'de, T: Deserialize<'de> + serde::Serialize>(v: &'de Value) -> Option<Value> {
+        T::deserialize(v).ok().and_then(|t| serde_json::to_value(&t).ok())
+    }
+    match (info.group, info.kind) {
+        ("", "Pod") => rt::<api::core::v1::Pod>(obj),
+        ("", "Namespace") => rt::<api::core::v1::Namespace>(obj),
+        ("", "Node") => rt::<api::core::v1::Node>(obj),
+        ("", "Event") => rt::<api::core::v1::Event>(obj),
+        ("", "ConfigMap") => rt::<api::core::v1::ConfigMap>(obj),
+        ("", "Secret") => rt::<api::core::v1::Secret>(obj),
+        ("batch", "Job") => rt::<api::batch::v1::Job>(obj),
+        ("coordination.k8s.io", "Lease") => rt::<api::coordination::v1::Lease>(obj),
+        ("events.k8s.io", "Event") => rt::<api::events::v1::Event>(obj),
+        _ => None,
+    }
+}
+
+/// Fields of a (client-sent, external form) object that its kind does not have, as upstream's strict decoding
+/// names them (`spec.containers[0].foo`). The typed structs drop unknown keys, so a key present (and not null)
+/// in the input but absent after a round trip is unknown.
+pub fn unknown_fields(info: &ResourceInfo, obj: &Value) -> Vec<String> {
+    fn walk(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+        match (input, known) {
+            (Value::Object(i), Value::Object(k)) => {
+                for (key, v) in i {
+                    if v.is_null() {
+                        continue;
+                    }
+                    let p = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                    match k.get(key) {
+                        None => out.push(p),
+                        Some(kv) => walk(v, kv, &p, out),
+                    }
+                }
+            }
+            (Value::Array(i), Value::Array(k)) if i.len() == k.len() => {
+                for (n, (a, b)) in i.iter().zip(k).enumerate() {
+                    walk(a, b, &format!("{path}[{n}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(known) = round_trip(info, obj) {
+        walk(obj, &known, "", &mut out);
+    }
+    out
+}
+
 /// Validate an object for create. `obj` is in its storage form, defaults applied.
 pub fn validate(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -455,6 +509,16 @@ mod tests {
         assert!(validate_update(pods, &new, &old).is_empty());
         new["spec"]["containers"][0]["command"] = json!(["sh"]);
         assert_eq!(validate_update(pods, &new, &old)[0].field, "spec");
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_their_paths() {
+        let pods = find("", "v1", "pods").unwrap();
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labelz": {"a": "b"}},
+            "spec": {"image": "busybox", "containers": [{"name": "c", "image": "busybox", "resources": {}, "restartPolicy": null, "imagePullPolicy": "Always", "foo": 1}]}});
+        assert_eq!(unknown_fields(pods, &pod), ["metadata.labelz", "spec.image", "spec.containers[0].foo"]);
+        let ok = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {}}, "spec": {"containers": [{"name": "c", "image": "b", "env": [], "securityContext": {"privileged": false}}]}});
+        assert!(unknown_fields(pods, &ok).is_empty());
     }
 
     #[test]

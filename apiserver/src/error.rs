@@ -74,6 +74,26 @@ impl ApiError {
         ApiError { details: d, ..Self::new(422, "Invalid", format!("{qualified} {name:?} is invalid: {joined}")) }
     }
 
+    /// `fieldValidation=Strict` found fields the kind does not have (upstream `transformDecodeError` wording),
+    /// with where a field of that name does exist when there is one.
+    pub fn strict_decoding(info: &ResourceInfo, unknown: &[String]) -> Self {
+        let list = unknown
+            .iter()
+            .map(|path| {
+                let leaf = path.rsplit('.').next().unwrap_or(path);
+                let leaf = leaf.split('[').next().unwrap_or(leaf);
+                let elsewhere: Vec<String> = crate::openapi::field_locations(info, leaf).into_iter().filter(|l| l != path).collect();
+                if elsewhere.is_empty() {
+                    format!("unknown field {path:?}")
+                } else {
+                    format!("unknown field {path:?} ({leaf:?} belongs at {}: move it there)", elsewhere.join(" or "))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        Self::bad_request(format!("{} in version {:?} cannot be handled as a {}: strict decoding error: {list}", info.kind, info.version, info.kind))
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod discovery;
 pub mod error;
 pub mod namespaces;
+pub mod openapi;
 pub mod registry;
 pub mod strategy;
 pub mod table;
@@ -91,6 +92,8 @@ impl ApiServer {
             .route("/healthz", get(health))
             .route("/livez", get(health))
             .route("/readyz", get(health))
+            .route("/openapi/v3", get(openapi_index))
+            .route("/openapi/v3/{*gv}", get(openapi_document))
             .fallback(dispatch)
             .with_state(self.clone())
     }
@@ -119,6 +122,25 @@ pub fn version_info() -> Value {
 
 async fn version() -> Response {
     json_response(StatusCode::OK, &version_info())
+}
+
+async fn openapi_index() -> Response {
+    json_response(StatusCode::OK, &openapi::index())
+}
+
+/// A group-version document; immutable (cacheable forever) when fetched by its current hash.
+async fn openapi_document(axum::extract::Path(gv): axum::extract::Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(doc) = openapi::document(gv.trim_end_matches('/')) else {
+        return ApiError::no_route().into_response();
+    };
+    let cache = if q.get("hash") == Some(&doc.hash) { "public, immutable" } else { "no-cache, private" };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ETAG, format!("\"{}\"", doc.hash))
+        .header(header::CACHE_CONTROL, cache)
+        .body(Body::from(doc.body.clone()))
+        .expect("valid response")
 }
 
 async fn health() -> Response {
@@ -227,6 +249,50 @@ fn json_body(info: &ResourceInfo, headers: &HeaderMap, body: &[u8]) -> ApiResult
     Ok(v)
 }
 
+/// How to treat unknown fields (`fieldValidation`; upstream's default is Warn).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    Warn,
+    Strict,
+}
+
+fn field_validation(query: &HashMap<String, String>) -> ApiResult<FieldValidation> {
+    match query.get("fieldValidation").map(String::as_str) {
+        None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+        Some("Ignore") => Ok(FieldValidation::Ignore),
+        Some("Strict") => Ok(FieldValidation::Strict),
+        Some(other) => Err(ApiError::bad_request(format!("fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Warn\", \"Strict\""))),
+    }
+}
+
+/// Check a body for unknown fields: an error under Strict, `Warning` headers under Warn.
+fn check_fields(info: &ResourceInfo, obj: &Value, mode: FieldValidation) -> ApiResult<Vec<String>> {
+    if mode == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    let unknown = k1s_api::validation::unknown_fields(info, obj);
+    if unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    if mode == FieldValidation::Strict {
+        return Err(ApiError::strict_decoding(info, &unknown));
+    }
+    Ok(unknown.iter().map(|p| format!("unknown field {p:?}")).collect())
+}
+
+/// A JSON response with HTTP `Warning` headers (kubectl prints them as `Warning: …`).
+fn with_warnings(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
+    let mut r = json_response(code, v);
+    for w in warnings {
+        let text = format!("299 - {:?}", w);
+        if let Ok(h) = http::HeaderValue::from_str(&text) {
+            r.headers_mut().append(header::WARNING, h);
+        }
+    }
+    r
+}
+
 fn list_options(query: &HashMap<String, String>, info: &ResourceInfo) -> ApiResult<ListOptions> {
     let labels = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))
         .map_err(|e| ApiError::bad_request(format!("labelSelector: {e}")))?;
@@ -328,8 +394,9 @@ async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, 
         (Method::POST, None, None) => {
             let body = read_body(body).await?;
             let obj = json_body(info, &headers, &body)?;
+            let warnings = check_fields(info, &obj, field_validation(&query)?)?;
             let created = reg.create(info, ns, obj, dry_run(&query)?).await?;
-            Ok(json_response(StatusCode::CREATED, &created))
+            Ok(with_warnings(StatusCode::CREATED, &created, &warnings))
         }
         (Method::POST, Some(name), Some("binding")) => {
             let body = read_body(body).await?;
@@ -340,12 +407,15 @@ async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, 
         (Method::PUT, Some(name), None | Some("status")) => {
             let body = read_body(body).await?;
             let obj = json_body(info, &headers, &body)?;
-            ok(reg.update(info, ns, name, obj, sub, dry_run(&query)?).await?)
+            let warnings = check_fields(info, &obj, field_validation(&query)?)?;
+            let updated = reg.update(info, ns, name, obj, sub, dry_run(&query)?).await?;
+            Ok(with_warnings(StatusCode::OK, &updated, &warnings))
         }
         (Method::PATCH, Some(name), None | Some("status")) => {
             let body = read_body(body).await?;
             let ct = header_str(&headers, header::CONTENT_TYPE);
-            ok(reg.patch(info, ns, name, ct, &body, sub, dry_run(&query)?).await?)
+            let strict = field_validation(&query)? == FieldValidation::Strict;
+            ok(reg.patch(info, ns, name, ct, &body, sub, dry_run(&query)?, strict).await?)
         }
         (Method::DELETE, Some(name), None) => {
             let body = read_body(body).await?;

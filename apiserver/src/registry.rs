@@ -482,7 +482,9 @@ impl Registry {
     }
 
     /// PATCH with a JSON patch or a merge patch.
-    pub async fn patch(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, content_type: &str, body: &[u8], sub: Option<&str>, dry_run: bool) -> ApiResult<Value> {
+    /// `strict` (fieldValidation=Strict) refuses a patch that introduces fields the kind does not have.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, content_type: &str, body: &[u8], sub: Option<&str>, dry_run: bool, strict: bool) -> ApiResult<Value> {
         enum P {
             Json(json_patch::Patch),
             Merge(Value),
@@ -511,6 +513,12 @@ impl Registry {
                     ApiError::invalid(info, name, &[validation::FieldError::invalid("patch", &Value::Null, e.to_string())])
                 })?,
                 P::Merge(m) => json_patch::merge(&mut cur, m),
+            }
+            if strict {
+                let unknown = validation::unknown_fields(info, &cur);
+                if !unknown.is_empty() {
+                    return Err(ApiError::strict_decoding(info, &unknown));
+                }
             }
             let rv = meta::meta_str(&cur, "resourceVersion");
             if !rv.is_empty() && rv != meta::meta_str(old, "resourceVersion") {
