@@ -7,8 +7,10 @@
 pub mod defaults;
 pub mod events;
 pub mod meta;
+pub mod protobuf;
 pub mod resources;
 pub mod selectors;
+pub mod smp;
 pub mod tables;
 pub mod validation;
 

@@ -232,17 +232,21 @@ async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
 /// How much of an oversized body is read and dropped before answering 413.
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
-/// Decode a JSON object body.
+/// Decode a request body: JSON, or the Kubernetes protobuf envelope that typed clients send
+/// (`kubectl create job|namespace|configmap|secret`).
 fn json_body(info: &ResourceInfo, headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     let ct = header_str(headers, header::CONTENT_TYPE).split(';').next().unwrap_or("").trim();
-    if !(ct.is_empty() || ct == "application/json" || ct == "*/*") {
-        return Err(ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json (got {ct:?})"
-        )));
-    }
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!("{} in version {:?} cannot be handled as a {}: {e}", info.kind, info.version, info.kind))
-    })?;
+    let v: Value = match ct {
+        "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("{} in version {:?} cannot be handled as a {}: {e}", info.kind, info.version, info.kind))
+        })?,
+        "application/vnd.kubernetes.protobuf" => k1s_api::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.0))?,
+        _ => {
+            return Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {ct:?})"
+            )))
+        }
+    };
     if !v.is_object() {
         return Err(ApiError::bad_request(format!("the body must be a JSON object holding a {}", info.kind)));
     }

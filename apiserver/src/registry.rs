@@ -488,19 +488,27 @@ impl Registry {
         enum P {
             Json(json_patch::Patch),
             Merge(Value),
+            Strategic(Value),
         }
         let media = content_type.split(';').next().unwrap_or("").trim();
         let patch = match media {
             "application/json-patch+json" => P::Json(serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?),
             "application/merge-patch+json" => P::Merge(serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid merge patch: {e}")))?),
-            "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
-                return Err(ApiError::unsupported_media_type(format!(
-                    "the patch type {media} is not supported by this k1s version yet; use a JSON merge patch (kubectl patch --type=merge) or a JSON patch (--type=json)"
-                )))
+            "application/strategic-merge-patch+json" => {
+                let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid strategic merge patch: {e}")))?;
+                if !v.is_object() {
+                    return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
+                }
+                P::Strategic(v)
+            }
+            "application/apply-patch+yaml" => {
+                return Err(ApiError::unsupported_media_type(
+                    "server-side apply is not supported by this k1s version yet; use kubectl apply without --server-side (client-side apply)",
+                ))
             }
             other => {
                 return Err(ApiError::unsupported_media_type(format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got {other:?})"
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})"
                 )))
             }
         };
@@ -513,6 +521,10 @@ impl Registry {
                     ApiError::invalid(info, name, &[validation::FieldError::invalid("patch", &Value::Null, e.to_string())])
                 })?,
                 P::Merge(m) => json_patch::merge(&mut cur, m),
+                P::Strategic(p) => {
+                    let meta = k1s_api::smp::meta_for(info.group, info.kind);
+                    cur = k1s_api::smp::apply(&cur, p, meta).map_err(|e| ApiError::bad_request(format!("invalid strategic merge patch: {e}")))?;
+                }
             }
             if strict {
                 let unknown = validation::unknown_fields(info, &cur);

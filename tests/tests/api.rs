@@ -878,8 +878,17 @@ async fn status_subresource_and_patch_types() {
     assert_eq!(s, StatusCode::OK, "{after}");
     assert_eq!(after["spec"]["containers"][0]["image"], "busybox:1.36");
 
-    // Strategic merge patch is not supported: 415.
-    let (s, st) = patch(&r, &format!("{PODS}/p"), STRATEGIC_PATCH, json!({"metadata": {"labels": {"s": "1"}}})).await;
+    // Strategic merge patch: containers merge by name, the directive is consumed, labels merge.
+    let smp = json!({"metadata": {"labels": {"s": "1"}},
+        "spec": {"$setElementOrder/containers": [{"name": "c"}], "containers": [{"name": "c", "image": "busybox:1.37"}]}});
+    let (s, after) = patch(&r, &format!("{PODS}/p"), STRATEGIC_PATCH, smp).await;
+    assert_eq!(s, StatusCode::OK, "{after}");
+    assert_eq!(after["metadata"]["labels"]["s"], "1");
+    assert_eq!(after["spec"]["containers"].as_array().unwrap().len(), 1);
+    assert_eq!(after["spec"]["containers"][0]["image"], "busybox:1.37");
+    assert!(after["spec"]["containers"][0]["command"].is_array() || after["spec"]["containers"][0].get("command").is_none());
+    // Server-side apply is not supported yet: 415 with a message saying what to use.
+    let (s, st) = patch(&r, &format!("{PODS}/p"), "application/apply-patch+yaml", json!({"metadata": {"labels": {"s": "1"}}})).await;
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_failure(&st, 415, "UnsupportedMediaType");
     // So is an unknown patch type.

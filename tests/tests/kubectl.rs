@@ -1,0 +1,229 @@
+//! The kubectl tier: stock kubectl — the newest on the machine (through its version dispatcher) and
+//! `kubectl.1.27` — against the real binary, asserting what a user sees. kubectl is part of this machine kind;
+//! where it is missing these tests fail and say what to install.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use k1s_tests::Server;
+
+/// The kubectl builds to test: plain `kubectl` and the oldest, `kubectl.1.27`, beside its real path.
+fn kubectls() -> Vec<PathBuf> {
+    let which = std::process::Command::new("sh").args(["-c", "command -v kubectl"]).output().expect("sh runs");
+    assert!(
+        which.status.success(),
+        "kubectl is not on PATH: the kubectl test tier needs it (this machine kind ships kubectl 1.27–1.33; install kubectl to run the suite)"
+    );
+    let path = PathBuf::from(String::from_utf8_lossy(&which.stdout).trim());
+    let real = std::fs::canonicalize(&path).unwrap_or(path.clone());
+    let old = real.parent().map(|d| d.join("kubectl.1.27")).filter(|p| p.exists());
+    let mut v = vec![path];
+    match old {
+        Some(o) => v.push(o),
+        None => eprintln!("kubectl.1.27 not found beside {}: testing the newest kubectl only", real.display()),
+    }
+    v
+}
+
+struct Kubectl<'a> {
+    bin: PathBuf,
+    server: &'a Server,
+    cache: PathBuf,
+}
+
+impl Kubectl<'_> {
+    fn run(&self, args: &[&str]) -> Output {
+        std::process::Command::new(&self.bin)
+            .arg("--kubeconfig")
+            .arg(&self.server.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            // kubectl 1.27 explains from OpenAPI v2 (protobuf) unless told to use v3; v2 is not served yet.
+            .env("KUBECTL_EXPLAIN_OPENAPIV3", "true")
+            .output()
+            .expect("kubectl runs")
+    }
+
+    /// Run, require success, return stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{} {args:?} failed: {}\n{}",
+            self.bin.display(),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run, require failure, return stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "{} {args:?} should fail: {}", self.bin.display(), String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+fn write(server: &Server, name: &str, text: &str) -> String {
+    let p = server.dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+const JOB: &str = "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: hello
+spec:
+  template:
+    spec:
+      containers:
+      - name: hello
+        image: busybox
+        command: [\"echo\", \"Hello world from a Kubernetes Job\"]
+      restartPolicy: Never
+";
+
+const POD: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  containers:
+  - name: web
+    image: busybox
+    command: [\"sleep\", \"3600\"]
+";
+
+/// A student's paste from a blog: `image` one level too high, and a typo.
+const BAD_POD: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: bad
+spec:
+  image: busybox
+  containers:
+  - name: c
+    image: busybox
+    restartPolicyy: Never
+";
+
+fn header(table: &str) -> Vec<&str> {
+    table.lines().next().unwrap_or("").split_whitespace().collect()
+}
+
+#[test]
+fn kubectl_everyday_commands() {
+    for bin in kubectls() {
+        let server = Server::start().unwrap();
+        let k = Kubectl { bin: bin.clone(), server: &server, cache: server.dir.join("kcache") };
+        let who = bin.display().to_string();
+
+        // version / api-resources / explain
+        let v = k.ok(&["version"]);
+        assert!(v.contains("Server Version") && v.contains("v1.33.0+k1s"), "{who}: {v}");
+        let res = k.ok(&["api-resources"]);
+        for kind in ["Pod", "Namespace", "Node", "Event", "ConfigMap", "Secret", "Job", "Lease"] {
+            assert!(res.contains(kind), "{who}: {kind} in api-resources:\n{res}");
+        }
+        // kubectl 1.27 explains from OpenAPI v2 in protobuf, which is not served yet (issue 3 stays open on it).
+        if !who.ends_with("kubectl.1.27") {
+            let ex = k.ok(&["explain", "pod.spec.containers"]);
+            assert!(ex.contains("List of containers belonging to the pod"), "{who}: {ex}");
+        }
+
+        // get with Table columns
+        let ns = k.ok(&["get", "namespaces"]);
+        assert_eq!(header(&ns), ["NAME", "STATUS", "AGE"], "{who}: {ns}");
+        assert!(ns.lines().any(|l| l.starts_with("kube-system") && l.contains("Active")), "{ns}");
+
+        // apply: create, unchanged; create -f with strict validation. kubectl 1.27 validates through OpenAPI v2
+        // (protobuf), not served yet, so it gets --validate=false (issue 3 stays open on it).
+        let old = who.ends_with("kubectl.1.27");
+        let v = if old { "--validate=false" } else { "--validate=strict" };
+        let job = write(&server, "job.yaml", JOB);
+        assert!(k.ok(&["apply", v, "-f", &job]).contains("job.batch/hello created"), "{who}");
+        assert!(k.ok(&["apply", v, "-f", &job]).contains("job.batch/hello unchanged"), "{who}");
+        let changed = write(&server, "job2.yaml", &JOB.replace("name: hello\nspec", "name: hello\n  labels:\n    tier: batch\nspec"));
+        assert!(k.ok(&["apply", v, "-f", &changed]).contains("job.batch/hello configured"), "{who}");
+        let last = k.ok(&["get", "job", "hello", "-o", "jsonpath={.metadata.annotations.kubectl\\.kubernetes\\.io/last-applied-configuration}"]);
+        assert!(last.contains("\"tier\":\"batch\""), "{who}: last-applied kept: {last}");
+        let jobs = k.ok(&["get", "jobs"]);
+        assert_eq!(header(&jobs), ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], "{who}: {jobs}");
+        let pod = write(&server, "pod.yaml", POD);
+        assert!(k.ok(&["create", v, "-f", &pod]).contains("pod/web created"), "{who}");
+        let err = k.fails(&["create", v, "-f", &pod]);
+        assert!(err.contains("AlreadyExists") && err.contains("\"web\" already exists"), "{who}: {err}");
+        if !old {
+            let bad = write(&server, "bad.yaml", BAD_POD);
+            let err = k.fails(&["apply", "--validate=strict", "-f", &bad]);
+            assert!(err.contains("unknown field \"spec.image\""), "{who}: {err}");
+            assert!(err.contains("spec.containers[*].image"), "{who}: the error says where image belongs: {err}");
+            assert!(err.contains("spec.containers[0].restartPolicyy"), "{who}: {err}");
+        }
+
+        // run; get in several forms
+        assert!(k.ok(&["run", "jumpod", "--image=busybox", "--", "sleep", "3600"]).contains("pod/jumpod created"));
+        let pods = k.ok(&["get", "pods"]);
+        assert_eq!(header(&pods), ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{who}: {pods}");
+        assert!(pods.lines().any(|l| l.starts_with("jumpod") && l.contains("0/1") && l.contains("Pending")), "{pods}");
+        let wide = k.ok(&["get", "pods", "-o", "wide"]);
+        assert_eq!(header(&wide)[5..], ["IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"], "{who}: {wide}");
+        let all = k.ok(&["get", "pods", "-A"]);
+        assert!(all.lines().any(|l| l.starts_with("default") && l.contains("jumpod")), "{who}: namespace column: {all}");
+        let labels = k.ok(&["get", "pods", "--show-labels"]);
+        assert!(labels.contains("run=jumpod") && labels.contains("app=web"), "{who}: {labels}");
+        assert_eq!(k.ok(&["get", "pods", "-l", "app=web", "-o", "name"]).trim(), "pod/web");
+        assert_eq!(k.ok(&["get", "pods", "--field-selector", "metadata.name=jumpod", "-o", "name"]).trim(), "pod/jumpod");
+        let sorted = k.ok(&["get", "pods", "--sort-by=.metadata.name", "-o", "name"]);
+        assert_eq!(sorted.lines().collect::<Vec<_>>(), ["pod/jumpod", "pod/web"], "{who}");
+        let json = k.ok(&["get", "pod", "jumpod", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["spec"]["containers"][0]["args"], serde_json::json!(["sleep", "3600"]), "kubectl run puts words after -- into args");
+        assert_eq!(v["spec"]["restartPolicy"], "Always");
+        assert!(k.ok(&["get", "pod", "jumpod", "-o", "yaml"]).contains("resourceVersion:"));
+        assert!(k.ok(&["get", "pod", "jumpod", "-o", "jsonpath={.status.phase}"]).contains("Pending"));
+        let err = k.fails(&["get", "pods", "--field-selector", "spec.bogus=x"]);
+        assert!(err.contains("field label not supported: spec.bogus"), "{who}: {err}");
+
+        // typed-client creates send protobuf bodies
+        assert!(k.ok(&["create", "namespace", "team"]).contains("namespace/team created"), "{who}");
+        assert!(k.ok(&["create", "configmap", "cfg", "--from-literal=a=b"]).contains("configmap/cfg created"), "{who}");
+        assert_eq!(k.ok(&["get", "configmap", "cfg", "-o", "jsonpath={.data.a}"]), "b");
+        assert!(k.ok(&["create", "secret", "generic", "sec", "--from-literal=k=v"]).contains("secret/sec created"), "{who}");
+        assert_eq!(k.ok(&["get", "secret", "sec", "-o", "jsonpath={.data.k}"]), "dg==");
+        assert!(k.ok(&["create", "job", "hi", "--image=busybox", "--", "echo", "hi"]).contains("job.batch/hi created"), "{who}");
+        let hi: serde_json::Value = serde_json::from_str(&k.ok(&["get", "job", "hi", "-o", "json"])).unwrap();
+        assert_eq!(hi["spec"]["template"]["spec"]["containers"][0]["command"], serde_json::json!(["echo", "hi"]));
+        assert_eq!(hi["spec"]["template"]["spec"]["restartPolicy"], "Never");
+
+        // label / annotate / patch (strategic merge is kubectl patch's default)
+        assert!(k.ok(&["label", "pod", "web", "tier=front"]).contains("labeled"));
+        // kubectl 1.27 prints "pod/web annotate", later ones "pod/web annotated".
+        assert!(k.ok(&["annotate", "pod", "web", "note=hi"]).contains("pod/web annotate"));
+        assert!(k.ok(&["patch", "pod", "web", "--type=merge", "-p", r#"{"metadata":{"labels":{"x":"1"}}}"#]).contains("patched"));
+        assert!(k.ok(&["patch", "pod", "web", "--type=json", "-p", r#"[{"op":"add","path":"/metadata/labels/y","value":"2"}]"#]).contains("patched"));
+        let smp = r#"{"spec":{"containers":[{"name":"web","image":"busybox:1.36"}]}}"#;
+        assert!(k.ok(&["patch", "pod", "web", "-p", smp]).contains("patched"), "{who}");
+        let c: serde_json::Value = serde_json::from_str(&k.ok(&["get", "pod", "web", "-o", "jsonpath={.spec.containers}"])).unwrap();
+        assert_eq!(c[0]["image"], "busybox:1.36", "{who}: image patched");
+        assert_eq!(c[0]["command"], serde_json::json!(["sleep", "3600"]), "{who}: merged by name, command kept");
+        let l = k.ok(&["get", "pod", "web", "-o", "jsonpath={.metadata.labels}"]);
+        for want in ["tier", "x", "y"] {
+            assert!(l.contains(want), "{who}: {want} in {l}");
+        }
+
+        // describe, delete --wait, wait --for=delete
+        let d = k.ok(&["describe", "pod", "web"]);
+        assert!(d.contains("Name:") && d.contains("web") && d.contains("Containers:"), "{who}: {d}");
+        assert!(k.ok(&["delete", "pod", "web"]).contains("pod \"web\" deleted"), "{who}");
+        k.ok(&["wait", "--for=delete", "pod/web", "--timeout=10s"]);
+        assert!(k.fails(&["get", "pod", "web"]).contains("NotFound"));
+        assert!(k.ok(&["delete", "pods", "--all"]).contains("jumpod"));
+        assert!(String::from_utf8_lossy(&k.run(&["get", "pods"]).stderr).contains("No resources found"));
+    }
+}
