@@ -11,4 +11,14 @@ fi
 
 # The end-to-end tests start the real binary: build it first (cargo test does not build other packages' bins).
 cargo build --locked -p k1s
-cargo test --locked --workspace
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --locked --workspace 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo's last line is a crate's doc tests, often 0 of them).
+sum() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{s+=$1} END {print s+0}'; }
+echo "$(sum passed) passed, $(sum failed) failed"
+exit "$rc"
