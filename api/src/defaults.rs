@@ -45,10 +45,24 @@ fn container(c: &mut Value) {
     }
 }
 
-/// Pod defaults on create.
+/// Pod defaults on create, including what upstream's `DefaultTolerationSeconds` admission adds: tolerate
+/// `not-ready` and `unreachable` nodes for 300 s before eviction, unless the pod already says otherwise.
 pub fn pod(obj: &mut Value) {
-    if let Some(spec) = obj.get_mut("spec") {
+    if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
         pod_spec(spec);
+        let tolerations = spec.as_object_mut().expect("object").entry("tolerations").or_insert_with(|| json!([]));
+        if let Some(list) = tolerations.as_array_mut() {
+            for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+                let covered = list.iter().any(|t| {
+                    let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+                    let k = t.get("key").and_then(Value::as_str).unwrap_or("");
+                    (effect.is_empty() || effect == "NoExecute") && (k == key || (k.is_empty() && t.get("operator") == Some(&json!("Exists"))))
+                });
+                if !covered {
+                    list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+                }
+            }
+        }
     }
 }
 
@@ -111,6 +125,12 @@ mod tests {
         assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Always");
         assert_eq!(p["spec"]["containers"][1]["imagePullPolicy"], "IfNotPresent");
         assert_eq!(p["spec"]["containers"][1]["ports"][0]["protocol"], "TCP");
+        assert_eq!(p["spec"]["tolerations"][0]["key"], "node.kubernetes.io/not-ready");
+        assert_eq!(p["spec"]["tolerations"][1]["tolerationSeconds"], 300);
+        let mut own = json!({"spec": {"containers": [], "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}]}});
+        pod(&mut own);
+        assert_eq!(own["spec"]["tolerations"].as_array().unwrap().len(), 2, "the pod's own unreachable toleration is kept, not doubled");
+        assert_eq!(own["spec"]["tolerations"][0]["tolerationSeconds"], 5);
     }
 
     #[test]

@@ -25,9 +25,13 @@ pub struct ResourceInfo {
     pub storage: &'static str,
     /// Field selector labels besides metadata.name / metadata.namespace.
     pub field_labels: &'static [&'static str],
+    /// Served for reading only (get, list, watch): the kind is known to clients, but k1s does not implement
+    /// it yet, so writes are refused with a message saying so instead of storing objects nothing acts on.
+    pub read_only: bool,
 }
 
 pub const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const READ_VERBS: &[&str] = &["get", "list", "watch"];
 
 impl ResourceInfo {
     /// `v1` or `batch/v1`.
@@ -50,6 +54,14 @@ impl ResourceInfo {
 
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
+    }
+
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.read_only {
+            READ_VERBS
+        } else {
+            VERBS
+        }
     }
 
     pub fn has_subresource(&self, sub: &str) -> bool {
@@ -135,6 +147,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         subresources: &["status"],
         storage: "core/namespaces",
         field_labels: &["status.phase"],
+        read_only: false,
     },
     ResourceInfo {
         group: "",
@@ -157,6 +170,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
             "status.podIP",
             "status.nominatedNodeName",
         ],
+        read_only: false,
     },
     ResourceInfo {
         group: "",
@@ -170,6 +184,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         subresources: &["status"],
         storage: "core/nodes",
         field_labels: &["spec.unschedulable"],
+        read_only: false,
     },
     ResourceInfo {
         group: "",
@@ -183,6 +198,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         subresources: &[],
         storage: "core/events",
         field_labels: EVENT_FIELDS,
+        read_only: false,
     },
     ResourceInfo {
         group: "",
@@ -196,6 +212,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         subresources: &[],
         storage: "core/configmaps",
         field_labels: &[],
+        read_only: false,
     },
     ResourceInfo {
         group: "",
@@ -209,6 +226,23 @@ pub static RESOURCES: &[ResourceInfo] = &[
         subresources: &[],
         storage: "core/secrets",
         field_labels: &["type"],
+        read_only: false,
+    },
+    ResourceInfo {
+        // Listed so that `kubectl cluster-info` (which lists kube-system services) and `get svc` work; there is
+        // no service proxy yet, so creating one is refused rather than accepted and silently not routed.
+        group: "",
+        version: "v1",
+        kind: "Service",
+        plural: "services",
+        singular: "service",
+        namespaced: true,
+        short_names: &["svc"],
+        categories: &["all"],
+        subresources: &[],
+        storage: "core/services",
+        field_labels: &["spec.clusterIP", "spec.type"],
+        read_only: true,
     },
     ResourceInfo {
         group: "batch",
@@ -222,6 +256,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         subresources: &["status"],
         storage: "batch/jobs",
         field_labels: &["status.successful"],
+        read_only: false,
     },
     ResourceInfo {
         group: "coordination.k8s.io",
@@ -235,6 +270,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         subresources: &[],
         storage: "coordination.k8s.io/leases",
         field_labels: &[],
+        read_only: false,
     },
     ResourceInfo {
         group: "events.k8s.io",
@@ -248,6 +284,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         subresources: &[],
         storage: "core/events",
         field_labels: EVENTS_K8S_IO_FIELDS,
+        read_only: false,
     },
 ];
 

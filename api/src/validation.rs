@@ -247,6 +247,115 @@ pub fn unknown_fields(info: &ResourceInfo, obj: &Value) -> Vec<String> {
     out
 }
 
+/// Keys that appear twice in one JSON object of a request body (`spec.containers[0].name`), which upstream's
+/// strict decoding reports as `duplicate field`. serde_json keeps the last silently, so this scans the raw bytes.
+/// Malformed JSON yields no duplicates (the decoder reports it).
+pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
+    struct Scan<'a> {
+        b: &'a [u8],
+        i: usize,
+        out: Vec<String>,
+    }
+    impl Scan<'_> {
+        fn ws(&mut self) {
+            while self.i < self.b.len() && self.b[self.i].is_ascii_whitespace() {
+                self.i += 1;
+            }
+        }
+        fn string(&mut self) -> Option<String> {
+            let start = self.i;
+            if self.b.get(self.i) != Some(&b'"') {
+                return None;
+            }
+            self.i += 1;
+            while self.i < self.b.len() {
+                match self.b[self.i] {
+                    b'\\' => self.i += 2,
+                    b'"' => {
+                        self.i += 1;
+                        return serde_json::from_slice::<String>(&self.b[start..self.i]).ok();
+                    }
+                    _ => self.i += 1,
+                }
+            }
+            None
+        }
+        fn value(&mut self, path: &str, depth: usize) -> Option<()> {
+            if depth > 200 {
+                return None;
+            }
+            self.ws();
+            match *self.b.get(self.i)? {
+                b'{' => {
+                    self.i += 1;
+                    let mut seen: Vec<String> = Vec::new();
+                    loop {
+                        self.ws();
+                        if self.b.get(self.i) == Some(&b'}') {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        let key = self.string()?;
+                        let p = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                        if seen.contains(&key) {
+                            self.out.push(p.clone());
+                        } else {
+                            seen.push(key);
+                        }
+                        self.ws();
+                        if self.b.get(self.i) != Some(&b':') {
+                            return None;
+                        }
+                        self.i += 1;
+                        self.value(&p, depth + 1)?;
+                        self.ws();
+                        match self.b.get(self.i)? {
+                            b',' => self.i += 1,
+                            b'}' => {
+                                self.i += 1;
+                                return Some(());
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                b'[' => {
+                    self.i += 1;
+                    let mut n = 0;
+                    loop {
+                        self.ws();
+                        if self.b.get(self.i) == Some(&b']') {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        self.value(&format!("{path}[{n}]"), depth + 1)?;
+                        n += 1;
+                        self.ws();
+                        match self.b.get(self.i)? {
+                            b',' => self.i += 1,
+                            b']' => {
+                                self.i += 1;
+                                return Some(());
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                b'"' => self.string().map(|_| ()),
+                _ => {
+                    while self.i < self.b.len() && !matches!(self.b[self.i], b',' | b'}' | b']') && !self.b[self.i].is_ascii_whitespace() {
+                        self.i += 1;
+                    }
+                    Some(())
+                }
+            }
+        }
+    }
+    let mut s = Scan { b: body, i: 0, out: Vec::new() };
+    let _ = s.value("", 0);
+    s.out
+}
+
 /// Validate an object for create. `obj` is in its storage form, defaults applied.
 pub fn validate(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -522,6 +631,14 @@ mod tests {
         assert_eq!(got, ["metadata.labelz", "spec.containers[0].foo", "spec.image"]);
         let ok = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {}}, "spec": {"containers": [{"name": "c", "image": "b", "env": [], "securityContext": {"privileged": false}}]}});
         assert!(unknown_fields(pods, &ok).is_empty());
+    }
+
+    #[test]
+    fn duplicate_fields_are_found_with_paths() {
+        let body = br#"{"metadata": {"name": "a", "name": "b"}, "spec": {"containers": [{"name": "c", "image": "x", "image": "y"}], "s": "a\"b"}}"#;
+        assert_eq!(duplicate_fields(body), ["metadata.name", "spec.containers[0].image"]);
+        assert!(duplicate_fields(br#"{"a": [1, 2, {"b": true}], "c": null}"#).is_empty());
+        assert!(duplicate_fields(b"{not json").is_empty());
     }
 
     #[test]

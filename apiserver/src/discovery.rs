@@ -2,7 +2,7 @@
 //! (`APIGroupDiscoveryList`, chosen by the Accept header and answered with its exact Content-Type, or
 //! kubectl parses it as legacy and finds nothing — kubectl-wire.md §1.1).
 
-use k1s_api::resources::{self, ResourceInfo, VERBS};
+use k1s_api::resources::{self, ResourceInfo};
 use serde_json::{json, Value};
 
 pub const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
@@ -46,7 +46,7 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": r.singular,
-        "verbs": VERBS,
+        "verbs": r.verbs(),
     });
     if !r.short_names.is_empty() {
         v["shortNames"] = json!(r.short_names);
@@ -112,7 +112,7 @@ pub fn api_group(name: &str) -> Option<Value> {
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     let mut out = Vec::new();
     for r in resources::in_group_version(group, version) {
-        let mut v = json!({"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind, "verbs": VERBS});
+        let mut v = json!({"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind, "verbs": r.verbs()});
         if !r.short_names.is_empty() {
             v["shortNames"] = json!(r.short_names);
         }

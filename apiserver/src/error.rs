@@ -77,6 +77,12 @@ impl ApiError {
     /// `fieldValidation=Strict` found fields the kind does not have (upstream `transformDecodeError` wording),
     /// with where a field of that name does exist when there is one.
     pub fn strict_decoding(info: &ResourceInfo, unknown: &[String]) -> Self {
+        Self::strict_decoding_with(info, unknown, &[])
+    }
+
+    /// The same, with duplicate fields (listed first, as upstream's decoder meets them first).
+    pub fn strict_decoding_with(info: &ResourceInfo, unknown: &[String], duplicates: &[String]) -> Self {
+        let dups = duplicates.iter().map(|p| format!("duplicate field {p:?}"));
         let list = unknown
             .iter()
             .map(|path| {
@@ -88,9 +94,8 @@ impl ApiError {
                 } else {
                     format!("unknown field {path:?} ({leaf:?} belongs at {}: move it there)", elsewhere.join(" or "))
                 }
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+            });
+        let list = dups.chain(list).collect::<Vec<_>>().join(", ");
         Self::bad_request(format!("{} in version {:?} cannot be handled as a {}: strict decoding error: {list}", info.kind, info.version, info.kind))
     }
 

@@ -270,19 +270,21 @@ fn field_validation(query: &HashMap<String, String>) -> ApiResult<FieldValidatio
     }
 }
 
-/// Check a body for unknown fields: an error under Strict, `Warning` headers under Warn.
-fn check_fields(info: &ResourceInfo, obj: &Value, mode: FieldValidation) -> ApiResult<Vec<String>> {
+/// Check a body for unknown and duplicate fields: an error under Strict, `Warning` headers under Warn.
+fn check_fields(info: &ResourceInfo, obj: &Value, raw: &[u8], mode: FieldValidation) -> ApiResult<Vec<String>> {
     if mode == FieldValidation::Ignore {
         return Ok(Vec::new());
     }
     let unknown = k1s_api::validation::unknown_fields(info, obj);
-    if unknown.is_empty() {
+    // Protobuf bodies cannot repeat a field name; only JSON is scanned.
+    let duplicates = if raw.first().is_some_and(|b| *b == b'{' || b.is_ascii_whitespace()) { k1s_api::validation::duplicate_fields(raw) } else { Vec::new() };
+    if unknown.is_empty() && duplicates.is_empty() {
         return Ok(Vec::new());
     }
     if mode == FieldValidation::Strict {
-        return Err(ApiError::strict_decoding(info, &unknown));
+        return Err(ApiError::strict_decoding_with(info, &unknown, &duplicates));
     }
-    Ok(unknown.iter().map(|p| format!("unknown field {p:?}")).collect())
+    Ok(duplicates.iter().map(|p| format!("duplicate field {p:?}")).chain(unknown.iter().map(|p| format!("unknown field {p:?}"))).collect())
 }
 
 /// A JSON response with HTTP `Warning` headers (kubectl prints them as `Warning: …`).
@@ -350,6 +352,16 @@ async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, 
         Target::ResourceList(g, v) => return discovery::resource_list(g, v).map_or_else(|| Err(ApiError::no_route()), ok),
         Target::Resource { info, ns, name, sub, watch } => (info, ns, name, sub, watch),
     };
+    if info.read_only && method != Method::GET {
+        return Err(ApiError {
+            message: format!(
+                "{} are not supported by this k1s version yet (there is no service proxy); they can be listed but not {}",
+                info.group_resource(),
+                match method { Method::POST => "created", Method::DELETE => "deleted", _ => "changed" }
+            ),
+            ..ApiError::method_not_allowed(&method, &info.group_resource())
+        });
+    }
     match (method.clone(), name, sub) {
         (Method::GET, None, None) => {
             let opts = list_options(&query, info)?;
@@ -398,7 +410,7 @@ async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, 
         (Method::POST, None, None) => {
             let body = read_body(body).await?;
             let obj = json_body(info, &headers, &body)?;
-            let warnings = check_fields(info, &obj, field_validation(&query)?)?;
+            let warnings = check_fields(info, &obj, &body, field_validation(&query)?)?;
             let created = reg.create(info, ns, obj, dry_run(&query)?).await?;
             Ok(with_warnings(StatusCode::CREATED, &created, &warnings))
         }
@@ -411,7 +423,7 @@ async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, 
         (Method::PUT, Some(name), None | Some("status")) => {
             let body = read_body(body).await?;
             let obj = json_body(info, &headers, &body)?;
-            let warnings = check_fields(info, &obj, field_validation(&query)?)?;
+            let warnings = check_fields(info, &obj, &body, field_validation(&query)?)?;
             let updated = reg.update(info, ns, name, obj, sub, dry_run(&query)?).await?;
             Ok(with_warnings(StatusCode::OK, &updated, &warnings))
         }

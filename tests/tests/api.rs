@@ -1352,3 +1352,69 @@ async fn kube_client_in_process() {
     cms.delete("kc", &DeleteParams::default()).await.expect("delete");
     assert!(cms.get_opt("kc").await.expect("get_opt").is_none());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Field validation: unknown and duplicate fields; read-only kinds
+// ---------------------------------------------------------------------------------------------
+
+/// POST raw bytes (duplicate keys cannot be expressed with serde_json::Value).
+async fn post_raw(router: &Router, uri: &str, raw: &str) -> (StatusCode, HeaderMap, Value) {
+    let req = Request::builder().method(Method::POST).uri(uri).header(header::CONTENT_TYPE, JSON).body(Body::from(raw.to_string())).unwrap();
+    send(router, req).await
+}
+
+#[tokio::test]
+async fn field_validation_strict_warn_ignore() {
+    let (_api, r) = server().await;
+    let raw = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","name":"a"},"data":{"k":"v"},"dta":{"x":"y"}}"#;
+    let (s, _, st) = post_raw(&r, "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", raw).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{st}");
+    assert_failure(&st, 400, "BadRequest");
+    assert_eq!(
+        st["message"],
+        r#"ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: duplicate field "metadata.name", unknown field "dta""#
+    );
+    // Warn (the default): created, with a Warning header per problem.
+    let (s, headers, _) = post_raw(&r, "/api/v1/namespaces/default/configmaps", raw).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let warnings: Vec<&str> = headers.get_all(header::WARNING).iter().map(|v| v.to_str().unwrap()).collect();
+    assert_eq!(warnings, [r#"299 - "duplicate field \"metadata.name\"""#, r#"299 - "unknown field \"dta\"""#]);
+    // Ignore: created, no warnings.
+    let raw_b = raw.replace("\"a\"", "\"b\"");
+    let (s, headers, _) = post_raw(&r, "/api/v1/namespaces/default/configmaps?fieldValidation=Ignore", &raw_b).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert!(headers.get(header::WARNING).is_none());
+    // A known field at the wrong level: the message says where it belongs.
+    let (s, st) = post(&r, "/api/v1/namespaces/default/pods?fieldValidation=Strict",
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"image": "busybox", "containers": [{"name": "c", "image": "busybox"}]}})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(st["message"].as_str().unwrap().contains(r#"unknown field "spec.image" ("image" belongs at spec.containers[*].image"#), "{st}");
+}
+
+#[tokio::test]
+async fn services_are_listed_but_not_writable_yet() {
+    let (_api, r) = server().await;
+    let (s, list) = get(&r, "/api/v1/namespaces/kube-system/services?labelSelector=kubernetes.io/cluster-service%3Dtrue").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(list["kind"], "ServiceList");
+    let (s, st) = post(&r, "/api/v1/namespaces/default/services", json!({"metadata": {"name": "s"}})).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_failure(&st, 405, "MethodNotAllowed");
+    assert!(st["message"].as_str().unwrap().contains("not supported by this k1s version yet"), "{st}");
+    let (_, disc) = get(&r, "/api/v1").await;
+    let svc = disc["resources"].as_array().unwrap().iter().find(|r| r["name"] == "services").unwrap();
+    assert_eq!(svc["verbs"], json!(["get", "list", "watch"]));
+}
+
+#[tokio::test]
+async fn pods_get_upstream_default_tolerations() {
+    let (_api, r) = server().await;
+    let p = create(&r, "/api/v1/namespaces/default/pods", json!({"metadata": {"name": "t"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})).await;
+    assert_eq!(
+        p["spec"]["tolerations"],
+        json!([
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+        ])
+    );
+}

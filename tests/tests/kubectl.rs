@@ -217,6 +217,12 @@ fn kubectl_everyday_commands() {
             assert!(l.contains(want), "{who}: {want} in {l}");
         }
 
+        // cluster-info lists kube-system services; wait on a jsonpath that already holds
+        assert!(k.ok(&["cluster-info"]).contains("is running at"), "{who}");
+        k.ok(&["wait", "--for=jsonpath={.status.phase}=Pending", "pod/jumpod", "--timeout=10s"]);
+        let err = k.fails(&["create", "service", "clusterip", "svc1", "--tcp=80:80"]);
+        assert!(err.contains("not supported by this k1s version yet"), "{who}: {err}");
+
         // describe, delete --wait, wait --for=delete
         let d = k.ok(&["describe", "pod", "web"]);
         assert!(d.contains("Name:") && d.contains("web") && d.contains("Containers:"), "{who}: {d}");
