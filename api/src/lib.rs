@@ -11,6 +11,7 @@ pub mod protobuf;
 pub mod resources;
 pub mod selectors;
 pub mod smp;
+pub mod ssa;
 pub mod tables;
 pub mod validation;
 

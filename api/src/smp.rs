@@ -95,7 +95,7 @@ static UNKNOWN: BuiltinMeta = BuiltinMeta(Builtin::Unknown);
 /// The patch metadata of a built-in kind by its group ("" for core) and kind: Pod, Job (its pod
 /// template under `spec.template`), Namespace, Node, ConfigMap, Secret, Event (core and
 /// events.k8s.io), Lease. Unknown kinds: every list Replace.
-pub fn meta_for(group: &str, kind: &str) -> &'static dyn PatchMeta {
+pub fn meta_for(group: &str, kind: &str) -> &'static (dyn PatchMeta + Sync) {
     match (group, kind) {
         ("", "Pod") => &POD,
         ("batch", "Job") => &JOB,

@@ -33,7 +33,7 @@ use k1s_store::Store;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::registry::{DeleteOptions, ListOptions, Registry};
+use crate::registry::{DeleteOptions, ListOptions, Registry, WriteOptions};
 
 /// The Kubernetes version whose API k1s implements: the one k8s-openapi's version feature selects.
 /// kubectl's dispatcher on this machine kind picks its client build by this minor (kubectl-wire.md §0).
@@ -319,6 +319,20 @@ fn flag(query: &HashMap<String, String>, name: &str) -> bool {
     query.get(name).is_some_and(|v| v == "true" || v == "1")
 }
 
+/// Write options from the query; the field manager defaults to the client's name from its User-Agent, as upstream.
+fn write_options(query: &HashMap<String, String>, headers: &HeaderMap) -> ApiResult<WriteOptions> {
+    let field_manager = match query.get("fieldManager").filter(|m| !m.is_empty()) {
+        Some(m) => m.clone(),
+        None => header_str(headers, header::USER_AGENT).split('/').next().unwrap_or("").trim().to_string(),
+    };
+    Ok(WriteOptions {
+        dry_run: dry_run(query)?,
+        field_manager,
+        strict: field_validation(query)? == FieldValidation::Strict,
+        force: flag(query, "force"),
+    })
+}
+
 fn dry_run(query: &HashMap<String, String>) -> ApiResult<bool> {
     match query.get("dryRun").map(String::as_str) {
         None | Some("") => Ok(false),
@@ -411,7 +425,7 @@ async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, 
             let body = read_body(body).await?;
             let obj = json_body(info, &headers, &body)?;
             let warnings = check_fields(info, &obj, &body, field_validation(&query)?)?;
-            let created = reg.create(info, ns, obj, dry_run(&query)?).await?;
+            let created = reg.create(info, ns, obj, &write_options(&query, &headers)?).await?;
             Ok(with_warnings(StatusCode::CREATED, &created, &warnings))
         }
         (Method::POST, Some(name), Some("binding")) => {
@@ -424,14 +438,18 @@ async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, 
             let body = read_body(body).await?;
             let obj = json_body(info, &headers, &body)?;
             let warnings = check_fields(info, &obj, &body, field_validation(&query)?)?;
-            let updated = reg.update(info, ns, name, obj, sub, dry_run(&query)?).await?;
+            let updated = reg.update(info, ns, name, obj, sub, &write_options(&query, &headers)?).await?;
             Ok(with_warnings(StatusCode::OK, &updated, &warnings))
         }
         (Method::PATCH, Some(name), None | Some("status")) => {
             let body = read_body(body).await?;
             let ct = header_str(&headers, header::CONTENT_TYPE);
-            let strict = field_validation(&query)? == FieldValidation::Strict;
-            ok(reg.patch(info, ns, name, ct, &body, sub, dry_run(&query)?, strict).await?)
+            let wopts = write_options(&query, &headers)?;
+            if ct.starts_with("application/apply-patch+yaml") && query.get("fieldManager").is_none_or(|m| m.is_empty()) {
+                return Err(ApiError::bad_request("PATCH with apply requires a fieldManager (query parameter fieldManager=NAME)"));
+            }
+            let (obj, code) = reg.patch(info, ns, name, ct, &body, sub, &wopts).await?;
+            Ok(json_response(code, &obj))
         }
         (Method::DELETE, Some(name), None) => {
             let body = read_body(body).await?;

@@ -30,6 +30,19 @@ pub struct ListOptions {
     pub continue_token: Option<String>,
 }
 
+/// Options of a write (create, update, patch), from the query.
+#[derive(Debug, Default, Clone)]
+pub struct WriteOptions {
+    /// `dryRun=All`: validate and answer, store nothing.
+    pub dry_run: bool,
+    /// Who writes (`fieldManager`, else derived from the User-Agent), for `managedFields`.
+    pub field_manager: String,
+    /// `fieldValidation=Strict` (patches: refuse fields the kind does not have).
+    pub strict: bool,
+    /// `force=true` on server-side apply: take ownership instead of reporting conflicts.
+    pub force: bool,
+}
+
 /// Options of a delete (`metav1.DeleteOptions`, from the body or the query).
 #[derive(Debug, Default, Clone)]
 pub struct DeleteOptions {
@@ -296,7 +309,8 @@ impl Registry {
     }
 
     /// Create an object (the body's namespace must agree with the URL's).
-    pub async fn create(&self, info: &ResourceInfo, ns: Option<&str>, mut obj: Value, dry_run: bool) -> ApiResult<Value> {
+    pub async fn create(&self, info: &ResourceInfo, ns: Option<&str>, mut obj: Value, opts: &WriteOptions) -> ApiResult<Value> {
+        let dry_run = opts.dry_run;
         check_type(info, &mut obj)?;
         internalize(info, &mut obj);
         let strategy = strategy::for_resource(info);
@@ -459,7 +473,7 @@ impl Registry {
     }
 
     /// PUT: replace an object (or its status).
-    pub async fn update(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, mut body: Value, sub: Option<&str>, dry_run: bool) -> ApiResult<Value> {
+    pub async fn update(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, mut body: Value, sub: Option<&str>, opts: &WriteOptions) -> ApiResult<Value> {
         check_type(info, &mut body)?;
         internalize(info, &mut body);
         let body_name = meta::name(&body);
@@ -478,18 +492,24 @@ impl Registry {
             }
         }
         let precondition = parse_rv(meta::meta_str(&body, "resourceVersion"))?;
-        self.guaranteed_update(info, ns, name, precondition, dry_run, |old| Self::prepare_update(info, sub, body.clone(), old)).await
+        self.guaranteed_update(info, ns, name, precondition, opts.dry_run, |old| {
+            let new = Self::prepare_update(info, sub, body.clone(), old)?;
+            Ok(track_update(info, old, new, opts))
+        })
+        .await
     }
 
-    /// PATCH with a JSON patch or a merge patch.
-    /// `strict` (fieldValidation=Strict) refuses a patch that introduces fields the kind does not have.
+    /// PATCH: JSON patch, merge patch, strategic merge patch, or server-side apply (which creates the object
+    /// when it is absent: then the status code is 201).
     #[allow(clippy::too_many_arguments)]
-    pub async fn patch(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, content_type: &str, body: &[u8], sub: Option<&str>, dry_run: bool, strict: bool) -> ApiResult<Value> {
+    pub async fn patch(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, content_type: &str, body: &[u8], sub: Option<&str>, opts: &WriteOptions) -> ApiResult<(Value, StatusCode)> {
         enum P {
             Json(json_patch::Patch),
             Merge(Value),
             Strategic(Value),
+            Apply(Value),
         }
+        let (dry_run, strict) = (opts.dry_run, opts.strict);
         let media = content_type.split(';').next().unwrap_or("").trim();
         let patch = match media {
             "application/json-patch+json" => P::Json(serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?),
@@ -502,9 +522,23 @@ impl Registry {
                 P::Strategic(v)
             }
             "application/apply-patch+yaml" => {
-                return Err(ApiError::unsupported_media_type(
-                    "server-side apply is not supported by this k1s version yet; use kubectl apply without --server-side (client-side apply)",
-                ))
+                // kubectl and client libraries send the configuration as JSON (a subset of YAML).
+                let v: Value = serde_json::from_slice(body).map_err(|e| {
+                    ApiError::unsupported_media_type(format!("server-side apply bodies must be JSON (YAML documents are not supported yet): {e}"))
+                })?;
+                if opts.field_manager.is_empty() {
+                    return Err(ApiError::bad_request("PATCH with apply requires a fieldManager (query parameter fieldManager=NAME)"));
+                }
+                if sub.is_some() {
+                    return Err(ApiError::bad_request("server-side apply to a subresource is not supported yet; apply to the object itself"));
+                }
+                if strict {
+                    let unknown = validation::unknown_fields(info, &v);
+                    if !unknown.is_empty() {
+                        return Err(ApiError::strict_decoding(info, &unknown));
+                    }
+                }
+                P::Apply(v)
             }
             other => {
                 return Err(ApiError::unsupported_media_type(format!(
@@ -512,7 +546,25 @@ impl Registry {
                 )))
             }
         };
-        self.guaranteed_update(info, ns, name, None, dry_run, |old| {
+        let smp_meta = k1s_api::smp::meta_for(info.group, info.kind);
+        if let P::Apply(applied) = &patch {
+            if self.store.get(&key(info, ns, name)).map_err(|e| ApiError::from_store(info, name, e))?.is_none() {
+                let mut obj = k1s_api::ssa::apply(None, applied, &opts.field_manager, opts.force, smp_meta, &meta::now()).map_err(|e| ssa_error(info, name, e))?;
+                if meta::name(&obj) != name {
+                    return Err(ApiError::bad_request(format!("the name of the object ({}) does not match the name on the URL ({name})", meta::name(&obj))));
+                }
+                if let (true, Some(ns)) = (info.namespaced, ns) {
+                    meta::metadata_mut(&mut obj).insert("namespace".into(), Value::String(ns.into()));
+                }
+                match self.create(info, ns, obj, opts).await {
+                    Ok(o) => return Ok((o, StatusCode::CREATED)),
+                    // Created meanwhile: apply to it below.
+                    Err(e) if e.reason == "AlreadyExists" => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let patched = self.guaranteed_update(info, ns, name, None, dry_run, |old| {
             let mut cur = old.clone();
             externalize(info, &mut cur);
             match &patch {
@@ -522,8 +574,13 @@ impl Registry {
                 })?,
                 P::Merge(m) => json_patch::merge(&mut cur, m),
                 P::Strategic(p) => {
-                    let meta = k1s_api::smp::meta_for(info.group, info.kind);
-                    cur = k1s_api::smp::apply(&cur, p, meta).map_err(|e| ApiError::bad_request(format!("invalid strategic merge patch: {e}")))?;
+                    cur = k1s_api::smp::apply(&cur, p, smp_meta).map_err(|e| ApiError::bad_request(format!("invalid strategic merge patch: {e}")))?;
+                }
+                P::Apply(applied) => {
+                    cur = k1s_api::ssa::apply(Some(&cur), applied, &opts.field_manager, opts.force, smp_meta, &meta::now())
+                        .map_err(|e| ssa_error(info, name, e))?;
+                    internalize(info, &mut cur);
+                    return Self::prepare_update(info, sub, cur, old);
                 }
             }
             if strict {
@@ -537,9 +594,11 @@ impl Registry {
                 return Err(ApiError::modified(info, name));
             }
             internalize(info, &mut cur);
-            Self::prepare_update(info, sub, cur, old)
+            let new = Self::prepare_update(info, sub, cur, old)?;
+            Ok(track_update(info, old, new, opts))
         })
-        .await
+        .await?;
+        Ok((patched, StatusCode::OK))
     }
 
     /// POST pods/{name}/binding: set `spec.nodeName` once (the scheduler's write).
@@ -673,7 +732,7 @@ impl Registry {
 
     /// Create an object unless it exists (used at boot for the built-in namespaces).
     pub async fn ensure(&self, info: &ResourceInfo, ns: Option<&str>, obj: Value) -> ApiResult<()> {
-        match self.create(info, ns, obj, false).await {
+        match self.create(info, ns, obj, &WriteOptions::default()).await {
             Ok(_) => Ok(()),
             Err(e) if e.code == 409 => Ok(()),
             Err(e) => Err(e),
@@ -696,4 +755,29 @@ impl Registry {
     pub fn parse_resource_version(s: &str) -> ApiResult<Option<Revision>> {
         parse_rv(s)
     }
+}
+
+/// Server-side apply errors at the edge: conflicts are 409 with one `FieldManagerConflict` cause each.
+fn ssa_error(info: &ResourceInfo, name: &str, e: k1s_api::ssa::SsaError) -> ApiError {
+    match &e {
+        k1s_api::ssa::SsaError::Conflicts(list) => {
+            let causes: Vec<Value> = list.iter().map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {m:?}"), "field": f})).collect();
+            let mut err = ApiError::conflict(info, name, "");
+            err.message = e.to_string();
+            err.details["causes"] = Value::Array(causes);
+            err
+        }
+        k1s_api::ssa::SsaError::Invalid(m) => ApiError::bad_request(m.clone()),
+    }
+}
+
+/// Record an ordinary write in `managedFields` — only for objects that already have them (someone applied
+/// to it server-side): conflict detection needs it there, and every other object is spared the bookkeeping
+/// on the hot write path (status updates).
+fn track_update(info: &ResourceInfo, old: &Value, new: Value, opts: &WriteOptions) -> Value {
+    let tracked = old.pointer("/metadata/managedFields").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    if !tracked || opts.field_manager.is_empty() {
+        return new;
+    }
+    k1s_api::ssa::record_update(Some(old), &new, &opts.field_manager, k1s_api::smp::meta_for(info.group, info.kind), &meta::now())
 }

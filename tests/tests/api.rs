@@ -887,10 +887,11 @@ async fn status_subresource_and_patch_types() {
     assert_eq!(after["spec"]["containers"].as_array().unwrap().len(), 1);
     assert_eq!(after["spec"]["containers"][0]["image"], "busybox:1.37");
     assert!(after["spec"]["containers"][0]["command"].is_array() || after["spec"]["containers"][0].get("command").is_none());
-    // Server-side apply is not supported yet: 415 with a message saying what to use.
+    // Server-side apply needs a field manager (see server_side_apply_creates_merges_and_reports_conflicts).
     let (s, st) = patch(&r, &format!("{PODS}/p"), "application/apply-patch+yaml", json!({"metadata": {"labels": {"s": "1"}}})).await;
-    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_failure(&st, 415, "UnsupportedMediaType");
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_failure(&st, 400, "BadRequest");
+    assert!(st["message"].as_str().unwrap().contains("fieldManager"), "{st}");
     // So is an unknown patch type.
     let (s, _) = patch(&r, &format!("{PODS}/p"), "text/plain", json!({})).await;
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
@@ -1417,4 +1418,28 @@ async fn pods_get_upstream_default_tolerations() {
             {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
         ])
     );
+}
+
+#[tokio::test]
+async fn server_side_apply_creates_merges_and_reports_conflicts() {
+    let (_api, r) = server().await;
+    let url = "/api/v1/namespaces/default/configmaps/app";
+    let cm = |mode: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app"}, "data": {"mode": mode}});
+    let (s, created) = call(&r, Method::PATCH, &format!("{url}?fieldManager=a"), Some(cm("fast")), "application/apply-patch+yaml").await;
+    assert_eq!(s, StatusCode::CREATED, "apply creates when absent: {created}");
+    assert_eq!(created["metadata"]["managedFields"][0]["manager"], "a");
+    assert_eq!(created["metadata"]["managedFields"][0]["operation"], "Apply");
+    assert_eq!(created["metadata"]["managedFields"][0]["fieldsV1"], json!({"f:data": {"f:mode": {}}}));
+    let (s, _) = call(&r, Method::PATCH, &format!("{url}?fieldManager=a"), Some(cm("fast")), "application/apply-patch+yaml").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, st) = call(&r, Method::PATCH, &format!("{url}?fieldManager=b"), Some(cm("slow")), "application/apply-patch+yaml").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{st}");
+    assert_failure(&st, 409, "Conflict");
+    assert_eq!(st["details"]["causes"][0], json!({"reason": "FieldManagerConflict", "message": "conflict with \"a\"", "field": ".data.mode"}));
+    let (s, forced) = call(&r, Method::PATCH, &format!("{url}?fieldManager=b&force=true"), Some(cm("slow")), "application/apply-patch+yaml").await;
+    assert_eq!(s, StatusCode::OK, "{forced}");
+    assert_eq!(forced["data"]["mode"], "slow");
+    // Without a field manager, apply is refused.
+    let (s, _) = call(&r, Method::PATCH, url, Some(cm("x")), "application/apply-patch+yaml").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
 }

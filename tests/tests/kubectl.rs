@@ -144,19 +144,19 @@ fn kubectl_everyday_commands() {
         // apply: create, unchanged; create -f with strict validation. kubectl 1.27 validates through OpenAPI v2
         // (protobuf), not served yet, so it gets --validate=false (issue 3 stays open on it).
         let old = who.ends_with("kubectl.1.27");
-        let v = if old { "--validate=false" } else { "--validate=strict" };
+        let validate = if old { "--validate=false" } else { "--validate=strict" };
         let job = write(&server, "job.yaml", JOB);
-        assert!(k.ok(&["apply", v, "-f", &job]).contains("job.batch/hello created"), "{who}");
-        assert!(k.ok(&["apply", v, "-f", &job]).contains("job.batch/hello unchanged"), "{who}");
+        assert!(k.ok(&["apply", validate, "-f", &job]).contains("job.batch/hello created"), "{who}");
+        assert!(k.ok(&["apply", validate, "-f", &job]).contains("job.batch/hello unchanged"), "{who}");
         let changed = write(&server, "job2.yaml", &JOB.replace("name: hello\nspec", "name: hello\n  labels:\n    tier: batch\nspec"));
-        assert!(k.ok(&["apply", v, "-f", &changed]).contains("job.batch/hello configured"), "{who}");
+        assert!(k.ok(&["apply", validate, "-f", &changed]).contains("job.batch/hello configured"), "{who}");
         let last = k.ok(&["get", "job", "hello", "-o", "jsonpath={.metadata.annotations.kubectl\\.kubernetes\\.io/last-applied-configuration}"]);
         assert!(last.contains("\"tier\":\"batch\""), "{who}: last-applied kept: {last}");
         let jobs = k.ok(&["get", "jobs"]);
         assert_eq!(header(&jobs), ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], "{who}: {jobs}");
         let pod = write(&server, "pod.yaml", POD);
-        assert!(k.ok(&["create", v, "-f", &pod]).contains("pod/web created"), "{who}");
-        let err = k.fails(&["create", v, "-f", &pod]);
+        assert!(k.ok(&["create", validate, "-f", &pod]).contains("pod/web created"), "{who}");
+        let err = k.fails(&["create", validate, "-f", &pod]);
         assert!(err.contains("AlreadyExists") && err.contains("\"web\" already exists"), "{who}: {err}");
         if !old {
             let bad = write(&server, "bad.yaml", BAD_POD);
@@ -189,6 +189,16 @@ fn kubectl_everyday_commands() {
         assert!(k.ok(&["get", "pod", "jumpod", "-o", "jsonpath={.status.phase}"]).contains("Pending"));
         let err = k.fails(&["get", "pods", "--field-selector", "spec.bogus=x"]);
         assert!(err.contains("field label not supported: spec.bogus"), "{who}: {err}");
+
+        // server-side apply: create, re-apply, a conflicting manager, then --force-conflicts
+        let cm = write(&server, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  mode: fast\n");
+        assert!(k.ok(&["apply", validate, "--server-side", "-f", &cm]).contains("configmap/app serverside-applied"), "{who}");
+        assert!(k.ok(&["apply", validate, "--server-side", "-f", &cm]).contains("configmap/app serverside-applied"), "{who}");
+        let cm2 = write(&server, "cm2.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  mode: slow\n");
+        let err = k.fails(&["apply", validate, "--server-side", "--field-manager=other", "-f", &cm2]);
+        assert!(err.contains("Apply failed with 1 conflict: conflict with \"kubectl\"") && err.contains(".data.mode"), "{who}: {err}");
+        k.ok(&["apply", validate, "--server-side", "--field-manager=other", "--force-conflicts", "-f", &cm2]);
+        assert_eq!(k.ok(&["get", "cm", "app", "-o", "jsonpath={.data.mode}"]), "slow");
 
         // typed-client creates send protobuf bodies
         assert!(k.ok(&["create", "namespace", "team"]).contains("namespace/team created"), "{who}");
