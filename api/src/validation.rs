@@ -19,6 +19,7 @@ pub enum ErrorType {
     NotSupported,
     Duplicate,
     TooLong,
+    NotFound,
 }
 
 /// One validation error: becomes one `details.causes[]` entry of a 422 Status.
@@ -50,6 +51,9 @@ impl FieldError {
             detail: format!("supported values: {list}"),
         }
     }
+    pub fn not_found(field: impl Into<String>, value: &Value, detail: impl Into<String>) -> Self {
+        FieldError { kind: ErrorType::NotFound, field: field.into(), value: Some(value.to_string()), detail: detail.into() }
+    }
     pub fn duplicate(field: impl Into<String>, value: &Value) -> Self {
         FieldError { kind: ErrorType::Duplicate, field: field.into(), value: Some(value.to_string()), detail: String::new() }
     }
@@ -63,6 +67,7 @@ impl FieldError {
             ErrorType::NotSupported => "FieldValueNotSupported",
             ErrorType::Duplicate => "FieldValueDuplicate",
             ErrorType::TooLong => "FieldValueTooLong",
+            ErrorType::NotFound => "FieldValueNotFound",
         }
     }
 
@@ -75,6 +80,7 @@ impl FieldError {
             ErrorType::NotSupported => format!("Unsupported value: {}", self.value.as_deref().unwrap_or("null")),
             ErrorType::Duplicate => format!("Duplicate value: {}", self.value.as_deref().unwrap_or("null")),
             ErrorType::TooLong => "Too long".to_string(),
+            ErrorType::NotFound => format!("Not found: {}", self.value.as_deref().unwrap_or("null")),
         };
         if self.detail.is_empty() {
             head
@@ -425,14 +431,118 @@ fn validate_event(obj: &Value, errs: &mut Vec<FieldError>) {
 const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
 const DNS_POLICIES: &[&str] = &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
 
+const QUANTITY_MSG: &str = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+
+/// Parse a resource quantity (`resource.Quantity`: `100m`, `1Gi`, `1e3`, `0.5`) to a number, as upstream accepts it.
+pub fn parse_quantity(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(s.len());
+    let (num, suffix) = s.split_at(split);
+    if num.is_empty() || num.matches('.').count() > 1 || num[1..].contains(['+', '-']) {
+        return None;
+    }
+    let n: f64 = num.parse().ok()?;
+    let mult = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse::<i32>().ok()?),
+        _ => return None,
+    };
+    Some(n * mult)
+}
+
+/// Resource requirements: valid quantities, no negative values, requests ≤ limits (upstream `ValidateResourceRequirements`).
+fn validate_resources(c: &Value, cp: &str, errs: &mut Vec<FieldError>) {
+    let mut parsed: [std::collections::BTreeMap<String, f64>; 2] = Default::default();
+    for (i, kind) in ["limits", "requests"].iter().enumerate() {
+        let Some(m) = c.pointer(&format!("/resources/{kind}")).and_then(Value::as_object) else { continue };
+        for (res, q) in m {
+            let field = format!("{cp}.resources.{kind}[{res}]");
+            let text = match q {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => String::new(),
+            };
+            match parse_quantity(&text) {
+                None => errs.push(FieldError::invalid(field, q, QUANTITY_MSG)),
+                Some(v) if v < 0.0 => errs.push(FieldError::invalid(field, q, "must be greater than or equal to 0")),
+                Some(v) => {
+                    parsed[i].insert(res.clone(), v);
+                }
+            }
+        }
+    }
+    for (res, req) in &parsed[1] {
+        if let Some(lim) = parsed[0].get(res) {
+            if req > lim {
+                let q = c.pointer(&format!("/resources/requests/{res}")).cloned().unwrap_or(Value::Null);
+                let l = c.pointer(&format!("/resources/limits/{res}")).and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| lim.to_string());
+                errs.push(FieldError::invalid(format!("{cp}.resources.requests"), &q, format!("must be less than or equal to {res} limit of {l}")));
+            }
+        }
+    }
+}
+
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.as_bytes()[0].is_ascii_digit()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Port names are IANA service names: ≤ 15 lowercase alphanumerics or '-', at least one letter, no '--'.
+fn is_port_name(s: &str) -> bool {
+    s.len() <= 15
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
+
 /// Upstream `ValidatePodSpec`, the parts a user meets first.
 pub fn validate_pod_spec(spec: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
     let Some(spec) = spec.filter(|s| s.is_object()) else {
         errs.push(FieldError::required(path, ""));
         return;
     };
+    let mut volumes: Vec<String> = Vec::new();
+    for (i, v) in spec.get("volumes").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]).iter().enumerate() {
+        let vp = format!("{path}.volumes[{i}]");
+        let n = v.get("name").and_then(Value::as_str).unwrap_or("");
+        if n.is_empty() {
+            errs.push(FieldError::required(format!("{vp}.name"), ""));
+        } else {
+            for msg in dns1123_label(n) {
+                errs.push(FieldError::invalid(format!("{vp}.name"), &Value::String(n.into()), msg));
+            }
+            if volumes.iter().any(|x| x == n) {
+                errs.push(FieldError::duplicate(format!("{vp}.name"), &Value::String(n.into())));
+            }
+            volumes.push(n.to_string());
+        }
+        let sources = v.as_object().map(|m| m.keys().filter(|k| k.as_str() != "name").count()).unwrap_or(0);
+        if sources == 0 {
+            errs.push(FieldError::required(vp.clone(), "must specify a volume type (e.g. emptyDir, hostPath, configMap, secret)"));
+        } else if sources > 1 {
+            errs.push(FieldError::forbidden(vp.clone(), "may not specify more than 1 volume type"));
+        }
+    }
     let mut names: Vec<String> = Vec::new();
-    for list in ["initContainers", "containers"] {
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
         let items = spec.get(list).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
         if list == "containers" && items.is_empty() {
             errs.push(FieldError::required(format!("{path}.containers"), ""));
@@ -456,10 +566,57 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, errs: &mut Vec<FieldE
             }
             if let Some(ports) = c.get("ports").and_then(Value::as_array) {
                 for (j, p) in ports.iter().enumerate() {
+                    let pp = format!("{cp}.ports[{j}]");
                     let n = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
                     if !(1..=65535).contains(&n) {
-                        errs.push(FieldError::invalid(format!("{cp}.ports[{j}].containerPort"), p.get("containerPort").unwrap_or(&Value::Null), "must be between 1 and 65535, inclusive"));
+                        errs.push(FieldError::invalid(format!("{pp}.containerPort"), p.get("containerPort").unwrap_or(&Value::Null), "must be between 1 and 65535, inclusive"));
                     }
+                    if let Some(h) = p.get("hostPort").and_then(Value::as_i64) {
+                        if h != 0 && !(1..=65535).contains(&h) {
+                            errs.push(FieldError::invalid(format!("{pp}.hostPort"), &h.into(), "must be between 1 and 65535, inclusive"));
+                        }
+                    }
+                    if let Some(proto) = p.get("protocol").filter(|v| !v.is_null()) {
+                        if !["TCP", "UDP", "SCTP"].contains(&proto.as_str().unwrap_or("")) {
+                            errs.push(FieldError::not_supported(format!("{pp}.protocol"), proto, &["SCTP", "TCP", "UDP"]));
+                        }
+                    }
+                    if let Some(name) = p.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                        if !is_port_name(name) {
+                            errs.push(FieldError::invalid(format!("{pp}.name"), &Value::String(name.into()), "must be no more than 15 characters, contain only lowercase alphanumeric characters or '-', contain at least one letter, and not begin or end with '-' or contain '--'"));
+                        }
+                    }
+                }
+            }
+            validate_resources(c, &cp, errs);
+            for (j, e) in c.get("env").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]).iter().enumerate() {
+                let n = e.get("name").and_then(Value::as_str).unwrap_or("");
+                if n.is_empty() {
+                    errs.push(FieldError::required(format!("{cp}.env[{j}].name"), ""));
+                } else if !is_env_name(n) {
+                    errs.push(FieldError::invalid(format!("{cp}.env[{j}].name"), &Value::String(n.into()), "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')"));
+                }
+            }
+            for (j, m) in c.get("volumeMounts").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]).iter().enumerate() {
+                let vm = format!("{cp}.volumeMounts[{j}]");
+                let n = m.get("name").and_then(Value::as_str).unwrap_or("");
+                if n.is_empty() {
+                    errs.push(FieldError::required(format!("{vm}.name"), ""));
+                } else if !volumes.iter().any(|v| v == n) {
+                    errs.push(FieldError::not_found(format!("{vm}.name"), &Value::String(n.into()), format!("no volume named {n:?} in spec.volumes; add it there or fix the name")));
+                }
+                if m.get("mountPath").and_then(Value::as_str).unwrap_or("").is_empty() {
+                    errs.push(FieldError::required(format!("{vm}.mountPath"), ""));
+                }
+            }
+            // Only init containers may be sidecars (`restartPolicy: Always`).
+            if let Some(rp) = c.get("restartPolicy").filter(|v| !v.is_null()) {
+                if list == "initContainers" {
+                    if rp.as_str() != Some("Always") {
+                        errs.push(FieldError::not_supported(format!("{cp}.restartPolicy"), rp, &["Always"]));
+                    }
+                } else {
+                    errs.push(FieldError::forbidden(format!("{cp}.restartPolicy"), "may not be set for non-init containers"));
                 }
             }
             if let Some(p) = c.get("imagePullPolicy").filter(|v| !v.is_null()) {
@@ -598,6 +755,46 @@ mod tests {
         let e = msgs(&validate(pods, &no_spec));
         assert!(e[0].starts_with("metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"), "{e:?}");
         assert_eq!(e[1], "spec: Required value");
+    }
+
+    #[test]
+    fn pod_spec_depth() {
+        let pods = find("", "v1", "pods").unwrap();
+        let pod = json!({"metadata": {"name": "p"}, "spec": {
+            "volumes": [{"name": "data", "emptyDir": {}}, {"name": "nothing"}],
+            "initContainers": [{"name": "side", "image": "b", "restartPolicy": "OnFailure"}],
+            "containers": [{"name": "c", "image": "b", "restartPolicy": "Always",
+                "resources": {"limits": {"cpu": "1", "memory": "1Gb"}, "requests": {"cpu": "2"}},
+                "env": [{"name": "1BAD"}],
+                "ports": [{"containerPort": 80, "protocol": "HTTP", "name": "way-too-long-port-name"}],
+                "volumeMounts": [{"name": "data", "mountPath": "/d"}, {"name": "cache", "mountPath": "/c"}]}],
+            "ephemeralContainers": [{"name": "c", "image": "b"}]}});
+        let got = msgs(&validate(pods, &pod));
+        let want = [
+            "spec.volumes[1]: Required value: must specify a volume type (e.g. emptyDir, hostPath, configMap, secret)",
+            "spec.initContainers[0].restartPolicy: Unsupported value: \"OnFailure\": supported values: \"Always\"",
+            "spec.containers[0].resources.limits[memory]: Invalid value: \"1Gb\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+            "spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1",
+            "spec.containers[0].volumeMounts[1].name: Not found: \"cache\": no volume named \"cache\" in spec.volumes; add it there or fix the name",
+            "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers",
+            "spec.ephemeralContainers[0].name: Duplicate value: \"c\"",
+        ];
+        for w in want {
+            assert!(got.iter().any(|g| g == w), "missing {w:?} in {got:#?}");
+        }
+        assert!(got.iter().any(|g| g.starts_with("spec.containers[0].env[0].name: Invalid value: \"1BAD\"")), "{got:#?}");
+        assert!(got.iter().any(|g| g.starts_with("spec.containers[0].ports[0].protocol: Unsupported value: \"HTTP\"")), "{got:#?}");
+        assert!(got.iter().any(|g| g.starts_with("spec.containers[0].ports[0].name: Invalid value")), "{got:#?}");
+    }
+
+    #[test]
+    fn quantities() {
+        for (q, v) in [("100m", 0.1), ("1Gi", 1073741824.0), ("1e3", 1000.0), ("0.5", 0.5), ("2", 2.0), ("128Mi", 134217728.0)] {
+            assert_eq!(parse_quantity(q), Some(v), "{q}");
+        }
+        for bad in ["1Gb", "", "abc", "1..2", "--1"] {
+            assert_eq!(parse_quantity(bad), None, "{bad}");
+        }
     }
 
     #[test]
