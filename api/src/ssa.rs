@@ -680,37 +680,41 @@ fn merge_value<'a>(live: &mut Value, applied: &'a Value, names: &[&'a str], meta
     }
 }
 
-/// A path element of a fieldsV1 path, resolved against a value.
-fn step<'v>(v: &'v Value, pe: &str) -> Option<&'v Value> {
+/// Where a fieldsV1 path element points inside a value: a map field or a list position.
+enum Loc<'p> {
+    Field(&'p str),
+    Index(usize),
+}
+
+fn locate<'p>(v: &Value, pe: &'p str) -> Option<Loc<'p>> {
     if let Some(f) = pe.strip_prefix("f:") {
-        return v.as_object()?.get(f);
+        return Some(Loc::Field(f));
     }
     let list = v.as_array()?;
     if let Some(k) = pe.strip_prefix("k:") {
         let keys: Map<String, Value> = serde_json::from_str(k).ok()?;
-        return list.iter().find(|e| matches_keys(e, &keys));
+        return list.iter().position(|e| matches_keys(e, &keys)).map(Loc::Index);
     }
     if let Some(x) = pe.strip_prefix("v:") {
         let x: Value = serde_json::from_str(x).ok()?;
-        return list.iter().find(|e| same(e, &x));
+        return list.iter().position(|e| same(e, &x)).map(Loc::Index);
     }
-    list.get(pe.strip_prefix("i:")?.parse::<usize>().ok()?)
+    pe.strip_prefix("i:")?.parse::<usize>().ok().filter(|i| *i < list.len()).map(Loc::Index)
+}
+
+/// A path element of a fieldsV1 path, resolved against a value.
+fn step<'v>(v: &'v Value, pe: &str) -> Option<&'v Value> {
+    match locate(v, pe)? {
+        Loc::Field(f) => v.as_object()?.get(f),
+        Loc::Index(i) => v.as_array()?.get(i),
+    }
 }
 
 fn step_mut<'v>(v: &'v mut Value, pe: &str) -> Option<&'v mut Value> {
-    if let Some(f) = pe.strip_prefix("f:") {
-        return v.as_object_mut()?.get_mut(f);
+    match locate(v, pe)? {
+        Loc::Field(f) => v.as_object_mut()?.get_mut(f),
+        Loc::Index(i) => v.as_array_mut()?.get_mut(i),
     }
-    let list = v.as_array_mut()?;
-    if let Some(k) = pe.strip_prefix("k:") {
-        let keys: Map<String, Value> = serde_json::from_str(k).ok()?;
-        return list.iter_mut().find(|e| matches_keys(e, &keys));
-    }
-    if let Some(x) = pe.strip_prefix("v:") {
-        let x: Value = serde_json::from_str(x).ok()?;
-        return list.iter_mut().find(|e| same(e, &x));
-    }
-    list.get_mut(pe.strip_prefix("i:")?.parse::<usize>().ok()?)
 }
 
 fn matches_keys(e: &Value, keys: &Map<String, Value>) -> bool {
