@@ -32,6 +32,12 @@ struct Kubectl<'a> {
 }
 
 impl Kubectl<'_> {
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.bin);
+        c.arg("--kubeconfig").arg(&self.server.kubeconfig).arg("--cache-dir").arg(&self.cache).args(args);
+        c
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         std::process::Command::new(&self.bin)
             .arg("--kubeconfig")
@@ -233,13 +239,52 @@ fn kubectl_everyday_commands() {
         let err = k.fails(&["create", "service", "clusterip", "svc1", "--tcp=80:80"]);
         assert!(err.contains("not supported by this k1s version yet"), "{who}: {err}");
 
+        // edit with a scripted editor (kubectl runs $EDITOR on a temp file)
+        let editor = write(&server, "editor.sh", "#!/bin/sh\nsed -i 's/^  a: b$/  a: edited/' \"$1\"\n");
+        std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let out = k.command(&["edit", validate, "configmap", "cfg"]).env("EDITOR", &editor).output().unwrap();
+        assert!(out.status.success(), "{who}: edit: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("configmap/cfg edited"), "{who}: {}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(k.ok(&["get", "configmap", "cfg", "-o", "jsonpath={.data.a}"]), "edited");
+
+        // get NAME -w: the current row, then a row per change
+        let mut watch = k.command(&["get", "pod", "jumpod", "-w"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        k.ok(&["label", "pod", "jumpod", "watched=yes"]);
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let _ = watch.kill();
+        let out = watch.wait_with_output().unwrap();
+        let rows = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("jumpod")).count();
+        assert!(rows >= 2, "{who}: get -w shows the pod and its change:\n{}", String::from_utf8_lossy(&out.stdout));
+
+        // wait for a condition: bind the pod (as the scheduler will) and wait for PodScheduled
+        let binding = write(&server, "binding.json", r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"jumpod"},"target":{"apiVersion":"v1","kind":"Node","name":"node-a"}}"#);
+        k.ok(&["create", "--raw", "/api/v1/namespaces/default/pods/jumpod/binding", "-f", &binding]);
+        assert!(k.ok(&["wait", "--for=condition=PodScheduled", "pod/jumpod", "--timeout=10s"]).contains("condition met"), "{who}");
+
+        // dry run on the server: nothing stored
+        let dry = write(&server, "dry.yaml", &POD.replace("name: web", "name: dry"));
+        assert!(k.ok(&["apply", validate, "--dry-run=server", "-f", &dry]).contains("(server dry run)"), "{who}");
+        assert!(k.fails(&["get", "pod", "dry"]).contains("NotFound"), "{who}");
+
+        // describe a job and a namespace
+        let dj = k.ok(&["describe", "job", "hello"]);
+        assert!(dj.contains("Name:") && dj.contains("hello") && dj.contains("Completions:") && dj.contains("Pod Template:"), "{who}: {dj}");
+        let dn = k.ok(&["describe", "namespace", "default"]);
+        assert!(dn.contains("Status:") && dn.contains("Active"), "{who}: {dn}");
+
+        // a bound pod waits for its node on a normal delete; --grace-period=0 --force removes it at once
+        let forced = k.run(&["delete", "pod", "jumpod", "--grace-period=0", "--force"]);
+        assert!(forced.status.success(), "{who}: {}", String::from_utf8_lossy(&forced.stderr));
+        assert!(String::from_utf8_lossy(&forced.stdout).contains("force deleted"), "{who}");
+        assert!(k.fails(&["get", "pod", "jumpod"]).contains("NotFound"), "{who}");
+
         // describe, delete --wait, wait --for=delete
         let d = k.ok(&["describe", "pod", "web"]);
         assert!(d.contains("Name:") && d.contains("web") && d.contains("Containers:"), "{who}: {d}");
         assert!(k.ok(&["delete", "pod", "web"]).contains("pod \"web\" deleted"), "{who}");
         k.ok(&["wait", "--for=delete", "pod/web", "--timeout=10s"]);
         assert!(k.fails(&["get", "pod", "web"]).contains("NotFound"));
-        assert!(k.ok(&["delete", "pods", "--all"]).contains("jumpod"));
         assert!(String::from_utf8_lossy(&k.run(&["get", "pods"]).stderr).contains("No resources found"));
     }
 }
