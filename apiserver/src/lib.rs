@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod error;
 pub mod namespaces;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod registry;
 pub mod strategy;
 pub mod table;
@@ -92,11 +93,17 @@ impl ApiServer {
             .route("/healthz", get(health))
             .route("/livez", get(health))
             .route("/readyz", get(health))
+            .route("/openapi/v2", get(openapi_v2_document))
             .route("/openapi/v3", get(openapi_index))
             .route("/openapi/v3/{*gv}", get(openapi_document))
             .fallback(dispatch)
             .with_state(self.clone())
     }
+}
+
+/// A 200 with a JSON body that is already serialised.
+fn raw_json(body: Vec<u8>) -> Response {
+    Response::builder().status(StatusCode::OK).header(header::CONTENT_TYPE, "application/json").body(Body::from(body)).expect("valid response")
 }
 
 pub(crate) fn json_response(code: StatusCode, v: &Value) -> Response {
@@ -140,6 +147,28 @@ async fn openapi_document(axum::extract::Path(gv): axum::extract::Path<String>, 
         .header(header::ETAG, format!("\"{}\"", doc.hash))
         .header(header::CACHE_CONTROL, cache)
         .body(Body::from(doc.body.clone()))
+        .expect("valid response")
+}
+
+/// `/openapi/v2`: one Swagger 2.0 document, as gnostic protobuf when asked for (client-go's
+/// `OpenAPISchema()`, which kubectl 1.27 validates and explains with), else JSON.
+/// The ETag is the document's hash, suffixed per representation so a cache cannot revalidate one as the other.
+async fn openapi_v2_document(headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (content_type, body, etag) = if openapi_v2::wants_protobuf(accept) {
+        (openapi_v2::PROTOBUF_CONTENT_TYPE, openapi_v2::document_protobuf(), format!("\"{}-pb\"", openapi_v2::hash()))
+    } else {
+        ("application/json", openapi_v2::document_json(), format!("\"{}\"", openapi_v2::hash()))
+    };
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+        return Response::builder().status(StatusCode::NOT_MODIFIED).header(header::ETAG, etag).body(Body::empty()).expect("valid response");
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::ETAG, etag)
+        .header(header::VARY, "Accept")
+        .body(Body::from(body))
         .expect("valid response")
 }
 
@@ -402,25 +431,23 @@ async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, 
                 };
                 return watch::watch(reg, info, ns, wopts, api.shutdown_signal());
             }
-            let list = reg.list(info, ns, &opts)?;
             match as_table {
                 Some(inc) => {
+                    let list = reg.list(info, ns, &opts)?;
                     let items = list["items"].as_array().map(Vec::as_slice).unwrap_or(&[]);
                     ok(table::table(info, items, inc, list["metadata"].clone(), true))
                 }
-                None => ok(list),
+                None => Ok(raw_json(reg.list_json(info, ns, &opts)?)),
             }
         }
-        (Method::GET, Some(name), None | Some("status")) => {
-            let obj = reg.get(info, ns, name)?;
-            match as_table {
-                Some(inc) => {
-                    let md = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
-                    ok(table::table(info, std::slice::from_ref(&obj), inc, md, true))
-                }
-                None => ok(obj),
+        (Method::GET, Some(name), None | Some("status")) => match as_table {
+            Some(inc) => {
+                let obj = reg.get(info, ns, name)?;
+                let md = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+                ok(table::table(info, std::slice::from_ref(&obj), inc, md, true))
             }
-        }
+            None => Ok(raw_json(reg.get_json(info, ns, name)?)),
+        },
         (Method::POST, None, None) => {
             let body = read_body(body).await?;
             let obj = json_body(info, &headers, &body)?;

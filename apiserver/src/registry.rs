@@ -118,6 +118,65 @@ fn decode_kv(kv: &KeyValue) -> ApiResult<Value> {
     decode(&kv.value, kv.mod_revision)
 }
 
+/// Insert `"resourceVersion":"<rev>"` into the top-level `metadata` object of stored JSON, without parsing it:
+/// the read path for GET and LIST, where parsing and re-serialising every object would cost more than serving
+/// it. Returns None if the bytes have no top-level `metadata` object (the caller then decodes).
+pub fn splice_resource_version(bytes: &[u8], rev: Revision) -> Option<Vec<u8>> {
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+        } else {
+            match b {
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => depth = depth.checked_sub(1)?,
+                b'"' if depth == 1 && bytes[i..].starts_with(b"\"metadata\"") => {
+                    // The key, optional whitespace, ':', optional whitespace, '{'.
+                    let mut j = i + b"\"metadata\"".len();
+                    while bytes.get(j).is_some_and(u8::is_ascii_whitespace) {
+                        j += 1;
+                    }
+                    if bytes.get(j) != Some(&b':') {
+                        in_str = true;
+                        i += 1;
+                        continue;
+                    }
+                    j += 1;
+                    while bytes.get(j).is_some_and(u8::is_ascii_whitespace) {
+                        j += 1;
+                    }
+                    if bytes.get(j) != Some(&b'{') {
+                        return None;
+                    }
+                    let mut k = j + 1;
+                    while bytes.get(k).is_some_and(u8::is_ascii_whitespace) {
+                        k += 1;
+                    }
+                    let empty = bytes.get(k) == Some(&b'}');
+                    let field = format!("\"resourceVersion\":\"{rev}\"{}", if empty { "" } else { "," });
+                    let mut out = Vec::with_capacity(bytes.len() + field.len());
+                    out.extend_from_slice(&bytes[..=j]);
+                    out.extend_from_slice(field.as_bytes());
+                    out.extend_from_slice(&bytes[j + 1..]);
+                    return Some(out);
+                }
+                b'"' => in_str = true,
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Serialise for storage, without `resourceVersion`.
 fn encode(obj: &Value) -> Vec<u8> {
     let mut o = obj.clone();
@@ -137,6 +196,11 @@ pub fn externalize(info: &ResourceInfo, obj: &mut Value) {
         m.insert("apiVersion".into(), Value::String(info.api_version()));
         m.insert("kind".into(), Value::String(info.kind.to_string()));
     }
+}
+
+/// Whether stored bytes can be served as they are: the stored form is the served form (no conversion).
+fn raw_servable(info: &ResourceInfo) -> bool {
+    info.group != "events.k8s.io"
 }
 
 /// The client's version → storage form.
@@ -227,6 +291,50 @@ impl Registry {
         let mut obj = decode_kv(&kv.ok_or_else(|| ApiError::not_found(info, name))?)?;
         externalize(info, &mut obj);
         Ok(obj)
+    }
+
+    /// GET as JSON bytes, without decoding the stored object (see [`splice_resource_version`]).
+    pub fn get_json(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Vec<u8>> {
+        if !raw_servable(info) {
+            return Ok(serde_json::to_vec(&self.get(info, ns, name)?).expect("serialises"));
+        }
+        let kv = self.store.get(&key(info, ns, name)).map_err(|e| ApiError::from_store(info, name, e))?;
+        let kv = kv.ok_or_else(|| ApiError::not_found(info, name))?;
+        match splice_resource_version(&kv.value, kv.mod_revision) {
+            Some(b) => Ok(b),
+            None => Ok(serde_json::to_vec(&self.get(info, ns, name)?).expect("serialises")),
+        }
+    }
+
+    /// LIST as JSON bytes. Without selectors the stored objects are sent as they are (resourceVersion spliced
+    /// in); with selectors, or for converted kinds, this is [`Registry::list`] serialised.
+    pub fn list_json(&self, info: &ResourceInfo, ns: Option<&str>, opts: &ListOptions) -> ApiResult<Vec<u8>> {
+        let plain = raw_servable(info) && opts.labels.is_empty() && opts.fields.is_empty() && opts.continue_token.is_none();
+        if !plain {
+            return Ok(serde_json::to_vec(&self.list(info, ns, opts)?).expect("serialises"));
+        }
+        let limit = opts.limit.filter(|&l| l > 0);
+        let l = self.store.list(&prefix(info, ns), None, limit).map_err(|e| ApiError::from_store(info, "", e))?;
+        let mut md = json!({"resourceVersion": l.revision.to_string()});
+        if l.more {
+            if let Some(last) = l.items.last() {
+                md["continue"] = encode_continue(l.revision, &last.key).into();
+            }
+        }
+        let head = format!("{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{md},\"items\":[", info.list_kind(), info.api_version());
+        let mut out = Vec::with_capacity(head.len() + l.items.iter().map(|kv| kv.value.len() + 32).sum::<usize>() + 2);
+        out.extend_from_slice(head.as_bytes());
+        for (n, kv) in l.items.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            match splice_resource_version(&kv.value, kv.mod_revision) {
+                Some(b) => out.extend_from_slice(&b),
+                None => out.extend_from_slice(&serde_json::to_vec(&decode_kv(kv)?).expect("serialises")),
+            }
+        }
+        out.extend_from_slice(b"]}");
+        Ok(out)
     }
 
     /// Whether `obj` (storage form) matches the selectors.
@@ -780,4 +888,26 @@ fn track_update(info: &ResourceInfo, old: &Value, new: Value, opts: &WriteOption
         return new;
     }
     k1s_api::ssa::record_update(Some(old), &new, &opts.field_manager, k1s_api::smp::meta_for(info.group, info.kind), &meta::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splice_puts_the_revision_into_top_level_metadata() {
+        let cases: &[(&str, &str)] = &[
+            (r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{}}"#, r#"{"apiVersion":"v1","kind":"Pod","metadata":{"resourceVersion":"7","name":"p"},"spec":{}}"#),
+            (r#"{"metadata":{}}"#, r#"{"metadata":{"resourceVersion":"7"}}"#),
+            // A nested `metadata` (a pod template) and one inside a string are not the object's.
+            (r#"{"a":"\"metadata\":{","spec":{"template":{"metadata":{}}},"metadata" : {"name":"j"}}"#, r#"{"a":"\"metadata\":{","spec":{"template":{"metadata":{}}},"metadata" : {"resourceVersion":"7","name":"j"}}"#),
+        ];
+        for (input, want) in cases {
+            let got = String::from_utf8(splice_resource_version(input.as_bytes(), 7).unwrap()).unwrap();
+            assert_eq!(&got, want);
+            let v: Value = serde_json::from_str(&got).unwrap();
+            assert_eq!(v["metadata"]["resourceVersion"], "7");
+        }
+        assert!(splice_resource_version(br#"{"kind":"X"}"#, 7).is_none());
+    }
 }
