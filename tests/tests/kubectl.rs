@@ -45,8 +45,6 @@ impl Kubectl<'_> {
             .arg("--cache-dir")
             .arg(&self.cache)
             .args(args)
-            // kubectl 1.27 explains from OpenAPI v2 (protobuf) unless told to use v3; v2 is not served yet.
-            .env("KUBECTL_EXPLAIN_OPENAPIV3", "true")
             .output()
             .expect("kubectl runs")
     }
@@ -136,21 +134,18 @@ fn kubectl_everyday_commands() {
         for kind in ["Pod", "Namespace", "Node", "Event", "ConfigMap", "Secret", "Job", "Lease"] {
             assert!(res.contains(kind), "{who}: {kind} in api-resources:\n{res}");
         }
-        // kubectl 1.27 explains from OpenAPI v2 in protobuf, which is not served yet (issue 3 stays open on it).
-        if !who.ends_with("kubectl.1.27") {
-            let ex = k.ok(&["explain", "pod.spec.containers"]);
-            assert!(ex.contains("List of containers belonging to the pod"), "{who}: {ex}");
-        }
+        // kubectl 1.27 needs OpenAPI v2 (protobuf, /openapi/v2) to explain.
+        let ex = k.ok(&["explain", "pod.spec.containers"]);
+        assert!(ex.contains("List of containers belonging to the pod"), "{who}: {ex}");
 
         // get with Table columns
         let ns = k.ok(&["get", "namespaces"]);
         assert_eq!(header(&ns), ["NAME", "STATUS", "AGE"], "{who}: {ns}");
         assert!(ns.lines().any(|l| l.starts_with("kube-system") && l.contains("Active")), "{ns}");
 
-        // apply: create, unchanged; create -f with strict validation. kubectl 1.27 validates through OpenAPI v2
-        // (protobuf), not served yet, so it gets --validate=false (issue 3 stays open on it).
-        let old = who.ends_with("kubectl.1.27");
-        let validate = if old { "--validate=false" } else { "--validate=strict" };
+        // apply: create, unchanged; create -f with strict validation. kubectl 1.27 finds the fieldValidation
+        // parameter through OpenAPI v2 (protobuf), later ones through v3; both then send fieldValidation=Strict.
+        let validate = "--validate=strict";
         let job = write(&server, "job.yaml", JOB);
         assert!(k.ok(&["apply", validate, "-f", &job]).contains("job.batch/hello created"), "{who}");
         assert!(k.ok(&["apply", validate, "-f", &job]).contains("job.batch/hello unchanged"), "{who}");
@@ -164,13 +159,11 @@ fn kubectl_everyday_commands() {
         assert!(k.ok(&["create", validate, "-f", &pod]).contains("pod/web created"), "{who}");
         let err = k.fails(&["create", validate, "-f", &pod]);
         assert!(err.contains("AlreadyExists") && err.contains("\"web\" already exists"), "{who}: {err}");
-        if !old {
-            let bad = write(&server, "bad.yaml", BAD_POD);
-            let err = k.fails(&["apply", "--validate=strict", "-f", &bad]);
-            assert!(err.contains("unknown field \"spec.image\""), "{who}: {err}");
-            assert!(err.contains("spec.containers[*].image"), "{who}: the error says where image belongs: {err}");
-            assert!(err.contains("spec.containers[0].restartPolicyy"), "{who}: {err}");
-        }
+        let bad = write(&server, "bad.yaml", BAD_POD);
+        let err = k.fails(&["apply", "--validate=strict", "-f", &bad]);
+        assert!(err.contains("unknown field \"spec.image\""), "{who}: {err}");
+        assert!(err.contains("spec.containers[*].image"), "{who}: the error says where image belongs: {err}");
+        assert!(err.contains("spec.containers[0].restartPolicyy"), "{who}: {err}");
 
         // run; get in several forms
         assert!(k.ok(&["run", "jumpod", "--image=busybox", "--", "sleep", "3600"]).contains("pod/jumpod created"));
