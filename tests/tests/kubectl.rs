@@ -272,12 +272,51 @@ fn kubectl_everyday_commands() {
         assert!(String::from_utf8_lossy(&forced.stdout).contains("force deleted"), "{who}");
         assert!(k.fails(&["get", "pod", "jumpod"]).contains("NotFound"), "{who}");
 
+        // nodes: created as the agent will register them; get and describe show upstream's sections
+        let node = write(&server, "node.json", r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-a","labels":{"node-role.kubernetes.io/control-plane":""}},
+            "status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"ready","lastHeartbeatTime":"2026-01-01T00:00:00Z","lastTransitionTime":"2026-01-01T00:00:00Z"}],
+            "addresses":[{"type":"InternalIP","address":"10.0.0.5"},{"type":"Hostname","address":"node-a"}],
+            "capacity":{"cpu":"2","memory":"4Gi","pods":"110"},"allocatable":{"cpu":"2","memory":"4Gi","pods":"110"},
+            "nodeInfo":{"kubeletVersion":"v1.33.0+k1s","osImage":"Debian GNU/Linux 12 (bookworm)","kernelVersion":"6.1.0","containerRuntimeVersion":"k1s://0.1.0",
+                        "machineID":"","systemUUID":"","bootID":"","kubeProxyVersion":"","operatingSystem":"linux","architecture":"amd64"}}}"#);
+        k.ok(&["create", validate, "-f", &node]);
+        let nodes = k.ok(&["get", "nodes", "-o", "wide"]);
+        assert_eq!(header(&nodes)[..5], ["NAME", "STATUS", "ROLES", "AGE", "VERSION"], "{who}: {nodes}");
+        assert!(nodes.lines().any(|l| l.starts_with("node-a") && l.contains("Ready") && l.contains("control-plane") && l.contains("10.0.0.5")), "{who}: {nodes}");
+        let dn = k.ok(&["describe", "node", "node-a"]);
+        for section in ["Conditions:", "Addresses:", "Capacity:", "Allocatable:", "System Info:", "Non-terminated Pods:"] {
+            assert!(dn.contains(section), "{who}: {section} in describe node:\n{dn}");
+        }
+
+        // custom columns and explain of another kind
+        let cc = k.ok(&["get", "pods", "-o", "custom-columns=NAME:.metadata.name,IMAGE:.spec.containers[0].image"]);
+        assert!(cc.lines().any(|l| l.starts_with("web") && l.contains("busybox:1.36")), "{who}: {cc}");
+        assert!(k.ok(&["explain", "job.spec"]).contains("completions"), "{who}");
+
+        // more of what students paste: each rejected with the field named
+        let bad_name = write(&server, "bad-name.yaml", &POD.replace("name: web\n  labels", "name: Web_Server\n  labels"));
+        let err = k.fails(&["apply", validate, "-f", &bad_name]);
+        assert!(err.contains("metadata.name: Invalid value: \"Web_Server\""), "{who}: {err}");
+        let no_image = write(&server, "no-image.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: noimg\nspec:\n  containers:\n  - name: c\n");
+        let err = k.fails(&["apply", validate, "-f", &no_image]);
+        assert!(err.contains("spec.containers[0].image: Required value"), "{who}: {err}");
+        let always_job = write(&server, "always-job.yaml", &JOB.replace("name: hello", "name: always").replace("restartPolicy: Never", "restartPolicy: Always"));
+        let err = k.fails(&["apply", validate, "-f", &always_job]);
+        assert!(err.contains("spec.template.spec.restartPolicy: Unsupported value: \"Always\""), "{who}: {err}");
+
         // describe, delete --wait, wait --for=delete
         let d = k.ok(&["describe", "pod", "web"]);
         assert!(d.contains("Name:") && d.contains("web") && d.contains("Containers:"), "{who}: {d}");
         assert!(k.ok(&["delete", "pod", "web"]).contains("pod \"web\" deleted"), "{who}");
         k.ok(&["wait", "--for=delete", "pod/web", "--timeout=10s"]);
         assert!(k.fails(&["get", "pod", "web"]).contains("NotFound"));
+        // delete by label, then everything
+        k.ok(&["run", "a1", "--image=busybox", "--labels=grp=x"]);
+        k.ok(&["run", "a2", "--image=busybox", "--labels=grp=x"]);
+        k.ok(&["run", "b1", "--image=busybox"]);
+        let by_label = k.ok(&["delete", "pods", "-l", "grp=x"]);
+        assert!(by_label.contains("\"a1\" deleted") && by_label.contains("\"a2\" deleted") && !by_label.contains("b1"), "{who}: {by_label}");
+        assert!(k.ok(&["delete", "pods", "--all"]).contains("\"b1\" deleted"), "{who}");
         assert!(String::from_utf8_lossy(&k.run(&["get", "pods"]).stderr).contains("No resources found"));
     }
 }
