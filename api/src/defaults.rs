@@ -66,10 +66,8 @@ pub fn pod(obj: &mut Value) {
     }
 }
 
-/// Job defaults (upstream `SetDefaults_Job` + the strategy's generated selector), given the Job's uid.
-pub fn job(obj: &mut Value, uid: &str) {
-    let name = crate::meta::name(obj).to_string();
-    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else { return };
+/// Upstream `SetDefaults_Job` (no selector generation: that is the create strategy's).
+fn job_spec(spec: &mut Value) {
     let completions_unset = spec.get("completions").is_none_or(Value::is_null);
     let parallelism_unset = spec.get("parallelism").is_none_or(Value::is_null);
     if completions_unset && parallelism_unset {
@@ -80,10 +78,16 @@ pub fn job(obj: &mut Value, uid: &str) {
     default_path(spec, &["completionMode"], json!("NonIndexed"));
     default_path(spec, &["suspend"], json!(false));
     default_path(spec, &["podReplacementPolicy"], json!("TerminatingOrFailed"));
-    default_path(spec, &["manualSelector"], Value::Null);
-    if spec.get("manualSelector") == Some(&Value::Null) {
-        spec.as_object_mut().expect("object").remove("manualSelector");
+    if let Some(ps) = spec.pointer_mut("/template/spec") {
+        pod_spec(ps);
     }
+}
+
+/// Job defaults on create (upstream `SetDefaults_Job` + the strategy's generated selector), given the Job's uid.
+pub fn job(obj: &mut Value, uid: &str) {
+    let name = crate::meta::name(obj).to_string();
+    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else { return };
+    job_spec(spec);
     if spec.get("manualSelector") != Some(&Value::Bool(true)) {
         // The generated selector and labels (upstream job strategy `generateSelector`).
         spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
@@ -97,8 +101,25 @@ pub fn job(obj: &mut Value, uid: &str) {
             default_path(spec, &["template", "metadata", "labels", k], json!(v));
         }
     }
-    if let Some(ps) = spec.pointer_mut("/template/spec") {
-        pod_spec(ps);
+}
+
+/// Defaults applied to every write of a kind, not only on create (upstream defaults every decoded request),
+/// so that a `kubectl replace` of a manifest without the defaulted fields compares equal where it should.
+pub fn on_update(storage: &str, obj: &mut Value) {
+    match storage {
+        "core/pods" => {
+            if let Some(spec) = obj.get_mut("spec") {
+                pod_spec(spec);
+            }
+        }
+        "batch/jobs" => {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
+                job_spec(spec);
+            }
+        }
+        "core/namespaces" => default_path(obj, &["spec", "finalizers"], json!(["kubernetes"])),
+        "core/secrets" => secret(obj),
+        _ => {}
     }
 }
 

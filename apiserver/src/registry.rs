@@ -555,6 +555,7 @@ impl Registry {
                     };
                 }
             }
+            k1s_api::defaults::on_update(info.storage, &mut new);
             strategy.prepare_for_update(info, &mut new, old);
             if strategy.has_generation() && new.get("spec") != old.get("spec") {
                 let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;

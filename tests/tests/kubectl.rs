@@ -199,6 +199,12 @@ fn kubectl_everyday_commands() {
         k.ok(&["apply", validate, "--server-side", "--field-manager=other", "--force-conflicts", "-f", &cm2]);
         assert_eq!(k.ok(&["get", "cm", "app", "-o", "jsonpath={.data.mode}"]), "slow");
 
+        // replace -f: a PUT of the whole manifest, defaulted like a create (an image change is an allowed pod
+        // update; `:latest` keeps the defaulted imagePullPolicy, which upstream would refuse to change)
+        let replaced = write(&server, "replace.yaml", &POD.replace("image: busybox", "image: busybox:latest"));
+        assert!(k.ok(&["replace", validate, "-f", &replaced]).contains("pod/web replaced"), "{who}");
+        assert_eq!(k.ok(&["get", "pod", "web", "-o", "jsonpath={.spec.containers[0].image}"]), "busybox:latest");
+
         // typed-client creates send protobuf bodies
         assert!(k.ok(&["create", "namespace", "team"]).contains("namespace/team created"), "{who}");
         assert!(k.ok(&["create", "configmap", "cfg", "--from-literal=a=b"]).contains("configmap/cfg created"), "{who}");
