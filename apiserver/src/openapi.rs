@@ -109,7 +109,8 @@ fn paths_for(info: &ResourceInfo, schema: &str, paths: &mut Map<String, Value>) 
     );
 }
 
-fn hash_hex(bytes: &[u8]) -> String {
+/// A content hash for cacheable documents (v3 and v2).
+pub(crate) fn hash_hex(bytes: &[u8]) -> String {
     // Two independent 64-bit hashes: a cache key, not a security boundary.
     let mut out = String::new();
     for seed in [0x9e37_79b9_7f4a_7c15u64, 0xc2b2_ae3d_27d4_eb4f] {

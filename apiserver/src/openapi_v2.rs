@@ -28,7 +28,6 @@
 //! (github.com/google/gnostic, package `openapi.v2`, the file kube-openapi and client-go vendor as
 //! `github.com/google/gnostic-models/openapiv2`). The encoder below is written for exactly those messages.
 
-use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
@@ -56,7 +55,7 @@ fn built() -> &'static Built {
         let json = serde_json::to_vec(&doc).expect("JSON values serialise");
         let protobuf = pb::document(&doc);
         // The protobuf is a pure function of the JSON, so the JSON's hash names both.
-        Built { hash: hash_hex(&json), json, protobuf }
+        Built { hash: crate::openapi::hash_hex(&json), json, protobuf }
     })
 }
 
@@ -91,18 +90,6 @@ pub fn wants_protobuf(accept: &str) -> bool {
         }
     }
     false
-}
-
-fn hash_hex(bytes: &[u8]) -> String {
-    // The same construction as the v3 documents' hashes: a cache key, not a security boundary.
-    let mut out = String::new();
-    for seed in [0x9e37_79b9_7f4a_7c15u64, 0xc2b2_ae3d_27d4_eb4f] {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        seed.hash(&mut h);
-        bytes.hash(&mut h);
-        out.push_str(&format!("{:016X}", h.finish()));
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
