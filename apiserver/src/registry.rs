@@ -177,14 +177,14 @@ pub fn splice_resource_version(bytes: &[u8], rev: Revision) -> Option<Vec<u8>> {
     None
 }
 
-/// Serialise for storage, without `resourceVersion`.
-fn encode(obj: &Value) -> Vec<u8> {
-    let mut o = obj.clone();
-    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+/// Serialise for storage, without `resourceVersion` (removed from `obj` in place rather than from a copy:
+/// every caller sets the new revision on it after the write).
+fn encode(obj: &mut Value) -> Vec<u8> {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
         m.remove("selfLink");
     }
-    serde_json::to_vec(&o).expect("JSON values serialise")
+    serde_json::to_vec(obj).expect("JSON values serialise")
 }
 
 /// Storage form → the version the client asked for.
@@ -473,7 +473,7 @@ impl Registry {
         }
         let mut attempts = 0;
         let commit = loop {
-            match self.store.create(&key(info, ns, &name), encode(&obj)) {
+            match self.store.create(&key(info, ns, &name), encode(&mut obj)) {
                 Ok(c) => break c,
                 // A generated name collided: draw another suffix, as upstream's retry does.
                 Err(StoreError::AlreadyExists(_)) if !generate_name.is_empty() && attempts < 8 => {
@@ -520,7 +520,7 @@ impl Registry {
                 && meta::is_deleting(&new)
                 && meta::finalizers(&new).is_empty()
                 && new.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0;
-            let res = if finalize { self.store.delete(&k, Some(kv.mod_revision)) } else { self.store.update(&k, encode(&new), kv.mod_revision) };
+            let res = if finalize { self.store.delete(&k, Some(kv.mod_revision)) } else { self.store.update(&k, encode(&mut new), kv.mod_revision) };
             match res {
                 Ok(c) => {
                     c.durable().await.map_err(|e| ApiError::from_store(info, name, e))?;
@@ -635,9 +635,6 @@ impl Registry {
                 let v: Value = serde_json::from_slice(body).map_err(|e| {
                     ApiError::unsupported_media_type(format!("server-side apply bodies must be JSON (YAML documents are not supported yet): {e}"))
                 })?;
-                if opts.field_manager.is_empty() {
-                    return Err(ApiError::bad_request("PATCH with apply requires a fieldManager (query parameter fieldManager=NAME)"));
-                }
                 if sub.is_some() {
                     return Err(ApiError::bad_request("server-side apply to a subresource is not supported yet; apply to the object itself"));
                 }
@@ -809,7 +806,7 @@ impl Registry {
             if info.storage == "core/namespaces" {
                 meta::set_path(&mut new, &["status", "phase"], json!("Terminating"));
             }
-            match self.store.update(&k, encode(&new), kv.mod_revision) {
+            match self.store.update(&k, encode(&mut new), kv.mod_revision) {
                 Ok(c) => {
                     c.durable().await.map_err(|e| ApiError::from_store(info, name, e))?;
                     meta::metadata_mut(&mut new).insert("resourceVersion".into(), Value::String(c.revision.to_string()));
