@@ -1,1 +1,1 @@
-//! Built-in images (busybox from the host's static busybox) and test fixtures. Filled by the node agent issue.
+//! The local OCI image store, archive import and the built-in busybox recipe.
