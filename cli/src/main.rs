@@ -1,6 +1,7 @@
 //! `k1s`: Kubernetes for one node in one binary. This is the composition root: it parses the command line,
 //! picks concrete implementations (sled store, TLS) and wires the components together.
 
+mod image;
 mod kubeconfig;
 mod reset;
 mod server;
@@ -26,6 +27,8 @@ enum Command {
     Server(ServerArgs),
     /// Remove everything a server of this data dir created (stop the server first).
     Reset(ResetArgs),
+    /// Manage the local image store: import archives, list, remove.
+    Image(image::ImageArgs),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -76,5 +79,6 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(server::run(args))
         }
         Command::Reset(args) => reset::run(&args),
+        Command::Image(args) => image::run(&args),
     }
 }
