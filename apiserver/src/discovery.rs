@@ -5,6 +5,8 @@
 use k1s_api::resources::{self, ResourceInfo};
 use serde_json::{json, Value};
 
+use crate::streaming;
+
 pub const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 pub const AGGREGATED_V2BETA1: &str = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
 
@@ -26,16 +28,22 @@ pub fn wants_aggregated(accept: &str) -> Option<&'static str> {
 }
 
 fn sub_kind(info: &ResourceInfo, sub: &str) -> (&'static str, &'static str, &'static str, &'static [&'static str]) {
+    if let Some((kind, verbs)) = streaming::Subresource::discovery(sub) {
+        return (info.group, info.version, kind, verbs);
+    }
     match sub {
         "binding" => ("", "v1", "Binding", &["create"]),
         _ => (info.group, info.version, info.kind, &["get", "patch", "update"]),
     }
 }
 
+/// The stored subresources from the table, then the node's (`pods/exec`, `pods/log`: clients look for them).
+fn subresources(info: &ResourceInfo) -> impl Iterator<Item = &'static str> {
+    info.subresources.iter().chain(streaming::node_subresources(info)).copied()
+}
+
 fn aggregated_resource(r: &ResourceInfo) -> Value {
-    let subs: Vec<Value> = r
-        .subresources
-        .iter()
+    let subs: Vec<Value> = subresources(r)
         .map(|s| {
             let (g, v, k, verbs) = sub_kind(r, s);
             json!({"subresource": s, "responseKind": {"group": g, "version": v, "kind": k}, "verbs": verbs})
@@ -120,7 +128,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             v["categories"] = json!(r.categories);
         }
         out.push(v);
-        for s in r.subresources {
+        for s in subresources(r) {
             let (_, _, k, verbs) = sub_kind(r, s);
             out.push(json!({"name": format!("{}/{s}", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": k, "verbs": verbs}));
         }

@@ -8,6 +8,8 @@ use http::StatusCode;
 use k1s_api::validation::FieldError;
 use k1s_api::ResourceInfo;
 use k1s_store::StoreError;
+
+use crate::node::NodeError;
 use serde_json::{json, Value};
 
 /// An error answered to a client as a `Status`.
@@ -62,15 +64,21 @@ impl ApiError {
     }
 
     pub fn invalid(info: &ResourceInfo, name: &str, errs: &[FieldError]) -> Self {
+        Self::invalid_kind(info.kind, info.group, name, errs)
+    }
+
+    /// 422 Invalid for a kind that is not a served resource too, e.g. the options of a subresource
+    /// (`PodLogOptions`).
+    pub fn invalid_kind(kind: &str, group: &str, name: &str, errs: &[FieldError]) -> Self {
         let list = errs.iter().map(ToString::to_string).collect::<Vec<_>>();
         let joined = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
         let causes: Vec<Value> = errs.iter().map(|e| json!({"reason": e.reason(), "message": e.body(), "field": e.field})).collect();
-        let mut d = json!({"name": name, "kind": info.kind, "causes": causes});
-        if !info.group.is_empty() {
-            d["group"] = info.group.into();
+        let mut d = json!({"name": name, "kind": kind, "causes": causes});
+        if !group.is_empty() {
+            d["group"] = group.into();
         }
         // Upstream names the kind with its group (`Job.batch`); core kinds stay bare.
-        let qualified = if info.group.is_empty() { info.kind.to_string() } else { format!("{}.{}", info.kind, info.group) };
+        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
         ApiError { details: d, ..Self::new(422, "Invalid", format!("{qualified} {name:?} is invalid: {joined}")) }
     }
 
@@ -127,6 +135,10 @@ impl ApiError {
         Self::new(401, "Unauthorized", "Unauthorized")
     }
 
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "ServiceUnavailable", message)
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
     }
@@ -139,7 +151,7 @@ impl ApiError {
             StoreError::Conflict { .. } => Self::modified(info, name),
             StoreError::Compacted { requested, oldest } => Self::expired(format!("too old resource version: {requested} ({oldest})")),
             StoreError::Backend(m) => Self::internal(m),
-            StoreError::Closed => ApiError { code: 503, reason: "ServiceUnavailable", message: "the server is shutting down".into(), details: json!({}) },
+            StoreError::Closed => Self::unavailable("the server is shutting down"),
         }
     }
 
@@ -162,6 +174,18 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         crate::json_response(code, &self.status())
+    }
+}
+
+/// The node agent's errors (`pods/log`, `pods/exec`), with the codes the kubelet's answers have.
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::NotFound(m) => Self::new(404, "NotFound", m),
+            NodeError::BadRequest(m) => Self::bad_request(m),
+            NodeError::Unavailable(m) => Self::unavailable(m),
+            NodeError::Internal(m) => Self::internal(m),
+        }
     }
 }
 

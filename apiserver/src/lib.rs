@@ -4,25 +4,30 @@
 //! table and hands it to the one generic [`registry::Registry`]; there is no handler per kind.
 //! [`ApiServer::router`] is the in-process service (controllers and the agent reach it through kube's client
 //! with no socket); [`tls::serve`] puts it behind HTTPS and bearer-token auth.
+//!
+//! `pods/{name}/log` and `pods/{name}/exec` are served by the node agent, which the API server reaches only
+//! through the [`node::NodeConnector`] it is given with [`ApiServer::set_node_connector`] ([`streaming`]).
 
 pub mod auth;
 pub mod discovery;
 pub mod error;
 pub mod namespaces;
+pub mod node;
 pub mod openapi;
 pub mod openapi_v2;
 pub mod registry;
 pub mod strategy;
+pub mod streaming;
 pub mod table;
 pub mod tls;
 pub mod watch;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -55,17 +60,32 @@ struct Inner {
     shutdown_tx: tokio::sync::watch::Sender<bool>,
     shutdown_rx: tokio::sync::watch::Receiver<bool>,
     server_address: String,
+    /// The node agent, once the composition root has built it (it needs the router first).
+    node: RwLock<Option<Arc<dyn node::NodeConnector>>>,
 }
 
 impl ApiServer {
     /// `server_address` is what legacy discovery reports as the address clients reach (host:port).
     pub fn new(store: Arc<dyn Store>, server_address: String) -> Self {
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-        ApiServer { inner: Arc::new(Inner { registry: Registry::new(store), shutdown_tx, shutdown_rx, server_address }) }
+        ApiServer {
+            inner: Arc::new(Inner { registry: Registry::new(store), shutdown_tx, shutdown_rx, server_address, node: RwLock::new(None) }),
+        }
     }
 
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    /// Install the node agent that serves `pods/log` and `pods/exec` (replacing one installed before).
+    /// Until then those answer 503 "no node agent is running".
+    pub fn set_node_connector(&self, connector: Arc<dyn node::NodeConnector>) {
+        *self.inner.node.write().unwrap_or_else(|e| e.into_inner()) = Some(connector);
+    }
+
+    /// The installed node agent, if any.
+    pub fn node_connector(&self) -> Option<Arc<dyn node::NodeConnector>> {
+        self.inner.node.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Create the namespaces every cluster has at boot.
@@ -211,7 +231,7 @@ fn parse_path(path: &str) -> ApiResult<Target<'_>> {
     let (name, sub) = match tail {
         [] => (None, None),
         [name] => (Some(*name), None),
-        [name, sub] if info.has_subresource(sub) => (Some(*name), Some(*sub)),
+        [name, sub] if info.has_subresource(sub) || streaming::Subresource::of(info, sub).is_some() => (Some(*name), Some(*sub)),
         _ => return Err(ApiError::no_route()),
     };
     if info.namespaced && ns.is_none() && name.is_some() {
@@ -223,10 +243,30 @@ fn parse_path(path: &str) -> ApiResult<Target<'_>> {
     Ok(Target::Resource { info, ns, name, sub, watch })
 }
 
-async fn dispatch(State(api): State<ApiServer>, method: Method, uri: Uri, Query(query): Query<HashMap<String, String>>, headers: HeaderMap, body: Body) -> Response {
-    match serve(api, method, uri, query, headers, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+async fn dispatch(State(api): State<ApiServer>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let query = match Query::<HashMap<String, String>>::try_from_uri(&parts.uri) {
+        Ok(Query(q)) => q,
+        Err(rejection) => return rejection.into_response(),
+    };
+    // The node subresources need the whole request (a WebSocket upgrade takes the connection from it).
+    let result = match node_target(parts.uri.path()) {
+        Some((info, ns, name, sub)) => streaming::serve(&api, info, &ns, &name, sub, parts).await,
+        None => serve(api, parts.method, parts.uri, query, parts.headers, body).await,
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `pods/{name}/log` and `pods/{name}/exec` paths: (resource, namespace, name, subresource).
+fn node_target(path: &str) -> Option<(&'static ResourceInfo, String, String, streaming::Subresource)> {
+    if !path.ends_with("/log") && !path.ends_with("/exec") {
+        return None;
+    }
+    match parse_path(path) {
+        Ok(Target::Resource { info, ns: Some(ns), name: Some(name), sub: Some(sub), watch: false }) => {
+            streaming::Subresource::of(info, sub).map(|s| (info, ns.to_string(), name.to_string(), s))
+        }
+        _ => None,
     }
 }
 
@@ -512,5 +552,10 @@ mod tests {
         assert!(parse_path("/api/v1/pods/x").is_err(), "a namespaced object needs its namespace");
         assert!(parse_path("/api/v1/namespaces/default/pods/p/bogus").is_err());
         assert!(parse_path("/apis/batch/v2/jobs").is_err());
+        let (info, ns, name, sub) = node_target("/api/v1/namespaces/default/pods/p/exec").unwrap();
+        assert_eq!((info.plural, ns.as_str(), name.as_str(), sub), ("pods", "default", "p", streaming::Subresource::Exec));
+        assert!(node_target("/api/v1/namespaces/default/pods/p/log").is_some());
+        assert!(node_target("/api/v1/namespaces/default/configmaps/c/log").is_none());
+        assert!(parse_path("/api/v1/namespaces/default/configmaps/c/exec").is_err(), "only pods have node subresources");
     }
 }

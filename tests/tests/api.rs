@@ -1443,3 +1443,580 @@ async fn server_side_apply_creates_merges_and_reports_conflicts() {
     let (s, _) = call(&r, Method::PATCH, url, Some(cm("x")), "application/apply-patch+yaml").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 16: the node subresources pods/log and pods/exec, through a fake node agent
+// ---------------------------------------------------------------------------------------------
+
+mod node {
+    use std::process::Stdio;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use futures::future::BoxFuture;
+    use futures::{SinkExt, StreamExt};
+    use http::{header, Method, Request, StatusCode};
+    use http_body_util::BodyExt;
+    use k1s_apiserver::node::{ByteStream, ExecRequest, ExecSession, ExitStatus, LogRequest, NodeConnector, NodeError};
+    use k1s_apiserver::ApiServer;
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+    use kube::api::{Api, AttachParams};
+    use serde_json::{json, Value};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tower::ServiceExt;
+
+    use super::{assert_failure, create, get, send, server, Body};
+
+    /// A node agent for tests. Logs are five canned lines per container that honour `tailLines`,
+    /// `timestamps` and `previous` (`limitBytes` is left to the API server, which must cut the stream
+    /// itself); `follow` then ticks forever and notes when the API server drops the stream. Every
+    /// `LogRequest` is recorded. Exec runs the command as a local process with pipes.
+    #[derive(Default)]
+    struct FakeNode {
+        logs: Mutex<Vec<LogRequest>>,
+        execs: Mutex<Vec<ExecRequest>>,
+        /// Terminal sizes received, in order.
+        resizes: Arc<Mutex<Vec<(u16, u16)>>>,
+        follow_dropped: Arc<AtomicBool>,
+    }
+
+    /// Sets its flag when dropped (with the follow stream that owns it).
+    struct DropFlag(Arc<AtomicBool>);
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    impl NodeConnector for FakeNode {
+        fn logs(&self, req: LogRequest) -> BoxFuture<'static, Result<ByteStream, NodeError>> {
+            self.logs.lock().unwrap().push(req.clone());
+            let dropped = self.follow_dropped.clone();
+            Box::pin(async move {
+                let pod = req.pod.metadata.name.clone().unwrap_or_default();
+                match req.container.as_str() {
+                    "waiting" => {
+                        return Err(NodeError::BadRequest(format!("container \"waiting\" in pod \"{pod}\" is waiting to start: ContainerCreating")))
+                    }
+                    "gone" => return Err(NodeError::NotFound(format!("container \"gone\" in pod \"{pod}\" not found on the node"))),
+                    _ => {}
+                }
+                let which = if req.previous { "previous" } else { "current" };
+                let mut lines: Vec<String> = (1..=5).map(|i| format!("{} {which} line {i}\n", req.container)).collect();
+                if let Some(n) = req.tail_lines {
+                    lines = lines.split_off(lines.len().saturating_sub(n as usize));
+                }
+                if req.timestamps {
+                    lines = lines.into_iter().map(|l| format!("2024-01-01T00:00:00.000000000Z {l}")).collect();
+                }
+                let chunks = futures::stream::iter(lines.into_iter().map(|l| Ok(Bytes::from(l))));
+                if !req.follow {
+                    return Ok(Box::pin(chunks) as ByteStream);
+                }
+                let flag = DropFlag(dropped);
+                let ticks = futures::stream::unfold((0u64, flag), |(i, flag)| async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Some((Ok(Bytes::from(format!("tick {i}\n"))), (i + 1, flag)))
+                });
+                Ok(Box::pin(chunks.chain(ticks)) as ByteStream)
+            })
+        }
+
+        fn exec(&self, req: ExecRequest) -> BoxFuture<'static, Result<ExecSession, NodeError>> {
+            self.execs.lock().unwrap().push(req.clone());
+            let resizes = self.resizes.clone();
+            Box::pin(async move {
+                if req.container == "stopped" {
+                    return Err(NodeError::BadRequest("container stopped is not running".into()));
+                }
+                if req.command[0] == "__lost__" {
+                    return Ok(ExecSession {
+                        stdin: None,
+                        stdout: None,
+                        stderr: None,
+                        resize: None,
+                        exit: Box::pin(async { Err(NodeError::Internal("the runtime lost the process".into())) }),
+                    });
+                }
+                let pipe = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
+                let mut child = tokio::process::Command::new(&req.command[0])
+                    .args(&req.command[1..])
+                    .stdin(pipe(req.stdin))
+                    .stdout(pipe(req.stdout))
+                    // A connector that hands out stderr even for a terminal: the API server must not send it.
+                    .stderr(pipe(req.stderr || req.tty))
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| NodeError::Internal(format!("starting {:?}: {e}", req.command)))?;
+                let stdin = child.stdin.take().map(|w| Box::pin(w) as _);
+                let stdout = child.stdout.take().map(|r| Box::pin(r) as _);
+                let stderr = child.stderr.take().map(|r| Box::pin(r) as _);
+                let resize = req.tty.then(|| {
+                    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+                    tokio::spawn(async move {
+                        while let Some(size) = rx.recv().await {
+                            resizes.lock().unwrap().push(size);
+                        }
+                    });
+                    tx
+                });
+                let exit = Box::pin(async move {
+                    let status = child.wait().await.map_err(|e| NodeError::Internal(e.to_string()))?;
+                    use std::os::unix::process::ExitStatusExt;
+                    Ok(match status.code() {
+                        Some(c) => ExitStatus::Code(c),
+                        None => ExitStatus::Signal(status.signal().unwrap_or(0)),
+                    })
+                });
+                Ok(ExecSession { stdin, stdout, stderr, resize, exit })
+            })
+        }
+    }
+
+    const PODS: &str = "/api/v1/namespaces/default/pods";
+
+    /// A pod bound to node n1 with these containers (and init containers).
+    fn bound_pod(name: &str, containers: &[&str], init: &[&str]) -> Value {
+        let c = |n: &&str| json!({"name": n, "image": "busybox"});
+        let mut p = json!({"metadata": {"name": name}, "spec": {"nodeName": "n1", "containers": containers.iter().map(c).collect::<Vec<_>>()}});
+        if !init.is_empty() {
+            p["spec"]["initContainers"] = json!(init.iter().map(c).collect::<Vec<_>>());
+        }
+        p
+    }
+
+    async fn with_node() -> (ApiServer, axum::Router, Arc<FakeNode>) {
+        let (api, r) = server().await;
+        let node = Arc::new(FakeNode::default());
+        api.set_node_connector(node.clone());
+        (api, r, node)
+    }
+
+    /// GET a log: status, Content-Type and the body as text.
+    async fn log(r: &axum::Router, uri: &str) -> (StatusCode, String, String) {
+        let (s, h, body) = send(r, Request::get(uri).body(Body::empty()).unwrap()).await;
+        let ct = h.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        let text = match body {
+            Value::String(t) => t,
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        (s, ct, text)
+    }
+
+    #[tokio::test]
+    async fn log_streams_the_default_container_and_passes_the_options() {
+        let (_api, r, node) = with_node().await;
+        create(&r, PODS, bound_pod("web", &["main"], &[])).await;
+
+        let (s, ct, text) = log(&r, &format!("{PODS}/web/log")).await;
+        assert_eq!(s, StatusCode::OK, "{text}");
+        assert_eq!(ct, "text/plain");
+        assert_eq!(text, (1..=5).map(|i| format!("main current line {i}\n")).collect::<String>(), "the only container is the default");
+
+        let (s, _, text) =
+            log(&r, &format!("{PODS}/web/log?container=main&tailLines=2&timestamps=true&previous=true&sinceSeconds=3600&limitBytes=1000&insecureSkipTLSVerifyBackend=true"))
+                .await;
+        assert_eq!(s, StatusCode::OK, "{text}");
+        assert_eq!(text, "2024-01-01T00:00:00.000000000Z main previous line 4\n2024-01-01T00:00:00.000000000Z main previous line 5\n");
+        let last = node.logs.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(last.pod.metadata.name.as_deref(), Some("web"));
+        assert_eq!(last.container, "main");
+        assert!(last.previous && last.timestamps && !last.follow);
+        assert_eq!((last.tail_lines, last.since_seconds, last.since_time.as_deref(), last.limit_bytes), (Some(2), Some(3600), None, Some(1000)));
+
+        log(&r, &format!("{PODS}/web/log?sinceTime=2024-05-01T10:00:00Z&follow=false")).await;
+        let last = node.logs.lock().unwrap().last().cloned().unwrap();
+        assert_eq!((last.since_time.as_deref(), last.since_seconds, last.follow), (Some("2024-05-01T10:00:00Z"), None, false));
+
+        // limitBytes is enforced at the edge whatever the node sends.
+        let (s, _, text) = log(&r, &format!("{PODS}/web/log?limitBytes=10")).await;
+        assert_eq!((s, text.as_str()), (StatusCode::OK, "main curre"));
+    }
+
+    #[tokio::test]
+    async fn log_container_choice_and_errors() {
+        let (_api, r, node) = with_node().await;
+        create(&r, PODS, bound_pod("multi", &["a", "b"], &["setup"])).await;
+
+        let (s, _, st) = send(&r, Request::get(format!("{PODS}/multi/log")).body(Body::empty()).unwrap()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_failure(&st, 400, "BadRequest");
+        assert_eq!(st["message"], "a container name must be specified for pod multi, choose one of: [a b] or one of the init containers: [setup]");
+
+        let (s, st) = get(&r, &format!("{PODS}/multi/log?container=zz")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(st["message"], "container zz is not valid for pod multi");
+
+        let (s, _, text) = log(&r, &format!("{PODS}/multi/log?container=setup&tailLines=1")).await;
+        assert_eq!((s, text.as_str()), (StatusCode::OK, "setup current line 5\n"), "init containers have logs too");
+
+        // The default-container annotation picks one of several.
+        let mut annotated = bound_pod("annotated", &["a", "b"], &[]);
+        annotated["metadata"]["annotations"] = json!({"kubectl.kubernetes.io/default-container": "b"});
+        create(&r, PODS, annotated).await;
+        let (s, _, text) = log(&r, &format!("{PODS}/annotated/log?tailLines=1")).await;
+        assert_eq!((s, text.as_str()), (StatusCode::OK, "b current line 5\n"));
+
+        let (s, st) = get(&r, &format!("{PODS}/nope/log")).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_failure(&st, 404, "NotFound");
+        assert_eq!(st["message"], "pods \"nope\" not found");
+        assert_eq!(st["details"], json!({"name": "nope", "kind": "pods"}));
+
+        // Options are validated as upstream's ValidatePodLogOptions (422 PodLogOptions … is invalid).
+        let (s, st) = get(&r, &format!("{PODS}/multi/log?container=a&tailLines=-1")).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_failure(&st, 422, "Invalid");
+        assert_eq!(st["message"], "PodLogOptions \"multi\" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0");
+        assert_eq!(st["details"]["causes"][0]["field"], "tailLines");
+        let (_, st) = get(&r, &format!("{PODS}/multi/log?container=a&limitBytes=-5")).await;
+        assert_eq!(st["message"], "PodLogOptions \"multi\" is invalid: limitBytes: Invalid value: -5: must be greater than 0");
+        let (s, st) = get(&r, &format!("{PODS}/multi/log?container=a&sinceSeconds=10&sinceTime=2024-01-01T00:00:00Z")).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(st["message"].as_str().unwrap().contains("at most one of `sinceTime` or `sinceSeconds` may be specified"), "{st}");
+        let (s, st) = get(&r, &format!("{PODS}/multi/log?container=a&tailLines=ten")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(st["message"], "tailLines: invalid value \"ten\": must be an integer");
+
+        // The node's errors keep their codes.
+        create(&r, PODS, bound_pod("starting", &["waiting"], &[])).await;
+        let (s, st) = get(&r, &format!("{PODS}/starting/log")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(st["message"], "container \"waiting\" in pod \"starting\" is waiting to start: ContainerCreating");
+        create(&r, PODS, bound_pod("vanished", &["gone"], &[])).await;
+        let (s, st) = get(&r, &format!("{PODS}/vanished/log")).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_failure(&st, 404, "NotFound");
+        assert_eq!(st["details"], json!({}), "404s always carry details");
+
+        // Only GET.
+        let (s, _) = super::post(&r, &format!("{PODS}/multi/log"), json!({})).await;
+        assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+        let calls = node.logs.lock().unwrap().len();
+        assert_eq!(calls, 4, "the node is asked only once a request is valid");
+    }
+
+    #[tokio::test]
+    async fn log_of_an_unscheduled_pod_is_empty_and_no_agent_is_503() {
+        let (_api, r) = server().await;
+        create(&r, PODS, super::pod("pending")).await;
+        let (s, _, text) = log(&r, &format!("{PODS}/pending/log")).await;
+        assert_eq!((s, text.as_str()), (StatusCode::OK, ""), "upstream streams nothing before the pod has a node");
+
+        create(&r, PODS, bound_pod("bound", &["c"], &[])).await;
+        let (s, st) = get(&r, &format!("{PODS}/bound/log")).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert_failure(&st, 503, "ServiceUnavailable");
+        assert_eq!(st["message"], "no node agent is running");
+    }
+
+    #[tokio::test]
+    async fn log_follow_streams_until_the_client_goes_away() {
+        let (_api, r, node) = with_node().await;
+        create(&r, PODS, bound_pod("f", &["c"], &[])).await;
+        let resp = r.clone().oneshot(Request::get(format!("{PODS}/f/log?follow=true&tailLines=1")).body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut body = resp.into_body();
+        let mut seen = String::new();
+        while !seen.contains("tick 2\n") {
+            let frame = tokio::time::timeout(Duration::from_secs(5), body.frame()).await.expect("chunks keep coming").unwrap().unwrap();
+            seen.push_str(std::str::from_utf8(&frame.into_data().unwrap()).unwrap());
+        }
+        assert!(seen.starts_with("c current line 5\ntick 0\n"), "{seen}");
+        assert!(!node.follow_dropped.load(std::sync::atomic::Ordering::SeqCst));
+        drop(body);
+        assert!(node.follow_dropped.load(std::sync::atomic::Ordering::SeqCst), "the node's stream ends with the client");
+    }
+
+    #[tokio::test]
+    async fn discovery_lists_pods_log_and_exec() {
+        let (_api, r) = server().await;
+        let (_, _, agg) = super::get_accept(&r, "/api", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList").await;
+        let pods = agg["items"][0]["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "pods").unwrap().clone();
+        let subs = pods["subresources"].as_array().unwrap();
+        let sub = |n: &str| subs.iter().find(|s| s["subresource"] == n).unwrap_or_else(|| panic!("no pods/{n}: {pods}")).clone();
+        assert_eq!(sub("log"), json!({"subresource": "log", "responseKind": {"group": "", "version": "v1", "kind": "Pod"}, "verbs": ["get"]}));
+        assert_eq!(sub("exec"), json!({"subresource": "exec", "responseKind": {"group": "", "version": "v1", "kind": "PodExecOptions"}, "verbs": ["create", "get"]}));
+        let (_, legacy) = get(&r, "/api/v1").await;
+        let find = |n: &str| legacy["resources"].as_array().unwrap().iter().find(|r| r["name"] == n).cloned();
+        assert_eq!(find("pods/log").unwrap()["verbs"], json!(["get"]));
+        assert_eq!(find("pods/exec").unwrap()["kind"], "PodExecOptions");
+        assert!(find("configmaps/log").is_none());
+        let (s, _) = get(&r, "/api/v1/namespaces/default/configmaps/x/log").await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "only pods have node subresources");
+    }
+
+    #[tokio::test]
+    async fn exec_without_websocket_is_refused_with_a_status() {
+        let (_api, r, node) = with_node().await;
+        create(&r, PODS, bound_pod("x", &["c"], &[])).await;
+        let url = format!("{PODS}/x/exec?command=ls&stdout=true");
+
+        let (s, st) = get(&r, &url).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_failure(&st, 400, "BadRequest");
+        assert!(st["message"].as_str().unwrap().contains("needs a WebSocket connection"), "{st}");
+        assert!(st["message"].as_str().unwrap().contains("v5.channel.k8s.io"), "{st}");
+
+        let spdy = Request::post(&url)
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "SPDY/3.1")
+            .header("X-Stream-Protocol-Version", "v4.channel.k8s.io")
+            .body(Body::empty())
+            .unwrap();
+        let (s, _, st) = send(&r, spdy).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let m = st["message"].as_str().unwrap();
+        assert!(m.contains("SPDY/3.1 is not supported yet") && m.contains("kubectl 1.30"), "{m}");
+
+        let ws = |protocol: &str| {
+            Request::get(&url)
+                .header(header::CONNECTION, "Upgrade")
+                .header(header::UPGRADE, "websocket")
+                .header(header::SEC_WEBSOCKET_VERSION, "13")
+                .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+                .header(header::SEC_WEBSOCKET_PROTOCOL, protocol)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (s, _, st) = send(&r, ws("channel.k8s.io, base64.channel.k8s.io")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(st["message"], "pods/exec over WebSocket needs the subprotocol v5.channel.k8s.io or v4.channel.k8s.io; the client offered channel.k8s.io, base64.channel.k8s.io");
+
+        // Option and pod checks come before the transport.
+        let (s, st) = get(&r, &format!("{PODS}/x/exec?stdout=true")).await;
+        assert_eq!((s, st["message"].as_str()), (StatusCode::BAD_REQUEST, Some("you must specify at least one command for the container")));
+        let (s, st) = get(&r, &format!("{PODS}/x/exec?command=ls")).await;
+        assert_eq!((s, st["message"].as_str()), (StatusCode::BAD_REQUEST, Some("you must specify at least 1 of stdin, stdout, stderr")));
+        let (s, st) = call_method(&r, Method::DELETE, &url).await;
+        assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{st}");
+        assert!(node.execs.lock().unwrap().is_empty(), "nothing was started");
+    }
+
+    async fn call_method(r: &axum::Router, m: Method, uri: &str) -> (StatusCode, Value) {
+        super::call(r, m, uri, None, super::JSON).await
+    }
+
+    /// Serve the router over plain HTTP on a loopback port, and a kube client for it.
+    async fn socket(api: &ApiServer) -> kube::Client {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = api.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let mut config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        // kube retries 503s for minutes by default; "no node agent is running" must come back at once here.
+        config.default_retry = false;
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// What an exec session produced.
+    struct Outcome {
+        stdout: String,
+        stderr: String,
+        status: Status,
+    }
+
+    async fn run(pods: &Api<Pod>, name: &str, command: &[&str], ap: &AttachParams, stdin: Option<&[u8]>) -> Outcome {
+        let fut = async {
+            let mut p = pods.exec(name, command.to_vec(), ap).await.expect("exec upgrades to a WebSocket");
+            let status = p.take_status().expect("a status future");
+            let input = p.stdin();
+            let writer = async move {
+                if let (Some(mut w), Some(data)) = (input, stdin) {
+                    w.write_all(data).await.unwrap();
+                    w.shutdown().await.unwrap();
+                    // Dropping the writer makes kube send [255, 0]: stdin EOF.
+                }
+            };
+            let read = |r: Option<tokio::io::ReadHalf<tokio::io::SimplexStream>>| async move {
+                let mut s = String::new();
+                if let Some(mut r) = r {
+                    r.read_to_string(&mut s).await.unwrap();
+                }
+                s
+            };
+            let (stdout, stderr) = (p.stdout(), p.stderr());
+            let ((), stdout, stderr, status) = tokio::join!(writer, read(stdout), read(stderr), status);
+            p.join().await.expect("the session ends cleanly");
+            Outcome { stdout, stderr, status: status.expect("the server sends a status on channel 3") }
+        };
+        tokio::time::timeout(Duration::from_secs(20), fut).await.expect("exec finishes")
+    }
+
+    fn sh(script: &str) -> Vec<&str> {
+        vec!["sh", "-c", script]
+    }
+
+    #[tokio::test]
+    async fn exec_over_websocket_streams_output_stdin_and_exit_codes() {
+        let (api, r, node) = with_node().await;
+        create(&r, PODS, bound_pod("box", &["main"], &[])).await;
+        let pods: Api<Pod> = Api::namespaced(socket(&api).await, "default");
+        let out_err = AttachParams::default().stdout(true).stderr(true);
+
+        let o = run(&pods, "box", &sh("echo out; echo err >&2"), &out_err, None).await;
+        assert_eq!((o.stdout.as_str(), o.stderr.as_str()), ("out\n", "err\n"));
+        assert_eq!((o.status.status.as_deref(), o.status.reason.as_deref(), o.status.message.as_deref()), (Some("Success"), None, None));
+        let req = node.execs.lock().unwrap().last().cloned().unwrap();
+        assert_eq!((req.container.as_str(), req.command.clone(), req.stdin, req.stdout, req.stderr, req.tty), ("main", vec!["sh".to_string(), "-c".into(), "echo out; echo err >&2".into()], false, true, true, false));
+
+        let o = run(&pods, "box", &sh("echo partial; exit 3"), &out_err, None).await;
+        assert_eq!(o.stdout, "partial\n");
+        let mut st = serde_json::to_value(&o.status).unwrap();
+        st.as_object_mut().unwrap().retain(|k, _| k != "kind" && k != "apiVersion");
+        assert_eq!(
+            st,
+            json!({"metadata": {}, "status": "Failure",
+                "message": "command terminated with non-zero exit code: error executing command [sh -c echo partial; exit 3], exit code 3",
+                "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": "3"}]}})
+        );
+
+        // stdin round trip: kube sends the bytes on channel 0, then [255, 0] for EOF, and cat ends.
+        let o = run(&pods, "box", &["cat"], &AttachParams::default().stdin(true).stdout(true).stderr(false), Some(b"hello\nworld\n")).await;
+        assert_eq!(o.stdout, "hello\nworld\n");
+        assert_eq!(o.status.status.as_deref(), Some("Success"));
+
+        // Everything is sent before the status, however much there is.
+        let o = run(&pods, "box", &sh("head -c 3000000 /dev/zero | tr '\\0' x; echo; echo done >&2; exit 1"), &out_err, None).await;
+        assert_eq!(o.stdout.len(), 3_000_001);
+        assert_eq!(o.stderr, "done\n");
+        assert_eq!(o.status.reason.as_deref(), Some("NonZeroExitCode"));
+
+        // A large stdin through cat comes back whole (stdin and stdout flow at once, no deadlock).
+        let big: Vec<u8> = (0..2_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let o = run(&pods, "box", &["cat"], &AttachParams::default().stdin(true).stdout(true).stderr(false), Some(&big)).await;
+        assert_eq!(o.stdout.len(), big.len());
+        assert!(o.stdout.as_bytes() == big.as_slice());
+
+        // A signal is reported as exit code 128 + signal.
+        let o = run(&pods, "box", &sh("kill -9 $$"), &out_err, None).await;
+        assert_eq!(o.status.details.unwrap().causes.unwrap()[0].message.as_deref(), Some("137"));
+
+        // An error from the node after the session started arrives as a Failure Status on channel 3.
+        let o = run(&pods, "box", &["__lost__"], &out_err, None).await;
+        assert_eq!(o.status.reason.as_deref(), Some("InternalError"));
+        assert_eq!(o.status.message.as_deref(), Some("Internal error occurred: error executing command in container: the runtime lost the process"));
+    }
+
+    #[tokio::test]
+    async fn exec_errors_before_the_upgrade_are_http_statuses() {
+        let (api, r, _node) = with_node().await;
+        create(&r, PODS, bound_pod("two", &["a", "b"], &[])).await;
+        create(&r, PODS, bound_pod("halted", &["stopped"], &[])).await;
+        create(&r, PODS, super::pod("unbound")).await;
+        let pods: Api<Pod> = Api::namespaced(socket(&api).await, "default");
+        let ap = AttachParams::default();
+        let status = |r: Result<kube::api::AttachedProcess, kube::Error>| match r {
+            Err(kube::Error::Api(s)) => (s.code, s.message),
+            Err(e) => panic!("expected a Status, got {e}"),
+            Ok(_) => panic!("expected a Status, got a session"),
+        };
+        assert_eq!(status(pods.exec("missing", vec!["ls"], &ap).await), (404, "pods \"missing\" not found".to_string()));
+        assert_eq!(status(pods.exec("two", vec!["ls"], &ap).await), (400, "a container name must be specified for pod two, choose one of: [a b]".to_string()));
+        assert_eq!(status(pods.exec("two", vec!["ls"], &AttachParams::default().container("zz")).await), (400, "container zz is not valid for pod two".to_string()));
+        assert_eq!(status(pods.exec("unbound", vec!["ls"], &ap).await), (400, "pod unbound does not have a host assigned".to_string()));
+        assert_eq!(status(pods.exec("halted", vec!["ls"], &ap).await), (400, "container stopped is not running".to_string()));
+        assert_eq!(status(pods.exec("two", Vec::<String>::new(), &AttachParams::default().container("a")).await).0, 400);
+
+        let (bare, _) = server().await;
+        let pods: Api<Pod> = Api::namespaced(socket(&bare).await, "default");
+        create(&bare.router(), PODS, bound_pod("p", &["c"], &[])).await;
+        assert_eq!(status(pods.exec("p", vec!["ls"], &ap).await), (503, "no node agent is running".to_string()));
+    }
+
+    #[tokio::test]
+    async fn exec_tty_sends_no_stderr_channel_and_closes_normally() {
+        let (api, r, node) = with_node().await;
+        create(&r, PODS, bound_pod("t", &["c"], &[])).await;
+        let client = socket(&api).await;
+        // The raw protocol: kube's connect offers v5 and v4, and hands over the socket.
+        let req = Request::get(format!("{PODS}/t/exec?command=sh&command=-c&command=read%20x%3B%20echo%20out%3B%20echo%20err%20%3E%262&stdin=true&stdout=true&stderr=true&tty=true"))
+            .body(vec![])
+            .unwrap();
+        let conn = client.connect(req).await.expect("upgrade");
+        assert!(conn.supports_stream_close(), "v5 was chosen");
+        let mut ws = conn.into_stream();
+        // A resize frame split across two messages, as a byte stream.
+        ws.send(b"\x04{\"Width\":100,".to_vec().into()).await.unwrap();
+        ws.send(b"\x04\"Height\":30}\n".to_vec().into()).await.unwrap();
+        // The command waits for a line, so the resize is handled while it runs.
+        ws.send(b"\x00go\n".to_vec().into()).await.unwrap();
+        let mut frames = Vec::new();
+        let mut close = None;
+        while let Some(msg) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("the session ends") {
+            let msg = msg.unwrap();
+            if msg.is_close() {
+                close = Some(format!("{msg:?}"));
+                break;
+            }
+            if msg.is_binary() {
+                frames.push(msg.into_data());
+            }
+        }
+        assert!(frames.iter().all(|f| f[0] != 2), "no channel 2 with a terminal");
+        let stdout: Vec<u8> = frames.iter().filter(|f| f[0] == 1).flat_map(|f| f[1..].to_vec()).collect();
+        assert_eq!(stdout, b"out\n");
+        let last = frames.last().unwrap();
+        assert_eq!(last[0], 3, "the status comes last");
+        assert_eq!(&last[1..], br#"{"metadata":{},"status":"Success"}"#);
+        assert!(close.unwrap().contains("Normal"), "closed with 1000");
+        let req = node.execs.lock().unwrap().last().cloned().unwrap();
+        assert!(req.tty && !req.stderr, "a terminal has no separate stderr");
+        assert_eq!(*node.resizes.lock().unwrap(), [(100, 30)], "the size split over two messages arrives once, whole");
+
+        // Some clients POST the handshake (as they do for SPDY); it works the same.
+        let req = Request::post(format!("{PODS}/t/exec?command=echo&command=posted&stdout=true")).body(vec![]).unwrap();
+        let mut ws = client.connect(req).await.expect("a POST upgrades too").into_stream();
+        let mut frames = Vec::new();
+        while let Some(Ok(msg)) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("the session ends") {
+            if msg.is_binary() {
+                frames.push(msg.into_data());
+            }
+        }
+        assert_eq!(frames.first().map(|f| f.to_vec()), Some(b"\x01posted\n".to_vec()));
+        assert_eq!(frames.last().map(|f| f[0]), Some(3));
+    }
+
+    #[tokio::test]
+    async fn exec_through_tls_and_bearer_token_auth() {
+        let (api, r, _node) = with_node().await;
+        create(&r, PODS, bound_pod("secure", &["c"], &[])).await;
+        let dir = tempfile::tempdir().unwrap();
+        let pki = k1s_apiserver::tls::Pki::load_or_create(&dir.path().join("pki"), &["127.0.0.1".to_string()]).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tokens = k1s_apiserver::auth::Tokens::new(vec![pki.token.clone()]);
+        tokio::spawn(k1s_apiserver::tls::serve(listener, api.router(), pki.server_config().unwrap(), tokens, api.shutdown_signal()));
+
+        let ca = dir.path().join("ca.crt");
+        std::fs::write(&ca, &pki.ca_pem).unwrap();
+        let kubeconfig = |token: &str| {
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: k1s\n  cluster:\n    server: https://{addr}\n    certificate-authority: {}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: k1s\n  context:\n    cluster: k1s\n    user: admin\n    namespace: default\ncurrent-context: k1s\n",
+                ca.display()
+            )
+        };
+        let client = |token: String| async move {
+            let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig(&token)).unwrap();
+            let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.unwrap();
+            Api::<Pod>::default_namespaced(kube::Client::try_from(cfg).unwrap())
+        };
+
+        let pods = client(pki.token.clone()).await;
+        let o = run(&pods, "secure", &sh("echo over tls"), &AttachParams::default().stdout(true).stderr(false), None).await;
+        assert_eq!(o.stdout, "over tls\n");
+        assert_eq!(o.status.status.as_deref(), Some("Success"));
+
+        let wrong = client("not-the-token".into()).await;
+        match wrong.exec("secure", vec!["ls"], &AttachParams::default()).await {
+            Err(kube::Error::Api(s)) => assert_eq!(s.code, 401),
+            Err(e) => panic!("expected 401, got {e}"),
+            Ok(_) => panic!("expected 401, got a session"),
+        }
+        api.shutdown();
+    }
+}
