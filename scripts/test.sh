@@ -9,6 +9,12 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
+# busybox-static gives the built-in busybox image its rootfs (a dynamic busybox cannot run in a scratch root).
+if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed"; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static
+fi
+
 # The end-to-end tests start the real binary: build it first (cargo test does not build other packages' bins).
 cargo build --locked -p k1s
 

@@ -1,6 +1,7 @@
 //! `k1s`: Kubernetes for one node in one binary. This is the composition root: it parses the command line,
 //! picks concrete implementations (sled store, TLS) and wires the components together.
 
+mod connector;
 mod image;
 mod kubeconfig;
 mod reset;
@@ -29,6 +30,16 @@ enum Command {
     Reset(ResetArgs),
     /// Manage the local image store: import archives, list, remove.
     Image(image::ImageArgs),
+    /// Internal: the per-container shim (the agent re-executes k1s).
+    #[command(hide = true)]
+    Shim { dir: PathBuf },
+    /// Internal: enter a running container and run a command (kubectl exec).
+    #[command(hide = true)]
+    Nsexec {
+        dir: PathBuf,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Args, Clone, Debug)]
@@ -68,6 +79,12 @@ pub struct ResetArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The re-exec entry points run before anything else (no runtime, no threads): they fork and setns.
+    match &cli.command {
+        Command::Shim { dir } => std::process::exit(k1s_agent::runtime::shim::main(dir)),
+        Command::Nsexec { dir, command } => std::process::exit(k1s_agent::exec::nsexec_main(dir, command)),
+        _ => {}
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -80,5 +97,6 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Reset(args) => reset::run(&args),
         Command::Image(args) => image::run(&args),
+        Command::Shim { .. } | Command::Nsexec { .. } => unreachable!("dispatched above"),
     }
 }

@@ -1,5 +1,5 @@
-//! `k1s reset`: remove what a server of a data dir created. Later issues add pods, links and mounts;
-//! today that is the data dir, the Pod cgroup parent and the bridge.
+//! `k1s reset`: remove what a server of a data dir created: every container (shims included), the Pods'
+//! namespaces and volume mounts, the bridge (the veths go with their netns), the cgroups and the data dir.
 
 use std::path::Path;
 
@@ -16,6 +16,12 @@ pub fn run(args: &ResetArgs) -> anyhow::Result<()> {
             Ok(s) => s.close(),
             Err(e) => bail!("cannot reset {}: the database is in use or unreadable ({e}); stop the k1s server first", dir.display()),
         }
+    }
+    let pods = dir.join("pods");
+    stop_containers(&pods);
+    unmount_volumes(&pods);
+    if let Err(e) = k1s_agent::network::reset(&args.bridge, &pods) {
+        eprintln!("network reset: {e}");
     }
     remove_cgroup_parent(&args.cgroup_parent);
     remove_bridge(&args.bridge);
@@ -65,5 +71,38 @@ fn remove_bridge(name: &str) {
     match std::process::Command::new("ip").args(["link", "delete", name]).status() {
         Ok(s) if s.success() => eprintln!("removed bridge {name}"),
         _ => eprintln!("could not remove bridge {name}; remove it with: ip link delete {name}"),
+    }
+}
+
+/// SIGKILL every container and shim recorded under `pods/*/containers/*/*/state.json`, then wait for them.
+fn stop_containers(pods: &Path) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let mut pids = Vec::new();
+    for pod in std::fs::read_dir(pods).into_iter().flatten().flatten() {
+        for c in std::fs::read_dir(pod.path().join("containers")).into_iter().flatten().flatten() {
+            for a in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
+                let dir = a.path();
+                let Ok(state) = k1s_agent::runtime::spec::read_json::<k1s_agent::runtime::State>(&dir.join("state.json")) else { continue };
+                // Only a live shim of this very container: PIDs may have been reused since.
+                if k1s_agent::runtime::shim_alive(state.shim_pid, &dir) {
+                    let _ = kill(Pid::from_raw(state.pid), Signal::SIGKILL);
+                    let _ = kill(Pid::from_raw(state.shim_pid), Signal::SIGKILL);
+                    pids.push((state.shim_pid, dir));
+                    eprintln!("stopped container {}", c.path().display());
+                }
+            }
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while pids.iter().any(|(p, d)| k1s_agent::runtime::shim_alive(*p, d)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// emptyDir `medium: Memory` volumes are tmpfs mounts in the host's namespace.
+fn unmount_volumes(pods: &Path) {
+    for pod in std::fs::read_dir(pods).into_iter().flatten().flatten() {
+        k1s_agent::volumes::unmount_all(&pod.path());
     }
 }

@@ -67,6 +67,26 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "k1s API serving; use: kubectl --kubeconfig {}", kubeconfig.display()
     );
 
+    // Controllers and the agent reach the API in-process: kube's client over the router, no socket.
+    let client = kube::Client::new(api.router(), "default");
+    tokio::spawn(k1s_controllers::binder::run(client.clone(), node_name.clone()));
+    let agent = k1s_agent::Agent::start(
+        client,
+        k1s_agent::AgentConfig {
+            node_name: node_name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            data_dir: dir.clone(),
+            bridge: args.bridge.clone(),
+            pod_cidr: args.pod_cidr.clone(),
+            cgroup_parent: args.cgroup_parent.clone(),
+            log_max_bytes: 10 * 1024 * 1024,
+        },
+    )
+    .await
+    .context("starting the node agent")?;
+    crate::connector::install(&api, agent.clone());
+    tokio::spawn(agent.run());
+
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {

@@ -1,1 +1,5 @@
-//! Controllers (scheduler, Job, garbage collector): they talk to the API only, through kube's client. Filled by the controllers issue.
+//! Control loops that talk to the API only through kube's client: for now the binder that schedules every
+//! unbound Pod onto the one node (the scheduler issue replaces it with fit checks: resources, nodeSelector,
+//! taints).
+
+pub mod binder;

@@ -1,5 +1,6 @@
 //! The one integration test binary: the in-process API suite and the end-to-end suite on the real binary.
 
+mod agent;
 mod api;
 mod e2e;
 mod kubectl;

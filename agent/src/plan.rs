@@ -1,0 +1,234 @@
+//! `compute_pod_actions`: the pure plan of what to do for one Pod, from its desired spec and what the runtime
+//! observed (kubelet's `computePodActions`). The pod worker applies the plan; tests are table-driven.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Restart back-off as the kubelet does it: immediately the first time, then 10 s doubling up to 5 minutes.
+pub const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    pub fn parse(s: Option<&str>) -> RestartPolicy {
+        match s {
+            Some("Never") => RestartPolicy::Never,
+            Some("OnFailure") => RestartPolicy::OnFailure,
+            _ => RestartPolicy::Always,
+        }
+    }
+
+    fn restarts(self, exit_code: i32) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => exit_code != 0,
+            RestartPolicy::Never => false,
+        }
+    }
+}
+
+/// The parts of a Pod's spec the plan depends on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub deleting: bool,
+    pub restart_policy: RestartPolicy,
+    pub init_containers: Vec<String>,
+    pub containers: Vec<String>,
+}
+
+/// What the runtime knows of one container name: its latest attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerObserved {
+    /// How many times it has been restarted (= the latest attempt number).
+    pub restart_count: u32,
+    pub state: ContainerState,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContainerState {
+    Running,
+    /// Ended with this exit code; `finished_ago` = time since it ended.
+    Exited { exit_code: i32, finished_ago: Duration },
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// The sandbox exists and its network is up.
+    pub sandbox: bool,
+    pub containers: BTreeMap<String, ContainerObserved>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    CreateSandbox,
+    /// Start the named container; `attempt` = its new restart count.
+    StartContainer { name: String, init: bool, attempt: u32 },
+    /// Nothing to do for the named container until the back-off ends.
+    BackOff { name: String, wait: Duration },
+    /// The Pod is being deleted: stop every container (grace period), remove the sandbox, finalize.
+    KillPod,
+    /// The Pod has finished for good: release its network and cgroups, keep its logs.
+    StopSandbox,
+}
+
+/// Back-off before a container's restart number `restart_count + 1`.
+pub fn backoff(restart_count: u32) -> Duration {
+    if restart_count == 0 {
+        return Duration::ZERO;
+    }
+    let secs = BACKOFF_INITIAL.as_secs().saturating_mul(1u64 << (restart_count - 1).min(16));
+    Duration::from_secs(secs).min(BACKOFF_MAX)
+}
+
+/// Whether the Pod has reached a terminal phase (Succeeded or Failed): nothing will ever run again.
+pub fn is_terminal(d: &Desired, o: &Observed) -> bool {
+    if d.restart_policy == RestartPolicy::Always {
+        return false;
+    }
+    // A failed init container that will not be restarted ends the Pod.
+    for name in &d.init_containers {
+        match o.containers.get(name).map(|c| &c.state) {
+            Some(ContainerState::Exited { exit_code, .. }) if *exit_code != 0 => return !d.restart_policy.restarts(*exit_code),
+            Some(ContainerState::Exited { .. }) => continue,
+            _ => return false,
+        }
+    }
+    !d.containers.is_empty()
+        && d.containers.iter().all(|name| match o.containers.get(name).map(|c| &c.state) {
+            Some(ContainerState::Exited { exit_code, .. }) => !d.restart_policy.restarts(*exit_code),
+            _ => false,
+        })
+}
+
+pub fn compute_pod_actions(d: &Desired, o: &Observed) -> Vec<Action> {
+    if d.deleting {
+        return vec![Action::KillPod];
+    }
+    if is_terminal(d, o) {
+        return if o.sandbox { vec![Action::StopSandbox] } else { vec![] };
+    }
+    let mut actions = Vec::new();
+    if !o.sandbox {
+        actions.push(Action::CreateSandbox);
+    }
+    // Init containers run one at a time, in order; regular containers wait for all of them.
+    for name in &d.init_containers {
+        match o.containers.get(name) {
+            None => {
+                actions.push(Action::StartContainer { name: name.clone(), init: true, attempt: 0 });
+                return actions;
+            }
+            Some(c) => match &c.state {
+                ContainerState::Running => return actions,
+                ContainerState::Exited { exit_code: 0, .. } => continue,
+                ContainerState::Exited { exit_code, finished_ago } => {
+                    if d.restart_policy.restarts(*exit_code) {
+                        actions.push(restart(name, true, c.restart_count, *finished_ago));
+                    }
+                    return actions;
+                }
+            },
+        }
+    }
+    for name in &d.containers {
+        match o.containers.get(name) {
+            None => actions.push(Action::StartContainer { name: name.clone(), init: false, attempt: 0 }),
+            Some(c) => match &c.state {
+                ContainerState::Running => {}
+                ContainerState::Exited { exit_code, finished_ago } => {
+                    if d.restart_policy.restarts(*exit_code) {
+                        actions.push(restart(name, false, c.restart_count, *finished_ago));
+                    }
+                }
+            },
+        }
+    }
+    actions
+}
+
+fn restart(name: &str, init: bool, restart_count: u32, finished_ago: Duration) -> Action {
+    let wait = backoff(restart_count);
+    if finished_ago >= wait {
+        Action::StartContainer { name: name.into(), init, attempt: restart_count + 1 }
+    } else {
+        Action::BackOff { name: name.into(), wait: wait - finished_ago }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Desired {
+        Desired { deleting: false, restart_policy: RestartPolicy::Always, init_containers: vec![], containers: vec!["app".into()] }
+    }
+    fn running(n: u32) -> ContainerObserved {
+        ContainerObserved { restart_count: n, state: ContainerState::Running }
+    }
+    fn exited(n: u32, code: i32, ago: u64) -> ContainerObserved {
+        ContainerObserved { restart_count: n, state: ContainerState::Exited { exit_code: code, finished_ago: Duration::from_secs(ago) } }
+    }
+    fn obs(sandbox: bool, cs: &[(&str, ContainerObserved)]) -> Observed {
+        Observed { sandbox, containers: cs.iter().map(|(n, c)| (n.to_string(), c.clone())).collect() }
+    }
+    fn start(n: &str, attempt: u32) -> Action {
+        Action::StartContainer { name: n.into(), init: false, attempt }
+    }
+    fn start_init(n: &str, attempt: u32) -> Action {
+        Action::StartContainer { name: n.into(), init: true, attempt }
+    }
+
+    #[test]
+    fn table() {
+        let with = |f: &dyn Fn(&mut Desired)| {
+            let mut d = base();
+            f(&mut d);
+            d
+        };
+        let cases: Vec<(&str, Desired, Observed, Vec<Action>)> = vec![
+            ("new pod: sandbox then its container", base(), obs(false, &[]), vec![Action::CreateSandbox, start("app", 0)]),
+            ("running: nothing", base(), obs(true, &[("app", running(0))]), vec![]),
+            ("deleting: kill the pod", with(&|d| d.deleting = true), obs(true, &[("app", running(0))]), vec![Action::KillPod]),
+            ("Always, first exit: restart now", base(), obs(true, &[("app", exited(0, 0, 0))]), vec![start("app", 1)]),
+            ("Always, second exit within back-off", base(), obs(true, &[("app", exited(1, 1, 3))]),
+                vec![Action::BackOff { name: "app".into(), wait: Duration::from_secs(7) }]),
+            ("Always, back-off over", base(), obs(true, &[("app", exited(1, 1, 10))]), vec![start("app", 2)]),
+            ("OnFailure, success: done, sandbox stopped", with(&|d| d.restart_policy = RestartPolicy::OnFailure),
+                obs(true, &[("app", exited(0, 0, 1))]), vec![Action::StopSandbox]),
+            ("OnFailure, failure: restart", with(&|d| d.restart_policy = RestartPolicy::OnFailure),
+                obs(true, &[("app", exited(0, 2, 0))]), vec![start("app", 1)]),
+            ("Never, failure: done", with(&|d| d.restart_policy = RestartPolicy::Never),
+                obs(true, &[("app", exited(0, 2, 0))]), vec![Action::StopSandbox]),
+            ("terminal and sandbox gone: nothing", with(&|d| d.restart_policy = RestartPolicy::Never),
+                obs(false, &[("app", exited(0, 0, 0))]), vec![]),
+            ("init first, alone", with(&|d| d.init_containers = vec!["i1".into(), "i2".into()]), obs(false, &[]),
+                vec![Action::CreateSandbox, start_init("i1", 0)]),
+            ("init running: wait", with(&|d| d.init_containers = vec!["i1".into()]), obs(true, &[("i1", running(0))]), vec![]),
+            ("second init after the first succeeded", with(&|d| d.init_containers = vec!["i1".into(), "i2".into()]),
+                obs(true, &[("i1", exited(0, 0, 1))]), vec![start_init("i2", 0)]),
+            ("inits done: containers", with(&|d| d.init_containers = vec!["i1".into()]), obs(true, &[("i1", exited(0, 0, 1))]),
+                vec![start("app", 0)]),
+            ("failed init, Never: pod failed", with(&|d| { d.init_containers = vec!["i1".into()]; d.restart_policy = RestartPolicy::Never; }),
+                obs(true, &[("i1", exited(0, 1, 1))]), vec![Action::StopSandbox]),
+            ("failed init, Always: restart it, not the app", with(&|d| d.init_containers = vec!["i1".into()]),
+                obs(true, &[("i1", exited(0, 1, 1))]), vec![start_init("i1", 1)]),
+            ("two containers, one exited under Never: pod still running", with(&|d| { d.containers.push("b".into()); d.restart_policy = RestartPolicy::Never; }),
+                obs(true, &[("app", exited(0, 0, 1)), ("b", running(0))]), vec![]),
+        ];
+        for (name, d, o, want) in cases {
+            assert_eq!(compute_pod_actions(&d, &o), want, "case: {name}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap() {
+        let got: Vec<u64> = (0..8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(got, vec![0, 10, 20, 40, 80, 160, 300, 300]);
+    }
+}

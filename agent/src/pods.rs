@@ -1,0 +1,619 @@
+//! The sync loop: one watch on the Pods bound to this node, one worker per Pod UID (the latest update wins),
+//! each worker planning with `compute_pod_actions` and applying the plan through the runtime, then writing
+//! the Pod's status when it changed. Containers' exits arrive as events (pidfd), not by relisting.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::watcher;
+use kube::Api;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::container::{self, ConfigError, EnvSources};
+use crate::plan::{self, Action, ContainerObserved, ContainerState, Desired, Observed, RestartPolicy};
+use crate::runtime::{self, cgroup, spec, ContainerSpec, Exit, Runtime, RuntimeError, SandboxInfo, SandboxRequest, State};
+use crate::status::{self, ContainerView, PodView};
+use crate::{events, volumes};
+
+/// Shared by every worker.
+pub struct Shared {
+    pub client: kube::Client,
+    pub runtime: Runtime,
+    pub images: Arc<k1s_images::ImageStore>,
+    pub node_name: String,
+    pub host_ip: String,
+    /// Sandboxes found on disk at start, handed to their worker when its Pod shows up.
+    pub recovered: Mutex<HashMap<String, PodRuntime>>,
+}
+
+/// What a worker knows about its Pod's sandbox and containers.
+#[derive(Default)]
+pub struct PodRuntime {
+    pub sandbox: Option<SandboxInfo>,
+    /// The sandbox's network and cgroups were released because the Pod finished.
+    pub sandbox_stopped: bool,
+    pub containers: BTreeMap<String, ContainerView>,
+    pub dirs: BTreeMap<String, PathBuf>,
+    pub volumes: Option<BTreeMap<String, PathBuf>>,
+    /// Image pull / config failures per container, for back-off.
+    pub failures: BTreeMap<String, (u32, std::time::Instant)>,
+}
+
+enum Event {
+    Pod(Box<Option<Pod>>),
+    Exited { name: String, attempt: u32, exit: Exit },
+    /// A back-off or retry timer ran out.
+    Tick,
+}
+
+fn since(ts: &str) -> Duration {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    k1s_api::meta::parse_time(ts).map(|t| now.duration_since(t).unsigned_abs()).map(|d| Duration::from_nanos(d.as_nanos() as u64)).unwrap_or(Duration::MAX)
+}
+
+/// Rebuild what the runtime knows from the state directory and the live shims (after an agent restart).
+pub fn recover(rt: &Runtime) -> HashMap<String, PodRuntime> {
+    let mut out = HashMap::new();
+    for sb in rt.list_sandboxes() {
+        let mut pr = PodRuntime { sandbox: Some(sb.clone()), ..Default::default() };
+        let cdir = rt.pod_dir(&sb.uid).join("containers");
+        for e in std::fs::read_dir(&cdir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let mut attempts: Vec<u32> = std::fs::read_dir(e.path()).into_iter().flatten().flatten().filter_map(|a| a.file_name().to_str()?.parse().ok()).collect();
+            attempts.sort_unstable();
+            let Some(&latest) = attempts.last() else { continue };
+            let view = |attempt: u32| -> Option<(ContainerView, PathBuf)> {
+                let dir = e.path().join(attempt.to_string());
+                let s: ContainerSpec = spec::read_json(&dir.join(spec::SPEC)).ok()?;
+                let state: Option<State> = spec::read_json(&dir.join(spec::STATE)).ok();
+                let mut exit = runtime::read_exit(&dir);
+                if exit.is_none() && !state.as_ref().is_some_and(|st| runtime::shim_alive(st.shim_pid, &dir)) {
+                    exit = Some(Exit { exit_code: 255, signal: None, oom_killed: false, finished_at: runtime::shim::now_rfc3339(), start_error: Some("the container was lost while k1s was down (its shim is gone)".into()) });
+                }
+                let started_at = state.as_ref().map(|s| s.started_at.clone());
+                Some((
+                    ContainerView {
+                        restart_count: attempt,
+                        id: s.id,
+                        image: s.image,
+                        image_id: s.image_id,
+                        running: if exit.is_none() { state } else { None },
+                        exited: exit,
+                        started_at,
+                        last: None,
+                        waiting: None,
+                    },
+                    dir,
+                ))
+            };
+            if let Some((mut v, dir)) = view(latest) {
+                if latest > 0 {
+                    if let Some((prev, _)) = view(latest - 1) {
+                        if let Some(e) = prev.exited {
+                            v.last = Some((e, prev.id, prev.started_at));
+                        }
+                    }
+                }
+                pr.containers.insert(name.clone(), v);
+                pr.dirs.insert(name, dir);
+            }
+        }
+        pr.sandbox_stopped = std::fs::metadata(rt.pod_dir(&sb.uid).join("stopped")).is_ok();
+        out.insert(sb.uid.clone(), pr);
+    }
+    out
+}
+
+/// Watch the Pods bound to this node and keep one worker per Pod UID.
+pub async fn run(shared: Arc<Shared>) {
+    let api: Api<Pod> = Api::all(shared.client.clone());
+    let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", shared.node_name));
+    let mut stream = watcher(api, cfg).boxed();
+    let mut workers: HashMap<String, mpsc::UnboundedSender<Event>> = HashMap::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut first_sync = true;
+    while let Some(ev) = stream.next().await {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::warn!(error = %e, "pod watch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        match ev {
+            watcher::Event::Init => seen.clear(),
+            watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                seen.insert(uid.clone());
+                let tx = workers.entry(uid.clone()).or_insert_with(|| spawn_worker(shared.clone(), uid.clone()));
+                if tx.send(Event::Pod(Box::new(Some(pod)))).is_err() {
+                    workers.remove(&uid);
+                }
+            }
+            watcher::Event::Delete(pod) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                if let Some(tx) = workers.remove(&uid) {
+                    let _ = tx.send(Event::Pod(Box::new(None)));
+                }
+            }
+            watcher::Event::InitDone => {
+                workers.retain(|uid, tx| {
+                    if seen.contains(uid) {
+                        return !tx.is_closed();
+                    }
+                    let _ = tx.send(Event::Pod(Box::new(None)));
+                    false
+                });
+                if first_sync {
+                    first_sync = false;
+                    // Sandboxes on disk whose Pod no longer exists: remove them.
+                    let orphans: Vec<String> = shared.recovered.lock().expect("lock").keys().filter(|u| !seen.contains(*u)).cloned().collect();
+                    for uid in orphans {
+                        shared.recovered.lock().expect("lock").remove(&uid);
+                        let rt = shared.runtime.clone();
+                        tokio::spawn(async move {
+                            tracing::info!(pod = %uid, "removing the sandbox of a Pod that is gone");
+                            kill_all_on_disk(&rt, &uid).await;
+                            if let Err(e) = rt.remove_sandbox(&uid).await {
+                                tracing::warn!(pod = %uid, error = %e, "removing an orphaned sandbox");
+                            }
+                        });
+                    }
+                    let live: HashSet<String> = seen.clone();
+                    if let Err(e) = shared.runtime.net.retain(&live) {
+                        tracing::warn!(error = %e, "releasing the IPs of Pods that are gone");
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn kill_all_on_disk(rt: &Runtime, uid: &str) {
+    let recovered = recover_one(rt, uid);
+    for (name, dir) in recovered {
+        if let Ok(st) = spec::read_json::<State>(&dir.join(spec::STATE)) {
+            tracing::debug!(container = %name, "stopping");
+            runtime::stop_container(&st, &dir, Duration::ZERO).await;
+        }
+    }
+}
+
+fn recover_one(rt: &Runtime, uid: &str) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(rt.pod_dir(uid).join("containers")).into_iter().flatten().flatten() {
+        for a in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+            out.push((e.file_name().to_string_lossy().into_owned(), a.path()));
+        }
+    }
+    out
+}
+
+fn spawn_worker(shared: Arc<Shared>, uid: String) -> mpsc::UnboundedSender<Event> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let recovered = shared.recovered.lock().expect("lock").remove(&uid).unwrap_or_default();
+    let w = Worker { shared, uid, tx: tx.clone(), rt: recovered, last_status: None, pod: None };
+    tokio::spawn(w.run(rx));
+    tx
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    uid: String,
+    tx: mpsc::UnboundedSender<Event>,
+    rt: PodRuntime,
+    last_status: Option<serde_json::Value>,
+    pod: Option<Pod>,
+}
+
+fn desired(pod: &Pod) -> Desired {
+    let spec = pod.spec.clone().unwrap_or_default();
+    Desired {
+        deleting: pod.metadata.deletion_timestamp.is_some(),
+        restart_policy: RestartPolicy::parse(spec.restart_policy.as_deref()),
+        init_containers: spec.init_containers.iter().flatten().map(|c| c.name.clone()).collect(),
+        containers: spec.containers.iter().map(|c| c.name.clone()).collect(),
+    }
+}
+
+fn pod_key(pod: &Pod) -> String {
+    format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""))
+}
+
+impl Worker {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
+        // Watch the exits of containers recovered as running.
+        for (name, v) in &self.rt.containers {
+            if let (Some(st), Some(dir)) = (&v.running, self.rt.dirs.get(name)) {
+                self.watch_exit(name.clone(), v.restart_count, st.shim_pid, dir.clone());
+            }
+        }
+        let mut wake: Option<Duration> = None;
+        loop {
+            let ev = match wake {
+                Some(d) => match tokio::time::timeout(d, rx.recv()).await {
+                    Ok(ev) => ev,
+                    Err(_) => Some(Event::Tick),
+                },
+                None => rx.recv().await,
+            };
+            let Some(ev) = ev else {
+                if self.pod.is_none() {
+                    return;
+                }
+                continue;
+            };
+            let mut gone = false;
+            self.apply_event(ev, &mut gone);
+            // Coalesce: only the latest Pod matters.
+            while let Ok(ev) = rx.try_recv() {
+                self.apply_event(ev, &mut gone);
+            }
+            if gone {
+                self.terminate(Duration::from_secs(1)).await;
+                return;
+            }
+            let Some(pod) = self.pod.clone() else { continue };
+            match self.sync(&pod).await {
+                SyncResult::Done => return,
+                SyncResult::Again(d) => wake = d,
+            }
+        }
+    }
+
+    fn apply_event(&mut self, ev: Event, gone: &mut bool) {
+        match ev {
+            Event::Pod(p) => match *p {
+                Some(p) => self.pod = Some(p),
+                None => *gone = true,
+            },
+            Event::Tick => {}
+            Event::Exited { name, attempt, exit } => {
+                if let Some(v) = self.rt.containers.get_mut(&name) {
+                    if v.restart_count == attempt {
+                        v.running = None;
+                        v.exited = Some(exit);
+                    }
+                }
+            }
+        }
+    }
+
+    fn watch_exit(&self, name: String, attempt: u32, shim_pid: i32, dir: PathBuf) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let exit = runtime::wait_exit(shim_pid, dir).await;
+            let _ = tx.send(Event::Exited { name, attempt, exit });
+        });
+    }
+
+    fn observed(&self) -> Observed {
+        let containers = self
+            .rt
+            .containers
+            .iter()
+            .filter_map(|(name, v)| {
+                let state = if v.running.is_some() {
+                    ContainerState::Running
+                } else if let Some(e) = &v.exited {
+                    ContainerState::Exited { exit_code: e.exit_code, finished_ago: since(&e.finished_at) }
+                } else {
+                    return None;
+                };
+                Some((name.clone(), ContainerObserved { restart_count: v.restart_count, state }))
+            })
+            .collect();
+        Observed { sandbox: self.rt.sandbox.is_some() && !self.rt.sandbox_stopped, containers }
+    }
+
+    async fn sync(&mut self, pod: &Pod) -> SyncResult {
+        let d = desired(pod);
+        let mut o = self.observed();
+        if self.rt.sandbox_stopped {
+            o.sandbox = true; // finished Pods keep their (stopped) sandbox until deleted
+        }
+        let actions = plan::compute_pod_actions(&d, &o);
+        let mut wake: Option<Duration> = None;
+        let min_wake = |d: Duration, w: &mut Option<Duration>| *w = Some(w.map_or(d, |x| x.min(d)));
+        for action in actions {
+            match action {
+                Action::CreateSandbox => {
+                    if let Err(e) = self.create_sandbox(pod).await {
+                        tracing::warn!(pod = %pod_key(pod), error = %e, "creating the sandbox");
+                        events::record(&self.shared, pod, None, "Warning", "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {e}"));
+                        min_wake(Duration::from_secs(5), &mut wake);
+                        break;
+                    }
+                }
+                Action::StartContainer { name, init, attempt } => {
+                    if let Some(d) = self.start(pod, &name, init, attempt).await {
+                        min_wake(d, &mut wake);
+                    }
+                }
+                Action::BackOff { name, wait } => {
+                    if let Some(v) = self.rt.containers.get_mut(&name) {
+                        let msg = format!("back-off {}s restarting failed container={name} pod={}_{}({})", plan::backoff(v.restart_count).as_secs(),
+                            pod.metadata.name.as_deref().unwrap_or(""), pod.metadata.namespace.as_deref().unwrap_or(""), self.uid);
+                        if v.waiting.as_ref().map(|w| w.0.as_str()) != Some("CrashLoopBackOff") {
+                            events::record(&self.shared, pod, Some(&name), "Warning", "BackOff", "Back-off restarting failed container");
+                        }
+                        v.waiting = Some(("CrashLoopBackOff".into(), msg));
+                    }
+                    min_wake(wait, &mut wake);
+                }
+                Action::KillPod => {
+                    let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30).max(0) as u64;
+                    self.terminate(Duration::from_secs(grace)).await;
+                    self.finalize(pod).await;
+                    return SyncResult::Done;
+                }
+                Action::StopSandbox => {
+                    self.stop_sandbox().await;
+                }
+            }
+        }
+        self.write_status(pod).await;
+        SyncResult::Again(wake)
+    }
+
+    async fn create_sandbox(&mut self, pod: &Pod) -> Result<(), RuntimeError> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let hostname = spec.hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| name.clone());
+        let aliases = spec.host_aliases.iter().flatten().map(|a| (a.ip.clone(), a.hostnames.clone().unwrap_or_default())).collect();
+        let req = SandboxRequest {
+            uid: &self.uid,
+            namespace: pod.metadata.namespace.as_deref().unwrap_or("default"),
+            name: &name,
+            hostname: &hostname,
+            host_network: spec.host_network.unwrap_or(false),
+            host_aliases: aliases,
+        };
+        let sb = self.shared.runtime.run_sandbox(&req).await?;
+        self.rt.sandbox = Some(sb);
+        self.rt.sandbox_stopped = false;
+        Ok(())
+    }
+
+    /// Start one container; returns when to retry if it could not start yet.
+    async fn start(&mut self, pod: &Pod, name: &str, init: bool, attempt: u32) -> Option<Duration> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let c: Container = if init { spec.init_containers.iter().flatten().find(|c| c.name == name).cloned() } else { spec.containers.iter().find(|c| c.name == name).cloned() }?;
+        let sb = self.rt.sandbox.clone()?;
+        let image_name = c.image.clone().unwrap_or_default();
+
+        // Image: only the local store exists (no registry yet), so every pull policy resolves locally.
+        let image = match self.shared.images.resolve(&image_name) {
+            Ok(Some(img)) => img,
+            other => {
+                let (count, _) = self.rt.failures.get(name).cloned().unwrap_or((0, std::time::Instant::now()));
+                let never = c.image_pull_policy.as_deref() == Some("Never");
+                let (reason, msg) = match other {
+                    Err(e) => ("ErrImagePull", format!("reading the local image store: {e}")),
+                    _ if never => ("ErrImageNeverPull", format!("Container image \"{image_name}\" is not present with pull policy of Never")),
+                    _ if count == 0 => ("ErrImagePull", missing_image_message(&image_name)),
+                    _ => ("ImagePullBackOff", format!("Back-off pulling image \"{image_name}\": {}", missing_image_message(&image_name))),
+                };
+                if count == 0 {
+                    events::record(&self.shared, pod, Some(name), "Warning", "Failed", &format!("Failed to pull image \"{image_name}\": {msg}"));
+                }
+                self.set_waiting(name, &c, reason, &msg);
+                self.rt.failures.insert(name.into(), (count + 1, std::time::Instant::now()));
+                return Some(plan::backoff(count + 1).min(Duration::from_secs(60)));
+            }
+        };
+        if self.rt.failures.remove(name).is_some() || attempt == 0 {
+            events::record(&self.shared, pod, Some(name), "Normal", "Pulled", &format!("Container image \"{image_name}\" already present on machine"));
+        }
+
+        let built = self.build_spec(pod, &c, &image, &sb, init, attempt).await;
+        let (cspec, limits) = match built {
+            Ok(x) => x,
+            Err(e) => {
+                events::record(&self.shared, pod, Some(name), "Warning", "Failed", &format!("Error: {}", e.0));
+                self.set_waiting(name, &c, "CreateContainerConfigError", &e.0);
+                return Some(Duration::from_secs(10));
+            }
+        };
+        let dir = self.shared.runtime.container_dir(&self.uid, name, attempt);
+        let _ = std::fs::remove_dir_all(&dir);
+        let prev = self.rt.containers.remove(name);
+        // Keep only the previous attempt (for `logs --previous` and lastState), as the kubelet keeps one dead
+        // container: older attempts' rootfs, logs and the previous attempt's cgroup go now.
+        if let Some(p) = prev.as_ref().filter(|p| !p.id.is_empty()) {
+            let (rt, uid, name, pid, attempt) = (self.shared.runtime.clone(), self.uid.clone(), name.to_string(), p.id.clone(), attempt);
+            tokio::task::spawn_blocking(move || {
+                cgroup::remove_container(&rt.cfg.cgroup_parent, &uid, &pid);
+                if attempt >= 2 {
+                    for old in 0..attempt - 1 {
+                        let _ = std::fs::remove_dir_all(rt.container_dir(&uid, &name, old));
+                        let _ = std::fs::remove_file(rt.log_path(&uid, &name, old));
+                    }
+                }
+            });
+        }
+        let last = prev.as_ref().and_then(|p| p.exited.clone().map(|e| (e, p.id.clone(), p.started_at.clone()))).or_else(|| prev.as_ref().and_then(|p| p.last.clone()));
+        let mut view = ContainerView { restart_count: attempt, id: cspec.id.clone(), image: image_name.clone(), image_id: image.id.clone(), last, ..Default::default() };
+        let result = self.shared.runtime.start_container(&cspec, &dir, &limits).await;
+        events::record(&self.shared, pod, Some(name), "Normal", "Created", &format!("Created container: {name}"));
+        self.rt.dirs.insert(name.into(), dir.clone());
+        match result {
+            Ok(state) => {
+                events::record(&self.shared, pod, Some(name), "Normal", "Started", &format!("Started container {name}"));
+                self.watch_exit(name.into(), attempt, state.shim_pid, dir);
+                view.started_at = Some(state.started_at.clone());
+                view.running = Some(state);
+            }
+            Err(RuntimeError::StartError(msg)) => {
+                events::record(&self.shared, pod, Some(name), "Warning", "Failed", &format!("Error: {msg}"));
+                view.exited = runtime::read_exit(&dir).or(Some(Exit { exit_code: 128, signal: None, oom_killed: false, finished_at: runtime::shim::now_rfc3339(), start_error: Some(msg) }));
+            }
+            Err(e) => {
+                tracing::warn!(pod = %pod_key(pod), container = name, error = %e, "starting a container");
+                events::record(&self.shared, pod, Some(name), "Warning", "Failed", &format!("Error: {e}"));
+                view.exited = Some(Exit { exit_code: 128, signal: None, oom_killed: false, finished_at: runtime::shim::now_rfc3339(), start_error: Some(e.to_string()) });
+            }
+        }
+        self.rt.containers.insert(name.into(), view);
+        None
+    }
+
+    fn set_waiting(&mut self, name: &str, c: &Container, reason: &str, msg: &str) {
+        let v = self.rt.containers.entry(name.into()).or_insert_with(|| ContainerView { image: c.image.clone().unwrap_or_default(), ..Default::default() });
+        v.waiting = Some((reason.into(), msg.into()));
+    }
+
+    async fn build_spec(&mut self, pod: &Pod, c: &Container, image: &k1s_images::Image, sb: &SandboxInfo, init: bool, attempt: u32) -> Result<(ContainerSpec, cgroup::Limits), ConfigError> {
+        let mut src: EnvSources = volumes::fetch_sources(&self.shared.client, pod).await;
+        src.pod_ip = sb.ip.map(|i| i.to_string());
+        src.host_ip = self.shared.host_ip.clone();
+        src.node_name = self.shared.node_name.clone();
+        let pod_dir = self.shared.runtime.pod_dir(&self.uid);
+        if self.rt.volumes.is_none() {
+            self.rt.volumes = Some(volumes::prepare(pod, &pod_dir, &src)?);
+        }
+        let vols = self.rt.volumes.clone().unwrap_or_default();
+        let hostname = if sb.host_network {
+            std::fs::read_to_string(pod_dir.join("etc/hostname")).unwrap_or_default().trim().to_string()
+        } else {
+            pod.spec.as_ref().and_then(|s| s.hostname.clone()).filter(|h| !h.is_empty()).unwrap_or_else(|| sb.name.clone())
+        };
+        let env = container::environment(pod, c, &image.config, &src, &hostname)?;
+        let args = container::command_line(c, &image.config, &env);
+        let who = container::identity(pod, c, &image.config, &image.layers)?;
+        let mounts = container::mounts(c, &vols, &pod_dir.join("etc"), sb.host_network)?;
+        let cwd = c.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| image.config.working_dir.clone());
+        let q = |kind: &str, name: &str| -> Option<f64> {
+            let r = c.resources.as_ref()?;
+            let m = if kind == "limits" { r.limits.as_ref() } else { r.requests.as_ref() }?;
+            k1s_api::validation::parse_quantity(&m.get(name)?.0)
+        };
+        let limits = cgroup::Limits {
+            memory_bytes: q("limits", "memory").map(|b| b as i64),
+            cpu_request_milli: q("requests", "cpu").map(|c| (c * 1000.0).round() as i64),
+            cpu_limit_milli: q("limits", "cpu").map(|c| (c * 1000.0).round() as i64),
+        };
+        let spec = ContainerSpec {
+            id: runtime::new_container_id(),
+            pod_uid: self.uid.clone(),
+            namespace: sb.namespace.clone(),
+            pod_name: sb.name.clone(),
+            container_name: c.name.clone(),
+            init,
+            image: c.image.clone().unwrap_or_default(),
+            image_id: image.id.clone(),
+            layers: image.layers.clone(),
+            args,
+            env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            cwd,
+            uid: who.uid,
+            gid: who.gid,
+            supplementary_gids: who.groups,
+            netns: sb.netns.clone(),
+            ipcns: sb.ipcns.clone(),
+            utsns: sb.utsns.clone(),
+            cgroup_procs: vec![],
+            oom_file: None,
+            mounts,
+            privileged: who.privileged,
+            capabilities: who.capabilities,
+            no_new_privs: who.no_new_privs,
+            readonly_rootfs: who.readonly_rootfs,
+            log_path: self.shared.runtime.log_path(&self.uid, &c.name, attempt),
+            log_max_bytes: self.shared.runtime.cfg.log_max_bytes,
+        };
+        Ok((spec, limits))
+    }
+
+    /// Stop every running container (SIGTERM, grace, SIGKILL) and remove the sandbox.
+    async fn terminate(&mut self, grace: Duration) {
+        if let Some(pod) = &self.pod {
+            for (name, v) in &self.rt.containers {
+                if v.running.is_some() {
+                    events::record(&self.shared, pod, Some(name), "Normal", "Killing", &format!("Stopping container {name}"));
+                }
+            }
+        }
+        let mut stops = Vec::new();
+        for (name, v) in &self.rt.containers {
+            if let (Some(st), Some(dir)) = (v.running.clone(), self.rt.dirs.get(name).cloned()) {
+                stops.push(async move { runtime::stop_container(&st, &dir, grace).await });
+            }
+        }
+        futures::future::join_all(stops).await;
+        volumes::unmount_all(&self.shared.runtime.pod_dir(&self.uid));
+        if let Err(e) = self.shared.runtime.remove_sandbox(&self.uid).await {
+            tracing::warn!(pod = %self.uid, error = %e, "removing the sandbox");
+        }
+    }
+
+    /// A finished Pod gives back its IP and cgroups; its files (logs, exit records) stay until it is deleted.
+    async fn stop_sandbox(&mut self) {
+        let dir = self.shared.runtime.pod_dir(&self.uid);
+        let parent = self.shared.runtime.cfg.cgroup_parent.clone();
+        let uid = self.uid.clone();
+        let _ = tokio::task::spawn_blocking(move || cgroup::remove_pod(&parent, &uid)).await;
+        if let Err(e) = self.shared.runtime.net.teardown_pod(&self.uid, &dir.join("ns")) {
+            tracing::warn!(pod = %self.uid, error = %e, "releasing the network of a finished Pod");
+        }
+        let _ = std::fs::write(dir.join("stopped"), b"");
+        self.rt.sandbox_stopped = true;
+    }
+
+    /// The containers are gone: remove the API object (grace 0, only this UID), as the kubelet does.
+    async fn finalize(&self, pod: &Pod) {
+        let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        let dp = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }), ..Default::default() };
+        match api.delete(pod.metadata.name.as_deref().unwrap_or(""), &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => tracing::warn!(pod = %pod_key(pod), error = %e, "removing the Pod object"),
+        }
+    }
+
+    async fn write_status(&mut self, pod: &Pod) {
+        let d = desired(pod);
+        let o = self.observed();
+        let sandbox_ready = self.rt.sandbox.is_some() && !self.rt.sandbox_stopped;
+        let pod_ip = self.rt.sandbox.as_ref().and_then(|s| s.ip.map(|i| i.to_string()).or_else(|| s.host_network.then(|| self.shared.host_ip.clone())));
+        let view = PodView {
+            pod,
+            desired: &d,
+            observed: &o,
+            containers: &self.rt.containers,
+            sandbox_ready,
+            pod_ip,
+            host_ip: self.shared.host_ip.clone(),
+            now: k1s_api::meta::now(),
+        };
+        let st = status::pod_status(&view);
+        if self.last_status.as_ref() == Some(&st) || status::same(pod.status.as_ref(), &st) {
+            self.last_status = Some(st);
+            return;
+        }
+        let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        match api.patch_status(pod.metadata.name.as_deref().unwrap_or(""), &PatchParams::default(), &Patch::Merge(json!({"status": st}))).await {
+            Ok(_) => self.last_status = Some(st),
+            Err(e) => tracing::warn!(pod = %pod_key(pod), error = %e, "writing pod status"),
+        }
+    }
+}
+
+enum SyncResult {
+    Done,
+    Again(Option<Duration>),
+}
+
+pub fn missing_image_message(image: &str) -> String {
+    format!(
+        "image \"{}\" is not in k1s's local image store, and k1s does not pull from registries yet: import it with `k1s image import FILE` (a `docker save` or OCI archive), or put the archive in <data-dir>/images/import/ and restart the server",
+        k1s_images::normalize(image)
+    )
+}

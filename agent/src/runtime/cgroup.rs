@@ -1,0 +1,144 @@
+//! Pod and container cgroups with cgroups-rs, on cgroup v1 (this machine kind's hybrid layout) and v2.
+//! `<parent>/pod<uid>` per Pod (a pids limit), `<parent>/pod<uid>/<container-id>` per container (memory and
+//! cpu from the container's resources). Only the controllers used are touched (limits.md: all nine v1
+//! hierarchies cost 4x and create directories nobody reads).
+
+use std::path::PathBuf;
+
+use cgroups_rs::{hierarchies, Cgroup, CgroupPid, Resources};
+
+/// The controllers k1s uses.
+const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
+
+/// The default `pids.max` of a Pod: bounds a fork bomb without getting in the way of real workloads.
+pub const POD_PIDS_MAX: i64 = 4096;
+
+/// cgroup v1's CFS period (µs); quota = limit (cores) × period.
+const CPU_PERIOD: u64 = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cgroup {path}: {what}: {source}")]
+pub struct CgroupError {
+    pub path: String,
+    pub what: &'static str,
+    #[source]
+    pub source: cgroups_rs::error::Error,
+}
+
+/// Limits of one container, already converted from Kubernetes quantities.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    pub memory_bytes: Option<i64>,
+    pub cpu_request_milli: Option<i64>,
+    pub cpu_limit_milli: Option<i64>,
+}
+
+fn controllers() -> Vec<String> {
+    CONTROLLERS.iter().map(|s| s.to_string()).collect()
+}
+
+fn open(path: &str) -> Cgroup {
+    Cgroup::load_with_specified_controllers(hierarchies::auto(), path, controllers())
+}
+
+pub fn pod_path(parent: &str, pod_uid: &str) -> String {
+    format!("{parent}/pod{pod_uid}")
+}
+
+/// Create the parent (once per agent) so Pod cgroups never land in whatever cgroup the server runs in.
+pub fn ensure_parent(parent: &str) -> Result<(), CgroupError> {
+    Cgroup::new_with_specified_controllers(hierarchies::auto(), parent, Some(controllers()))
+        .map(drop)
+        .map_err(|source| CgroupError { path: parent.into(), what: "create", source })
+}
+
+pub fn create_pod(parent: &str, pod_uid: &str) -> Result<(), CgroupError> {
+    let path = pod_path(parent, pod_uid);
+    let cg = Cgroup::new_with_specified_controllers(hierarchies::auto(), &path, Some(controllers()))
+        .map_err(|source| CgroupError { path: path.clone(), what: "create", source })?;
+    let mut res = Resources::default();
+    res.pid.maximum_number_of_processes = Some(cgroups_rs::MaxValue::Value(POD_PIDS_MAX));
+    cg.apply(&res).map_err(|source| CgroupError { path, what: "set pids.max", source })
+}
+
+/// What a shim needs to put the container into its cgroup and read its OOM kills.
+pub struct ContainerCgroup {
+    pub procs: Vec<PathBuf>,
+    pub oom_file: Option<PathBuf>,
+}
+
+pub fn create_container(parent: &str, pod_uid: &str, id: &str, limits: &Limits) -> Result<ContainerCgroup, CgroupError> {
+    let path = format!("{}/{id}", pod_path(parent, pod_uid));
+    let cg = Cgroup::new_with_specified_controllers(hierarchies::auto(), &path, Some(controllers()))
+        .map_err(|source| CgroupError { path: path.clone(), what: "create", source })?;
+    let mut res = Resources::default();
+    if let Some(m) = limits.memory_bytes {
+        res.memory.memory_hard_limit = Some(m);
+    }
+    // Shares from the request (2 = the kernel minimum, what BestEffort containers get), as the kubelet does.
+    let shares = limits.cpu_request_milli.or(limits.cpu_limit_milli).map(|m| (m * 1024 / 1000).max(2) as u64).unwrap_or(2);
+    res.cpu.shares = Some(shares);
+    if let Some(l) = limits.cpu_limit_milli {
+        res.cpu.quota = Some((l * CPU_PERIOD as i64 / 1000).max(1000));
+        res.cpu.period = Some(CPU_PERIOD);
+    }
+    cg.apply(&res).map_err(|source| CgroupError { path: path.clone(), what: "set limits", source })?;
+    let v2 = cg.v2();
+    let mut procs = Vec::new();
+    let mut oom_file = None;
+    if v2 {
+        let dir = hierarchies::auto().root().join(&path);
+        procs.push(dir.join("cgroup.procs"));
+        oom_file = Some(dir.join("memory.events"));
+    } else {
+        for sub in cg.subsystems() {
+            let dir = sub.to_controller().path().to_path_buf();
+            if sub.controller_name() == "memory" {
+                oom_file = Some(dir.join("memory.oom_control"));
+            }
+            procs.push(dir.join("cgroup.procs"));
+        }
+    }
+    Ok(ContainerCgroup { procs, oom_file })
+}
+
+/// Kill whatever is left in a cgroup and remove it; children first. Missing cgroups are fine.
+pub fn remove(path: &str) {
+    let cg = open(path);
+    if !cg.exists() {
+        return;
+    }
+    for pid in cg.procs() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.pid as i32), nix::sys::signal::Signal::SIGKILL);
+    }
+    // rmdir fails while the killed tasks are still exiting; retry briefly.
+    for _ in 0..50 {
+        if cg.delete().is_ok() || !cg.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    tracing::warn!(cgroup = path, "could not remove cgroup");
+}
+
+pub fn remove_container(parent: &str, pod_uid: &str, id: &str) {
+    remove(&format!("{}/{id}", pod_path(parent, pod_uid)));
+}
+
+/// Remove the Pod's cgroup and any container cgroups left under it.
+pub fn remove_pod(parent: &str, pod_uid: &str) {
+    let path = pod_path(parent, pod_uid);
+    let cg = open(&path);
+    for sub in cg.subsystems() {
+        if let Ok(entries) = std::fs::read_dir(sub.to_controller().path()) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove(&format!("{path}/{}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+    }
+    remove(&path);
+}
+
+pub fn _unused(_: CgroupPid) {}

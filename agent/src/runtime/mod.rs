@@ -1,0 +1,324 @@
+//! The container runtime (CRI-shaped: run/stop/remove a sandbox, start/stop a container): Pod sandboxes
+//! (namespaces, network, cgroup, /etc files), containers started by shims, exit notification by pidfd, and
+//! recovery of both from the state directory after an agent restart.
+//!
+//! Layout of `<data-dir>/pods/<uid>/`: `sandbox.json`, `ns/{net,ipc,uts}` (pinned namespaces), `etc/` (hosts,
+//! hostname, resolv.conf), `volumes/<name>/`, `containers/<name>/<attempt>/` (spec.json, state.json,
+//! exit.json, upper/work/rootfs), `logs/<name>/<attempt>.log`.
+
+pub mod caps;
+pub mod cgroup;
+pub mod init;
+pub mod shim;
+pub mod spec;
+
+use std::net::Ipv4Addr;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncBufReadExt;
+
+use crate::network::{Network, NetworkError};
+pub use spec::{ContainerSpec, Exit, State};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("pod {pod}: {source}")]
+    Network { pod: String, source: NetworkError },
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("starting the shim for {container}: {message}")]
+    Shim { container: String, message: String },
+    /// The container's process could not be started (bad command, missing working dir, ...).
+    #[error("{0}")]
+    StartError(String),
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RuntimeError + 'a {
+    move |source| RuntimeError::Io { what, path: path.to_path_buf(), source }
+}
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// `<data-dir>/pods`.
+    pub pods_dir: PathBuf,
+    pub cgroup_parent: String,
+    /// The binary to re-execute as shim (`/proc/self/exe`: the running binary, even if replaced on disk).
+    pub exe: PathBuf,
+    pub log_max_bytes: u64,
+}
+
+/// What a restarted agent needs to know about a sandbox; `sandbox.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SandboxInfo {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub host_network: bool,
+    pub ip: Option<Ipv4Addr>,
+    pub netns: Option<PathBuf>,
+    pub ipcns: Option<PathBuf>,
+    pub utsns: Option<PathBuf>,
+    pub created_at: String,
+}
+
+/// Input to [`Runtime::run_sandbox`].
+pub struct SandboxRequest<'a> {
+    pub uid: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub hostname: &'a str,
+    pub host_network: bool,
+    /// Extra `/etc/hosts` lines (hostAliases).
+    pub host_aliases: Vec<(String, Vec<String>)>,
+}
+
+#[derive(Clone)]
+pub struct Runtime {
+    pub cfg: RuntimeConfig,
+    pub net: Network,
+}
+
+impl Runtime {
+    pub fn new(cfg: RuntimeConfig, net: Network) -> Result<Runtime, RuntimeError> {
+        std::fs::create_dir_all(&cfg.pods_dir).map_err(io("creating", &cfg.pods_dir))?;
+        cgroup::ensure_parent(&cfg.cgroup_parent)?;
+        Ok(Runtime { cfg, net })
+    }
+
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.cfg.pods_dir.join(uid)
+    }
+
+    pub fn container_dir(&self, uid: &str, name: &str, attempt: u32) -> PathBuf {
+        self.pod_dir(uid).join("containers").join(name).join(attempt.to_string())
+    }
+
+    pub fn log_path(&self, uid: &str, name: &str, attempt: u32) -> PathBuf {
+        self.pod_dir(uid).join("logs").join(name).join(format!("{attempt}.log"))
+    }
+
+    /// Create the Pod's sandbox: namespaces + veth + IP, the Pod cgroup, the /etc files. Idempotent for a
+    /// sandbox that already exists (returns it).
+    pub async fn run_sandbox(&self, req: &SandboxRequest<'_>) -> Result<SandboxInfo, RuntimeError> {
+        let dir = self.pod_dir(req.uid);
+        let info_path = dir.join("sandbox.json");
+        if let Ok(info) = spec::read_json::<SandboxInfo>(&info_path) {
+            return Ok(info);
+        }
+        std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+        let parent = self.cfg.cgroup_parent.clone();
+        let uid = req.uid.to_string();
+        tokio::task::spawn_blocking(move || cgroup::create_pod(&parent, &uid)).await.expect("cgroup task")?;
+        let ns_dir = dir.join("ns");
+        let pn = if req.host_network {
+            self.net.setup_host_network_pod(req.uid, &ns_dir).await
+        } else {
+            self.net.setup_pod(req.uid, &ns_dir, req.hostname).await
+        }
+        .map_err(|source| RuntimeError::Network { pod: format!("{}/{}", req.namespace, req.name), source })?;
+        let hostname = if req.host_network { read_host_hostname() } else { req.hostname.to_string() };
+        write_etc(&dir.join("etc"), &hostname, pn.ip, &req.host_aliases)?;
+        let info = SandboxInfo {
+            uid: req.uid.into(),
+            namespace: req.namespace.into(),
+            name: req.name.into(),
+            host_network: req.host_network,
+            ip: pn.ip,
+            netns: pn.netns,
+            ipcns: Some(pn.ipcns),
+            utsns: pn.utsns,
+            created_at: shim::now_rfc3339(),
+        };
+        spec::write_json(&info_path, &info).map_err(io("writing", &info_path))?;
+        Ok(info)
+    }
+
+    /// Start one container through a shim; returns once it has exec'd (or failed to).
+    pub async fn start_container(&self, spec: &ContainerSpec, dir: &Path, limits: &cgroup::Limits) -> Result<State, RuntimeError> {
+        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+        let (parent, uid, id, l) = (self.cfg.cgroup_parent.clone(), spec.pod_uid.clone(), spec.id.clone(), limits.clone());
+        let cg = tokio::task::spawn_blocking(move || cgroup::create_container(&parent, &uid, &id, &l)).await.expect("cgroup task")?;
+        let mut spec = spec.clone();
+        spec.cgroup_procs = cg.procs;
+        spec.oom_file = cg.oom_file;
+        let spec_path = dir.join(spec::SPEC);
+        spec::write_json(&spec_path, &spec).map_err(io("writing", &spec_path))?;
+
+        let mut cmd = tokio::process::Command::new(&self.cfg.exe);
+        cmd.arg("shim").arg(dir).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+        // SAFETY: setsid is async-signal-safe; the shim gets its own session so a server restart (or the
+        // server's process group being killed) does not take the containers with it.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim { container: spec.container_name.clone(), message: e.to_string() })?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let _ = child.wait().await;
+        let mut line = String::new();
+        let mut reader = tokio::io::BufReader::new(stdout);
+        reader.read_line(&mut line).await.map_err(|e| RuntimeError::Shim { container: spec.container_name.clone(), message: e.to_string() })?;
+        let v: serde_json::Value = serde_json::from_str(line.trim()).map_err(|_| RuntimeError::Shim {
+            container: spec.container_name.clone(),
+            message: format!("no report from the shim (got {line:?})"),
+        })?;
+        if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
+            if v.get("start_error").is_some() {
+                return Err(RuntimeError::StartError(err.to_string()));
+            }
+            return Err(RuntimeError::Shim { container: spec.container_name.clone(), message: err.to_string() });
+        }
+        serde_json::from_value(v).map_err(|e| RuntimeError::Shim { container: spec.container_name.clone(), message: e.to_string() })
+    }
+
+    /// Remove everything of a sandbox: processes, cgroups, namespaces (the kernel reaps the veth), IP, files.
+    pub async fn remove_sandbox(&self, uid: &str) -> Result<(), RuntimeError> {
+        let dir = self.pod_dir(uid);
+        let parent = self.cfg.cgroup_parent.clone();
+        let u = uid.to_string();
+        tokio::task::spawn_blocking(move || cgroup::remove_pod(&parent, &u)).await.expect("cgroup task");
+        self.net.teardown_pod(uid, &dir.join("ns")).map_err(|source| RuntimeError::Network { pod: uid.into(), source })?;
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&d)).await.expect("rm task").or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(RuntimeError::Io { what: "removing", path: dir, source: e })
+            }
+        })
+    }
+
+    /// Sandboxes on disk (for recovery).
+    pub fn list_sandboxes(&self) -> Vec<SandboxInfo> {
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.cfg.pods_dir) {
+            for e in entries.flatten() {
+                if let Ok(info) = spec::read_json::<SandboxInfo>(&e.path().join("sandbox.json")) {
+                    out.push(info);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn read_host_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+}
+
+/// Per-Pod /etc/hosts, /etc/hostname and /etc/resolv.conf, bind-mounted into every container of the Pod.
+fn write_etc(dir: &Path, hostname: &str, ip: Option<Ipv4Addr>, aliases: &[(String, Vec<String>)]) -> Result<(), RuntimeError> {
+    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    // The kubelet's managed hosts file (pkg/kubelet/kubelet_pods.go managedHostsFileContent).
+    let mut hosts = String::from("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n");
+    if let Some(ip) = ip {
+        hosts.push_str(&format!("{ip}\t{hostname}\n"));
+    }
+    for (ip, names) in aliases {
+        hosts.push_str(&format!("\n# Entries added by HostAliases.\n{ip}\t{}\n", names.join("\t")));
+    }
+    std::fs::write(dir.join("hosts"), hosts).map_err(io("writing", dir))?;
+    std::fs::write(dir.join("hostname"), format!("{hostname}\n")).map_err(io("writing", dir))?;
+    std::fs::write(dir.join("resolv.conf"), resolv_conf()).map_err(io("writing", dir))?;
+    Ok(())
+}
+
+/// The host's resolv.conf without loopback nameservers (a stub resolver on 127.0.0.53 is unreachable from a
+/// Pod's netns). There is no cluster DNS yet, so no cluster search domains either.
+fn resolv_conf() -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out = String::new();
+    for line in host.lines() {
+        let t = line.trim();
+        if let Some(ns) = t.strip_prefix("nameserver") {
+            let ns = ns.trim();
+            if ns.starts_with("127.") || ns == "::1" {
+                continue;
+            }
+        }
+        if t.starts_with("nameserver") || t.starts_with("search") || t.starts_with("options") {
+            out.push_str(t);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A pidfd for `pid`, to learn of its exit without being its parent.
+pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments; on success the kernel returns a new descriptor we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Whether `pid` is alive and is the shim of the container in `dir` (guards against PID reuse after a reboot
+/// or a long downtime).
+pub fn shim_alive(pid: i32, dir: &Path) -> bool {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmd) => {
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.len() >= 3 && args[1] == b"shim" && args[2] == dir.as_os_str().as_encoded_bytes()
+        }
+        Err(_) => false,
+    }
+}
+
+/// Wait until the shim `pid` has exited (event-driven: the pidfd becomes readable), then read `exit.json`.
+/// A shim that vanished without writing it (killed, machine crash) gives an `Unknown` exit.
+pub async fn wait_exit(shim_pid: i32, dir: PathBuf) -> Exit {
+    if let Ok(fd) = pidfd_open(shim_pid) {
+        // SAFETY: the AsyncFd owns the pidfd and deregisters it before closing it on drop.
+        if let Ok(afd) = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) } {
+            let _ = afd.readable().await.map(|mut g| g.retain_ready());
+        }
+    }
+    read_exit(&dir).unwrap_or_else(|| Exit {
+        exit_code: 255,
+        signal: None,
+        oom_killed: false,
+        finished_at: shim::now_rfc3339(),
+        start_error: Some("the container's shim ended without recording an exit status".into()),
+    })
+}
+
+pub fn read_exit(dir: &Path) -> Option<Exit> {
+    spec::read_json(&dir.join(spec::EXIT)).ok()
+}
+
+/// SIGTERM the container, then SIGKILL after `grace` if it still runs. PID 1 of a pid namespace ignores
+/// signals it has no handler for (SIGTERM to `sleep`), exactly as in Kubernetes; SIGKILL always works.
+pub async fn stop_container(state: &State, dir: &Path, grace: Duration) {
+    use nix::sys::signal::{kill, Signal};
+    let pid = nix::unistd::Pid::from_raw(state.pid);
+    if read_exit(dir).is_some() || !shim_alive(state.shim_pid, dir) {
+        return;
+    }
+    let _ = kill(pid, Signal::SIGTERM);
+    if !grace.is_zero() {
+        let _ = tokio::time::timeout(grace, wait_exit(state.shim_pid, dir.to_path_buf())).await;
+    }
+    if read_exit(dir).is_none() {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = tokio::time::timeout(Duration::from_secs(10), wait_exit(state.shim_pid, dir.to_path_buf())).await;
+    }
+}
+
+/// A fresh container ID (64 hex characters, like containerd's).
+pub fn new_container_id() -> String {
+    let mut b = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,261 @@
+//! The shim: `k1s shim <container-dir>`, our binary re-executed once per container. It lives in its own
+//! session (so it outlives a server restart), forks the container init into new pid and mount namespaces,
+//! reports the container's PID to the agent, copies stdout/stderr into a CRI-format log file, and when the
+//! container ends records its exit code, signal, OOM kill and finish time in `exit.json`.
+//!
+//! Synchronous and single-threaded on purpose: fork and setns are only sound without other threads.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, pipe2, ForkResult};
+
+use super::init::{self, InitFds};
+use super::spec::{self, ContainerSpec, Exit, State};
+
+pub fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+/// Entry point of `k1s shim DIR`. Returns the process exit code.
+pub fn main(dir: &Path) -> i32 {
+    // First process (A): the agent waits for it, so it leaves at once; the real shim (B) is its child, which
+    // init adopts. The agent set up a new session for A in pre_exec.
+    // SAFETY: single-threaded at this point (the binary's main dispatches here before starting any runtime).
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => return 0,
+        Ok(ForkResult::Child) => {}
+        Err(e) => {
+            report(&format!("{{\"error\":\"fork: {e}\"}}"));
+            return 1;
+        }
+    }
+    match run(dir) {
+        Ok(()) => 0,
+        Err(e) => {
+            report(&serde_json::json!({ "error": e }).to_string());
+            1
+        }
+    }
+}
+
+/// One JSON line to the agent on stdout, then stdout goes to /dev/null (the agent stops reading).
+fn report(line: &str) {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+    if let Ok(null) = File::options().write(true).open("/dev/null") {
+        // SAFETY: replacing our own stdout descriptor.
+        unsafe { libc::dup2(null.as_raw_fd(), 1) };
+    }
+}
+
+fn run(dir: &Path) -> Result<(), String> {
+    let spec: ContainerSpec = spec::read_json(&dir.join(spec::SPEC)).map_err(|e| e.to_string())?;
+    let mut log = LogWriter::open(&spec.log_path, spec.log_max_bytes).map_err(|e| format!("opening log {}: {e}", spec.log_path.display()))?;
+
+    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    let (sync_r, sync_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    let open = |p: &Option<PathBuf>| -> Result<Option<File>, String> {
+        p.as_ref().map(|p| File::open(p).map_err(|e| format!("opening namespace {}: {e}", p.display()))).transpose()
+    };
+    let fds = InitFds {
+        stdout: out_w,
+        stderr: err_w,
+        netns: open(&spec.netns)?,
+        ipcns: open(&spec.ipcns)?,
+        utsns: open(&spec.utsns)?,
+        cgroup_procs: spec
+            .cgroup_procs
+            .iter()
+            .map(|p| OpenOptions::new().write(true).open(p).map_err(|e| format!("opening {}: {e}", p.display())))
+            .collect::<Result<_, _>>()?,
+    };
+
+    // The next child is PID 1 of a new pid namespace (unshare(NEWPID) only affects children).
+    unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare(CLONE_NEWPID): {e}"))?;
+    // SAFETY: this process is single-threaded.
+    let child = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            drop((out_r, err_r, sync_r));
+            let msg = init::run(&spec, dir, fds);
+            let mut w = File::from(sync_w);
+            let _ = w.write_all(msg.as_bytes());
+            // SAFETY: leave without running the parent's atexit handlers or destructors.
+            unsafe { libc::_exit(127) };
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => return Err(format!("fork: {e}")),
+    };
+    drop(fds);
+    drop(sync_w);
+
+    // The sync pipe is close-on-exec: EOF with no message means exec succeeded.
+    let mut msg = String::new();
+    let _ = std::io::Read::read_to_string(&mut File::from(sync_r), &mut msg);
+    if !msg.is_empty() {
+        let _ = waitpid(child, None);
+        let exit = Exit { exit_code: 128, signal: None, oom_killed: false, finished_at: now_rfc3339(), start_error: Some(msg.clone()) };
+        let _ = log.write(Stream::Stderr, format!("k1s: {msg}\n").as_bytes());
+        let _ = log.flush_partial(Stream::Stderr);
+        spec::write_json(&dir.join(spec::EXIT), &exit).map_err(|e| e.to_string())?;
+        report(&serde_json::json!({ "error": msg, "start_error": true }).to_string());
+        return Ok(());
+    }
+    let state = State { shim_pid: std::process::id() as i32, pid: child.as_raw(), started_at: now_rfc3339() };
+    spec::write_json(&dir.join(spec::STATE), &state).map_err(|e| e.to_string())?;
+    report(&serde_json::to_string(&state).unwrap_or_default());
+
+    pump(&mut log, out_r, err_r);
+    let status = waitpid(child, None);
+    let (exit_code, signal) = match status {
+        Ok(WaitStatus::Exited(_, code)) => (code, None),
+        Ok(WaitStatus::Signaled(_, sig, _)) => (128 + sig as i32, Some(sig as i32)),
+        _ => (255, None),
+    };
+    let oom_killed = signal == Some(libc::SIGKILL) && spec.oom_file.as_deref().is_some_and(oom_kills_recorded);
+    let exit = Exit { exit_code, signal, oom_killed, finished_at: now_rfc3339(), start_error: None };
+    spec::write_json(&dir.join(spec::EXIT), &exit).map_err(|e| e.to_string())
+}
+
+/// Whether the cgroup's OOM-kill counter is non-zero (`oom_kill N` in memory.oom_control (v1) or memory.events (v2)).
+fn oom_kills_recorded(file: &Path) -> bool {
+    std::fs::read_to_string(file)
+        .map(|s| s.lines().any(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse::<u64>().ok()).is_some_and(|n| n > 0)))
+        .unwrap_or(false)
+}
+
+/// Copy both pipes into the log until both reach EOF (PID 1 of a pid namespace dying kills the rest of it,
+/// so EOF comes once the container is gone).
+fn pump(log: &mut LogWriter, out: OwnedFd, err: OwnedFd) {
+    let mut open = [Some(out), Some(err)];
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut fds = Vec::new();
+        let mut which = Vec::new();
+        for (i, f) in open.iter().enumerate() {
+            if let Some(f) = f {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                which.push(i);
+            }
+        }
+        if fds.is_empty() {
+            break;
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+        let ready: Vec<(usize, bool)> =
+            fds.iter().zip(&which).map(|(p, i)| (*i, p.revents().is_some_and(|r| !r.is_empty()))).collect();
+        drop(fds);
+        for (i, is_ready) in ready {
+            if !is_ready {
+                continue;
+            }
+            let stream = if i == 0 { Stream::Stdout } else { Stream::Stderr };
+            let n = match nix::unistd::read(open[i].as_ref().expect("open"), &mut buf) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => continue,
+                Err(_) => 0,
+            };
+            if n == 0 {
+                let _ = log.flush_partial(stream);
+                open[i] = None;
+            } else {
+                let _ = log.write(stream, &buf[..n]);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// The CRI log format (`<RFC3339Nano> <stream> <F|P> <line>`): one line per output line, `P` for the pieces of
+/// a line longer than the buffer. Rotated past a size cap, keeping one older file as `<path>.1`.
+pub struct LogWriter {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max: u64,
+    pending: [Vec<u8>; 2],
+}
+
+/// A line longer than this is written in `P` (partial) pieces, as containerd does.
+const MAX_LINE: usize = 16 * 1024;
+
+impl LogWriter {
+    pub fn open(path: &Path, max: u64) -> std::io::Result<LogWriter> {
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(LogWriter { path: path.to_path_buf(), file, size, max: max.max(4096), pending: [Vec::new(), Vec::new()] })
+    }
+
+    pub fn write(&mut self, stream: Stream, data: &[u8]) -> std::io::Result<()> {
+        let idx = stream as usize;
+        let mut out = Vec::with_capacity(data.len() + 64);
+        let mut rest = data;
+        let ts = now_rfc3339();
+        let name = if idx == 0 { "stdout" } else { "stderr" };
+        while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+            let pending = std::mem::take(&mut self.pending[idx]);
+            out.extend_from_slice(format!("{ts} {name} F ").as_bytes());
+            out.extend_from_slice(&pending);
+            out.extend_from_slice(&rest[..nl]);
+            out.push(b'\n');
+            rest = &rest[nl + 1..];
+        }
+        self.pending[idx].extend_from_slice(rest);
+        while self.pending[idx].len() >= MAX_LINE {
+            let piece: Vec<u8> = self.pending[idx].drain(..MAX_LINE).collect();
+            out.extend_from_slice(format!("{ts} {name} P ").as_bytes());
+            out.extend_from_slice(&piece);
+            out.push(b'\n');
+        }
+        self.append(&out)
+    }
+
+    /// At EOF a trailing line without a newline is still a whole line.
+    pub fn flush_partial(&mut self, stream: Stream) -> std::io::Result<()> {
+        let idx = stream as usize;
+        if self.pending[idx].is_empty() {
+            return Ok(());
+        }
+        let name = if idx == 0 { "stdout" } else { "stderr" };
+        let mut out = format!("{} {name} F ", now_rfc3339()).into_bytes();
+        out.append(&mut self.pending[idx]);
+        out.push(b'\n');
+        self.append(&out)
+    }
+
+    fn append(&mut self, out: &[u8]) -> std::io::Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        if self.size > 0 && self.size + out.len() as u64 > self.max {
+            let mut old = self.path.clone().into_os_string();
+            old.push(".1");
+            std::fs::rename(&self.path, &old)?;
+            self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            self.size = 0;
+        }
+        self.file.write_all(out)?;
+        self.size += out.len() as u64;
+        Ok(())
+    }
+}

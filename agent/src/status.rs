@@ -1,0 +1,187 @@
+//! Pod status from what the runtime observed: phase, conditions, container statuses, IPs, QoS class. Pure;
+//! the pod worker is the one writer and writes only when the result changes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use serde_json::{json, Value};
+
+use crate::plan::{self, Desired};
+use crate::runtime::{Exit, State};
+
+/// One container as the worker knows it.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerView {
+    pub restart_count: u32,
+    pub id: String,
+    pub image: String,
+    pub image_id: String,
+    pub running: Option<State>,
+    pub exited: Option<Exit>,
+    pub started_at: Option<String>,
+    /// The previous attempt's termination (`lastState`).
+    pub last: Option<(Exit, String, Option<String>)>,
+    /// Why it is not running yet (reason, message).
+    pub waiting: Option<(String, String)>,
+}
+
+pub struct PodView<'a> {
+    pub pod: &'a Pod,
+    pub desired: &'a Desired,
+    pub observed: &'a plan::Observed,
+    pub containers: &'a BTreeMap<String, ContainerView>,
+    pub sandbox_ready: bool,
+    pub pod_ip: Option<String>,
+    pub host_ip: String,
+    pub now: String,
+}
+
+fn terminated(e: &Exit, id: &str, started: Option<&str>) -> Value {
+    let mut t = json!({
+        "exitCode": e.exit_code, "reason": e.reason(), "finishedAt": e.finished_at, "containerID": format!("k1s://{id}"),
+        "startedAt": started.unwrap_or(&e.finished_at),
+    });
+    if let Some(s) = e.signal {
+        t["signal"] = json!(s);
+    }
+    if let Some(m) = &e.start_error {
+        t["message"] = json!(m);
+    }
+    json!({ "terminated": t })
+}
+
+fn container_status(c: &Container, v: Option<&ContainerView>, init: bool) -> Value {
+    let image = c.image.clone().unwrap_or_default();
+    let Some(v) = v else {
+        let reason = if init { "PodInitializing" } else { "ContainerCreating" };
+        return json!({
+            "name": c.name, "image": image, "imageID": "", "ready": false, "restartCount": 0, "started": false,
+            "state": {"waiting": {"reason": reason}}, "lastState": {},
+        });
+    };
+    let state = if let Some((reason, msg)) = &v.waiting {
+        let mut w = json!({"reason": reason});
+        if !msg.is_empty() {
+            w["message"] = json!(msg);
+        }
+        json!({"waiting": w})
+    } else if let Some(r) = &v.running {
+        json!({"running": {"startedAt": r.started_at}})
+    } else if let Some(e) = &v.exited {
+        terminated(e, &v.id, v.started_at.as_deref())
+    } else {
+        json!({"waiting": {"reason": if init { "PodInitializing" } else { "ContainerCreating" }}})
+    };
+    let last = v.last.as_ref().map(|(e, id, started)| terminated(e, id, started.as_deref())).unwrap_or_else(|| json!({}));
+    let running = v.running.is_some() && v.waiting.is_none();
+    let mut s = json!({
+        "name": c.name, "image": image, "imageID": v.image_id, "ready": running && !init, "restartCount": v.restart_count,
+        "started": running, "state": state, "lastState": last,
+    });
+    if !v.id.is_empty() {
+        s["containerID"] = json!(format!("k1s://{}", v.id));
+    }
+    if init {
+        // An init container that finished successfully counts as ready, as upstream reports it.
+        s["ready"] = json!(v.exited.as_ref().is_some_and(|e| e.exit_code == 0));
+    }
+    s
+}
+
+/// upstream's GetPodQOS (pkg/apis/core/v1/helper/qos).
+pub fn qos_class(pod: &Pod) -> &'static str {
+    let spec = match pod.spec.as_ref() {
+        Some(s) => s,
+        None => return "BestEffort",
+    };
+    let all: Vec<&Container> = spec.containers.iter().chain(spec.init_containers.iter().flatten()).collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &all {
+        let r = c.resources.as_ref();
+        let req = r.and_then(|r| r.requests.as_ref());
+        let lim = r.and_then(|r| r.limits.as_ref());
+        for name in ["cpu", "memory"] {
+            let q = req.and_then(|m| m.get(name)).or(lim.and_then(|m| m.get(name)));
+            let l = lim.and_then(|m| m.get(name));
+            if q.is_some() || l.is_some() {
+                any = true;
+            }
+            match (q, l) {
+                (Some(q), Some(l)) if k1s_api::validation::parse_quantity(&q.0) == k1s_api::validation::parse_quantity(&l.0) => {}
+                _ => guaranteed = false,
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+fn condition(old: &Value, ty: &str, status: bool, reason: Option<&str>, now: &str) -> Value {
+    let st = if status { "True" } else { "False" };
+    let prev = old.get("conditions").and_then(Value::as_array).and_then(|cs| cs.iter().find(|c| c["type"] == ty));
+    let since = prev.filter(|c| c["status"] == st).and_then(|c| c["lastTransitionTime"].as_str()).unwrap_or(now);
+    let mut c = json!({"type": ty, "status": st, "lastProbeTime": null, "lastTransitionTime": since});
+    if let Some(r) = reason {
+        c["reason"] = json!(r);
+    }
+    c
+}
+
+pub fn pod_status(v: &PodView<'_>) -> Value {
+    let old = v.pod.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or_default()).unwrap_or_else(|| json!({}));
+    let spec = v.pod.spec.clone().unwrap_or_default();
+    let terminal = plan::is_terminal(v.desired, v.observed);
+    let inits_done = v.desired.init_containers.iter().all(|n| v.containers.get(n).and_then(|c| c.exited.as_ref()).is_some_and(|e| e.exit_code == 0));
+    let all_ready = spec.containers.iter().all(|c| v.containers.get(&c.name).is_some_and(|x| x.running.is_some() && x.waiting.is_none()));
+    let any_started = spec.containers.iter().any(|c| v.containers.get(&c.name).is_some_and(|x| x.running.is_some() || x.exited.is_some()));
+    let failed_init = v.desired.init_containers.iter().any(|n| v.containers.get(n).and_then(|c| c.exited.as_ref()).is_some_and(|e| e.exit_code != 0));
+    let phase = if terminal {
+        let all_ok = !failed_init && spec.containers.iter().all(|c| v.containers.get(&c.name).and_then(|x| x.exited.as_ref()).is_some_and(|e| e.exit_code == 0));
+        if all_ok { "Succeeded" } else { "Failed" }
+    } else if inits_done && any_started && v.sandbox_ready {
+        "Running"
+    } else {
+        "Pending"
+    };
+    let now = v.now.as_str();
+    let ready_reason = if terminal { Some("PodCompleted") } else if !all_ready { Some("ContainersNotReady") } else { None };
+    let init_reason = if inits_done { None } else { Some("ContainersNotInitialized") };
+    let conditions = json!([
+        condition(&old, "PodReadyToStartContainers", v.sandbox_ready && !terminal, None, now),
+        condition(&old, "Initialized", inits_done || terminal && !failed_init, if terminal && !failed_init { None } else { init_reason }, now),
+        condition(&old, "Ready", all_ready && !terminal, ready_reason, now),
+        condition(&old, "ContainersReady", all_ready && !terminal, ready_reason, now),
+        condition(&old, "PodScheduled", true, None, now),
+    ]);
+    let containers: Vec<Value> = spec.containers.iter().map(|c| container_status(c, v.containers.get(&c.name), false)).collect();
+    let mut st = json!({
+        "phase": phase,
+        "conditions": conditions,
+        "hostIP": v.host_ip,
+        "hostIPs": [{"ip": v.host_ip}],
+        "startTime": old.get("startTime").cloned().unwrap_or_else(|| json!(now)),
+        "qosClass": qos_class(v.pod),
+        "containerStatuses": containers,
+    });
+    if let Some(inits) = &spec.init_containers {
+        st["initContainerStatuses"] = json!(inits.iter().map(|c| container_status(c, v.containers.get(&c.name), true)).collect::<Vec<_>>());
+    }
+    if let Some(ip) = &v.pod_ip {
+        st["podIP"] = json!(ip);
+        st["podIPs"] = json!([{"ip": ip}]);
+    }
+    st
+}
+
+/// Status equality for "write only on change": ignores nothing, but normalises the old status through JSON.
+pub fn same(old: Option<&k8s_openapi::api::core::v1::PodStatus>, new: &Value) -> bool {
+    let Some(old) = old else { return false };
+    let Ok(new_typed) = serde_json::from_value::<k8s_openapi::api::core::v1::PodStatus>(new.clone()) else { return false };
+    old == &new_typed
+}

@@ -1,0 +1,191 @@
+//! `k1s-bench-pods`: the Pod benchmark. Starts the real `k1s` binary (release: `K1S_BIN` or
+//! target/release/k1s) as root and measures, through a watch as a user would see it: Pod create → all
+//! containers running (sequential, warm busybox image), a burst of 100 Pods, Pod network setup (from the
+//! agent's own timing), server RSS growth per running Pod, shim RSS, and deleting the burst. Prints a
+//! markdown table with p50/p99; reproduce with the command in BENCHMARKS.md.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use k1s_tests::{require_root, Identity, Server};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::watcher;
+use serde_json::json;
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// RSS of every shim of this data dir.
+fn shim_rss_kb(dir: &std::path::Path) -> Vec<u64> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        if args.len() >= 3 && args[1] == b"shim" && args[2].starts_with(dir.as_os_str().as_encoded_bytes()) {
+            out.push(rss_kb(pid));
+        }
+    }
+    out
+}
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"bench": "pods"}},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "c", "image": "busybox",
+            "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}]},
+    }))
+    .expect("pod")
+}
+
+fn running(p: &Pod) -> bool {
+    let st = p.status.as_ref();
+    let n = p.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
+    let cs = st.and_then(|s| s.container_statuses.as_ref());
+    cs.is_some_and(|cs| cs.len() == n && cs.iter().all(|c| c.state.as_ref().and_then(|s| s.running.as_ref()).is_some()))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    require_root();
+    // The agent logs each Pod network's setup time at debug level; we read it back from the server log.
+    std::env::set_var("RUST_LOG", "info,k1s_agent::network=debug");
+    let tmp = tempfile::Builder::new().prefix("k1s-bench-pods-").tempdir()?;
+    let dir = tmp.path().join("data");
+    let server = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || Server::start_in(&dir, Identity::unique(), "127.0.0.1:0")
+    })
+    .await??;
+    let pid = server.pid().context("pid")?;
+    let client = server.client().await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    // A watch records when each Pod is first seen with all containers running.
+    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let w = {
+        let (seen, api) = (seen.clone(), pods.clone());
+        tokio::spawn(async move {
+            let mut s = watcher(api, watcher::Config::default()).boxed();
+            while let Some(ev) = s.next().await {
+                if let Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) = ev {
+                    if running(&p) {
+                        seen.lock().unwrap().entry(p.metadata.name.clone().unwrap_or_default()).or_insert_with(Instant::now);
+                    }
+                }
+            }
+        })
+    };
+    let wait_running = |names: Vec<String>, timeout: Duration| {
+        let seen = seen.clone();
+        async move {
+            let deadline = Instant::now() + timeout;
+            loop {
+                {
+                    let s = seen.lock().unwrap();
+                    if names.iter().all(|n| s.contains_key(n)) {
+                        return Ok(names.iter().map(|n| s[n]).collect::<Vec<_>>());
+                    }
+                }
+                anyhow::ensure!(Instant::now() < deadline, "pods not running within {timeout:?}");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+
+    // Warm-up: the first Pod pays for page cache and the like.
+    pods.create(&PostParams::default(), &pod("warm")).await?;
+    wait_running(vec!["warm".into()], Duration::from_secs(30)).await?;
+    let idle_rss = rss_kb(pid);
+
+    let mut seq = Vec::new();
+    for i in 0..40 {
+        let name = format!("seq-{i}");
+        let t = Instant::now();
+        pods.create(&PostParams::default(), &pod(&name)).await?;
+        let at = wait_running(vec![name], Duration::from_secs(30)).await?;
+        seq.push(at[0].duration_since(t));
+    }
+
+    let names: Vec<String> = (0..100).map(|i| format!("burst-{i}")).collect();
+    let t = Instant::now();
+    let mut creates = Vec::new();
+    for chunk in names.chunks(25) {
+        let (api, chunk) = (pods.clone(), chunk.to_vec());
+        creates.push(tokio::spawn(async move {
+            for n in chunk {
+                api.create(&PostParams::default(), &pod(&n)).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for c in creates {
+        c.await??;
+    }
+    let ats = wait_running(names.clone(), Duration::from_secs(120)).await?;
+    let burst = ats.iter().max().copied().unwrap_or(t).duration_since(t);
+    let running_pods = 1 + 40 + 100;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loaded_rss = rss_kb(pid);
+    let mut shims = shim_rss_kb(&dir);
+    shims.sort_unstable();
+
+    let t = Instant::now();
+    pods.delete_collection(&DeleteParams::default(), &ListParams::default().labels("bench=pods")).await?;
+    loop {
+        if pods.list(&ListParams::default().labels("bench=pods")).await?.items.is_empty() {
+            break;
+        }
+        anyhow::ensure!(t.elapsed() < Duration::from_secs(120), "pods not deleted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let teardown = t.elapsed();
+    w.abort();
+
+    // Network setup times the agent logged (`total_us=`).
+    let mut net: Vec<Duration> = server
+        .log()
+        .lines()
+        .filter(|l| l.contains("pod network set up"))
+        .filter_map(|l| l.split("total_us").nth(1)?.trim_start_matches(|c: char| !c.is_ascii_digit()).split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .map(Duration::from_micros)
+        .collect();
+
+    println!("k1s-bench-pods: {} cores, kernel {}\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim());
+    println!("| what | p50 | p99 | throughput | goal |\n|---|---|---|---|---|");
+    let mut s2 = seq.clone();
+    println!("| Pod create → running, sequential (40 Pods, busybox, warm) | {} | {} | – | p50 ≤ 30 ms, p99 ≤ 150 ms |", ms(pct(&mut s2, 0.5)), ms(pct(&mut seq, 0.99)));
+    println!("| burst: 100 Pods created by 4 clients → all running | {} | – | {:.0} Pods/s | ≥ 100 Pods/s |", ms(burst), 100.0 / burst.as_secs_f64());
+    let mut n2 = net.clone();
+    println!("| Pod network setup (netns + veth + IP + routes; {} samples) | {} | {} | – | p99 ≤ 5 ms |", net.len(), ms(pct(&mut n2, 0.5)), ms(pct(&mut net, 0.99)));
+    println!(
+        "| server RSS growth per running Pod ({} → {} KB over {} Pods) | {:.0} KB | – | – | ≤ 100 KB |",
+        idle_rss, loaded_rss, running_pods - 1, (loaded_rss.saturating_sub(idle_rss)) as f64 / (running_pods - 1) as f64
+    );
+    let median = shims.get(shims.len() / 2).copied().unwrap_or(0);
+    let max = shims.last().copied().unwrap_or(0);
+    println!("| shim RSS ({} shims) | {} KB | max {} KB | – | ≤ 2 MB |", shims.len(), median, max);
+    println!("| delete 141 Pods → all gone (grace 1 s, SIGTERM handled) | {} | – | {:.0} Pods/s | – |", ms(teardown), running_pods as f64 / teardown.as_secs_f64());
+    drop(server);
+    Ok(())
+}

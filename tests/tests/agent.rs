@@ -1,0 +1,390 @@
+//! The node agent end to end: real Pods from stock kubectl on the real binary, as root. Each test's server has
+//! its own data dir, port, bridge, Pod CIDR and cgroup parent; the harness's Drop guard (`k1s reset`) removes
+//! every container, namespace, link, cgroup and mount afterwards, pass or fail.
+//!
+//! Network rule: traffic goes only to loopback and to Pod IPs this server assigned in namespaces it created.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use k1s_tests::{require_root, Identity, Server};
+use serde_json::Value;
+
+fn start() -> Server {
+    require_root();
+    Server::start().expect("server starts")
+}
+
+fn pod_json(s: &Server, name: &str) -> Option<Value> {
+    let out = s.kubectl(&["get", "pod", name, "-o", "json"]);
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("json"))
+}
+
+fn wait_ready(s: &Server, name: &str) -> Value {
+    s.wait_for(&format!("pod {name} Ready"), Duration::from_secs(30), || {
+        let p = pod_json(s, name)?;
+        let ready = p["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
+        ready.then_some(p)
+    })
+}
+
+fn wait_phase(s: &Server, name: &str, phase: &str) -> Value {
+    s.wait_for(&format!("pod {name} {phase}"), Duration::from_secs(30), || pod_json(s, name).filter(|p| p["status"]["phase"] == phase))
+}
+
+fn exec(s: &Server, pod: &str, container: Option<&str>, cmd: &[&str]) -> std::process::Output {
+    let mut args = vec!["exec", pod];
+    if let Some(c) = container {
+        args.extend(["-c", c]);
+    }
+    args.push("--");
+    args.extend_from_slice(cmd);
+    s.kubectl(&args)
+}
+
+fn exec_ok(s: &Server, pod: &str, cmd: &[&str]) -> String {
+    let out = exec(s, pod, None, cmd);
+    assert!(out.status.success(), "exec {cmd:?} in {pod}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An HTTP GET from the host to a Pod IP this server assigned.
+fn http_get(ip: &str, port: u16, path: &str) -> std::io::Result<String> {
+    let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().expect("pod ip");
+    let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    c.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(c, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n")?;
+    let mut out = String::new();
+    c.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+const SLEEPER: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: sleeper
+spec:
+  restartPolicy: OnFailure
+  containers:
+  - name: main
+    image: busybox
+    command: [sleep, \"3600\"]
+";
+
+#[test]
+fn pod_runs_with_its_own_hostname_ip_and_logs() {
+    let s = start();
+    // The node registers at once.
+    let nodes = s.get_json(&["nodes"]);
+    let node = &nodes["items"][0];
+    assert_eq!(node["metadata"]["name"], s.id.node_name.as_str());
+    assert!(node["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+    assert!(node["status"]["nodeInfo"]["containerRuntimeVersion"].as_str().unwrap().starts_with("k1s://"));
+    for k in ["cpu", "memory", "pods", "ephemeral-storage"] {
+        assert!(node["status"]["allocatable"][k].is_string(), "allocatable {k}");
+    }
+    let lease = s.get_json(&["lease", "-n", "kube-node-lease", &s.id.node_name]);
+    assert_eq!(lease["spec"]["holderIdentity"], s.id.node_name.as_str());
+
+    s.apply(SLEEPER);
+    let p = wait_ready(&s, "sleeper");
+    let ip = p["status"]["podIP"].as_str().expect("podIP").to_string();
+    assert!(ip.starts_with(s.id.pod_cidr.split('.').take(2).collect::<Vec<_>>().join(".").as_str()), "{ip} in {}", s.id.pod_cidr);
+    assert_eq!(p["status"]["phase"], "Running");
+    assert_eq!(p["status"]["qosClass"], "BestEffort");
+    let cs = &p["status"]["containerStatuses"][0];
+    assert_eq!(cs["ready"], true);
+    assert!(cs["containerID"].as_str().unwrap().starts_with("k1s://"));
+    assert!(cs["imageID"].as_str().unwrap().starts_with("sha256:"));
+
+    assert_eq!(exec_ok(&s, "sleeper", &["hostname"]).trim(), "sleeper");
+    let addr = exec_ok(&s, "sleeper", &["ip", "-4", "addr", "show", "eth0"]);
+    assert!(addr.contains(&format!("inet {ip}/")), "{addr}");
+    // PID 1 of its own pid namespace, and the exit code of the command comes back.
+    assert_eq!(exec_ok(&s, "sleeper", &["sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"]).trim(), "sleep 3600");
+    let out = exec(&s, "sleeper", None, &["sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    // stdin reaches the command.
+    let mut child = std::process::Command::new("kubectl")
+        .arg("--kubeconfig").arg(&s.kubeconfig)
+        .args(["exec", "-i", "sleeper", "--", "sh", "-c", "tr a-z A-Z"])
+        .stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"hello k1s\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "HELLO K1S");
+
+    // Host to Pod over the bridge: busybox httpd in the Pod.
+    exec_ok(&s, "sleeper", &["sh", "-c", "mkdir -p /www && echo served-by-sleeper > /www/index.html && httpd -p 8080 -h /www"]);
+    let body = s.wait_for("httpd answers", Duration::from_secs(5), || http_get(&ip, 8080, "/index.html").ok());
+    assert!(body.contains("served-by-sleeper"), "{body}");
+
+    // A finished container's logs.
+    s.apply("apiVersion: v1
+kind: Pod
+metadata:
+  name: once
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'echo line-one; sleep 0.2; echo line-two >&2; sleep 0.2; echo line-three; exit 0']
+");
+    let p = wait_phase(&s, "once", "Succeeded");
+    let term = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(term["exitCode"], 0);
+    assert_eq!(term["reason"], "Completed");
+    let logs = s.kubectl_ok(&["logs", "once"]);
+    // stdout and stderr are separate pipes: lines written apart in time come back in order.
+    assert_eq!(logs, "line-one\nline-two\nline-three\n");
+    assert_eq!(s.kubectl_ok(&["logs", "once", "--tail=1"]), "line-three\n");
+    let ts = s.kubectl_ok(&["logs", "once", "--timestamps", "--tail=1"]);
+    assert!(ts.ends_with("Z line-three\n") && ts.starts_with("20"), "{ts}");
+    assert_eq!(s.kubectl_ok(&["logs", "once", "--limit-bytes=4"]), "line");
+    assert_eq!(s.kubectl_ok(&["logs", "once", "-c", "c", "--since=1h"]).lines().count(), 3);
+
+    // Events a user sees in describe.
+    let ev = s.kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=sleeper", "-o", "json"]);
+    for reason in ["Pulled", "Created", "Started"] {
+        assert!(ev.contains(&format!("\"reason\": \"{reason}\"")), "event {reason} missing: {ev}");
+    }
+
+    // Deletion: SIGTERM, the grace period, SIGKILL, then the object goes and the sandbox with it.
+    let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
+    let t0 = Instant::now();
+    s.kubectl_ok(&["delete", "pod", "sleeper", "--grace-period=1"]);
+    assert!(t0.elapsed() < Duration::from_secs(15));
+    assert!(pod_json(&s, "sleeper").is_none());
+    let _ = uid;
+}
+
+#[test]
+fn containers_of_a_pod_share_localhost_and_an_empty_dir() {
+    let s = start();
+    s.apply("apiVersion: v1
+kind: Pod
+metadata:
+  name: duo
+spec:
+  volumes:
+  - name: shared
+    emptyDir: {}
+  containers:
+  - name: web
+    image: busybox
+    command: [httpd, -f, -p, '8080', -h, /shared]
+    volumeMounts:
+    - {name: shared, mountPath: /shared}
+  - name: client
+    image: busybox
+    command: [sh, -c, 'echo hello-from-the-other-container > /data/index.html; until wget -qO- http://localhost:8080/index.html; do sleep 0.2; done; sleep 3600']
+    volumeMounts:
+    - {name: shared, mountPath: /data}
+");
+    wait_ready(&s, "duo");
+    let logs = s.wait_for("client fetched over localhost", Duration::from_secs(20), || {
+        let l = s.kubectl_ok(&["logs", "duo", "-c", "client"]);
+        l.contains("hello-from-the-other-container").then_some(l)
+    });
+    assert!(logs.contains("hello-from-the-other-container"));
+    // Both containers see one file; their hostnames are the Pod's.
+    let out = exec(&s, "duo", Some("web"), &["cat", "/shared/index.html"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello-from-the-other-container");
+    let out = exec(&s, "duo", Some("web"), &["hostname"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "duo");
+}
+
+fn web_pod(name: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels: {{app: web}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: busybox
+    command: [sh, -c, 'mkdir /www; echo $POD_NAME > /www/name; exec httpd -f -p 8080 -h /www']
+    env:
+    - name: POD_NAME
+      valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+---
+"
+    )
+}
+
+#[test]
+fn twenty_pods_get_distinct_ips_and_reach_each_other() {
+    let s = start();
+    let manifest: String = (0..20).map(|i| web_pod(&format!("web-{i}"))).collect();
+    s.apply(&manifest);
+    let pods = s.wait_for("20 pods Running", Duration::from_secs(60), || {
+        let l = s.get_json(&["pods", "-l", "app=web"]);
+        let items = l["items"].as_array()?.clone();
+        (items.len() == 20 && items.iter().all(|p| p["status"]["phase"] == "Running" && p["status"]["podIP"].is_string())).then_some(items)
+    });
+    let ips: HashSet<String> = pods.iter().map(|p| p["status"]["podIP"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ips.len(), 20, "every Pod has its own IP: {ips:?}");
+    // Host to Pod: each answers with its own name (downward API env).
+    for p in &pods {
+        let (name, ip) = (p["metadata"]["name"].as_str().unwrap(), p["status"]["podIP"].as_str().unwrap());
+        let body = s.wait_for(&format!("{name} serves"), Duration::from_secs(10), || http_get(ip, 8080, "/name").ok());
+        assert!(body.ends_with(&format!("{name}\n")), "{name}: {body}");
+    }
+    // Pod to Pod over the bridge.
+    let target = pods.iter().find(|p| p["metadata"]["name"] == "web-7").unwrap();
+    let ip7 = target["status"]["podIP"].as_str().unwrap();
+    let out = exec_ok(&s, "web-3", &["wget", "-qO-", &format!("http://{ip7}:8080/name")]);
+    assert_eq!(out.trim(), "web-7");
+}
+
+#[test]
+fn three_hundred_pods_in_a_slash_24_reuse_ips_and_leak_nothing() {
+    require_root();
+    let mut id = Identity::unique();
+    // A /24 has 253 Pod addresses: 300 Pods fit only if released IPs are reused.
+    id.pod_cidr = id.pod_cidr.replace(".0.0/16", ".7.0/24");
+    let tmp = tempfile::Builder::new().prefix("k1s-test-").tempdir().unwrap();
+    let s = Server::start_in(tmp.path(), id, "127.0.0.1:0").expect("server");
+    let mut seen = HashSet::new();
+    for batch in 0..3 {
+        let manifest: String = (0..100)
+            .map(|i| {
+                format!(
+                    "apiVersion: v1\nkind: Pod\nmetadata:\n  name: b{batch}-{i}\n  labels: {{batch: \"{batch}\"}}\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: c\n    image: busybox\n    command: [sh, -c, \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n---\n"
+                )
+            })
+            .collect();
+        s.apply(&manifest);
+        let sel = format!("batch={batch}");
+        let items = s.wait_for(&format!("batch {batch} Running"), Duration::from_secs(120), || {
+            let l = s.get_json(&["pods", "-l", &sel]);
+            let items = l["items"].as_array()?.clone();
+            (items.len() == 100 && items.iter().all(|p| p["status"]["phase"] == "Running")).then_some(items)
+        });
+        let ips: HashSet<String> = items.iter().map(|p| p["status"]["podIP"].as_str().unwrap().to_string()).collect();
+        assert_eq!(ips.len(), 100, "batch {batch}: distinct IPs");
+        seen.extend(ips);
+        s.kubectl_ok(&["delete", "pods", "-l", &sel, "--wait=true", "--timeout=120s"]);
+    }
+    assert!(seen.len() <= 253 && seen.len() >= 200, "IPs were reused within the /24: {} distinct", seen.len());
+    // Nothing left: sandboxes, IP claims, cgroups, namespace mounts.
+    let pods_dir = s.dir.join("pods");
+    s.wait_for("sandboxes removed", Duration::from_secs(30), || (std::fs::read_dir(&pods_dir).map(|d| d.count()).unwrap_or(0) == 0).then_some(()));
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(s.dir.to_str().unwrap()), "mounts left under the data dir");
+    let cg = std::path::Path::new("/sys/fs/cgroup/memory").join(&s.id.cgroup_parent);
+    let left: Vec<_> = std::fs::read_dir(&cg).into_iter().flatten().flatten().filter(|e| e.path().is_dir()).collect();
+    assert!(left.is_empty(), "pod cgroups left: {left:?}");
+}
+
+#[test]
+fn privileged_containers_may_change_the_network_default_ones_may_not() {
+    let s = start();
+    s.apply("apiVersion: v1
+kind: Pod
+metadata:
+  name: caps
+spec:
+  containers:
+  - name: plain
+    image: busybox
+    command: [sleep, '3600']
+  - name: priv
+    image: busybox
+    command: [sleep, '3600']
+    securityContext: {privileged: true}
+");
+    wait_ready(&s, "caps");
+    // A bridge: the kernel surely has it (k1s itself needs it); dummy may be a missing module.
+    let add = ["ip", "link", "add", "k1sdummy0", "type", "bridge"];
+    let plain = exec(&s, "caps", Some("plain"), &add);
+    assert!(!plain.status.success(), "a default container must not add links");
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("ermitted"), "{}", String::from_utf8_lossy(&plain.stderr));
+    let priv_ = exec(&s, "caps", Some("priv"), &add);
+    assert!(priv_.status.success(), "privileged: {}", String::from_utf8_lossy(&priv_.stderr));
+    let links = exec(&s, "caps", Some("plain"), &["ip", "link"]);
+    assert!(String::from_utf8_lossy(&links.stdout).contains("k1sdummy0"), "the Pod's containers share one netns");
+    let mnt = ["sh", "-c", "mkdir -p /mnt/t && mount -t tmpfs none /mnt/t"];
+    let mount = exec(&s, "caps", Some("plain"), &mnt);
+    assert!(!mount.status.success(), "a default container must not mount");
+    let mount = exec(&s, "caps", Some("priv"), &mnt);
+    assert!(mount.status.success(), "privileged may mount: {}", String::from_utf8_lossy(&mount.stderr));
+}
+
+#[test]
+fn memory_hog_is_oom_killed() {
+    let s = start();
+    s.apply("apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: busybox
+    command: [sh, -c, 'x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done']
+    resources:
+      limits: {memory: 32Mi}
+");
+    let p = wait_phase(&s, "hog", "Failed");
+    let t = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["reason"], "OOMKilled", "{p}");
+    assert_eq!(t["exitCode"], 137);
+    assert_eq!(p["status"]["qosClass"], "Burstable");
+}
+
+#[test]
+fn kill_9_of_the_server_leaves_pods_running() {
+    let mut s = start();
+    s.apply(SLEEPER);
+    s.apply("apiVersion: v1
+kind: Pod
+metadata:
+  name: exits-later
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'sleep 4; exit 7']
+");
+    let before = wait_ready(&s, "sleeper");
+    wait_phase(&s, "exits-later", "Running");
+    let cs = |p: &Value| p["status"]["containerStatuses"][0].clone();
+    s.kill9();
+    // While the server is down, one container exits; its shim records the exit.
+    std::thread::sleep(Duration::from_secs(5));
+    s.restart().expect("restart");
+    let after = wait_ready(&s, "sleeper");
+    assert_eq!(cs(&after)["containerID"], cs(&before)["containerID"], "the container was not restarted");
+    assert_eq!(cs(&after)["restartCount"], 0);
+    assert_eq!(after["status"]["podIP"], before["status"]["podIP"]);
+    assert_eq!(exec_ok(&s, "sleeper", &["hostname"]).trim(), "sleeper");
+    let p = wait_phase(&s, "exits-later", "Failed");
+    assert_eq!(cs(&p)["state"]["terminated"]["exitCode"], 7, "{p}");
+}
+
+#[test]
+fn missing_image_says_how_to_import_it() {
+    let s = start();
+    s.apply("apiVersion: v1
+kind: Pod
+metadata:
+  name: nope
+spec:
+  containers:
+  - name: c
+    image: example.org/not/here:1.0
+");
+    let p = s.wait_for("ErrImagePull", Duration::from_secs(20), || {
+        let p = pod_json(&s, "nope")?;
+        let w = p["status"]["containerStatuses"][0]["state"]["waiting"].clone();
+        (w["reason"] == "ErrImagePull" || w["reason"] == "ImagePullBackOff").then_some(w)
+    });
+    assert!(p["message"].as_str().unwrap().contains("k1s image import"), "{p}");
+}
