@@ -189,10 +189,15 @@ fn mount_proc_dev_sys(spec: &ContainerSpec, rootfs: &Path) -> R<()> {
             mount(Some("tmpfs"), &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=755,size=65536k")),
             || "mounting /dev".into(),
         )?;
-        for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        // mknod rather than bind mounts: a mount is copied into every later mount namespace, a node is not.
+        for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
             let target = dev.join(name);
-            touch(&target)?;
-            bind(&Path::new("/dev").join(name), &target, false, false)?;
+            ctx(
+                nix::sys::stat::mknod(&target, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::from_bits_truncate(0o666), nix::sys::stat::makedev(major, minor)),
+                || format!("creating /dev/{name}"),
+            )?;
+            // mknod honours the umask; the nodes must be world-writable.
+            let _ = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o666));
         }
         let pts = dev.join("pts");
         mkdir(&pts)?;

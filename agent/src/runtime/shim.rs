@@ -112,6 +112,7 @@ fn run(dir: &Path) -> Result<(), String> {
     let state = State { shim_pid: std::process::id() as i32, pid: child.as_raw(), started_at: now_rfc3339() };
     spec::write_json(&dir.join(spec::STATE), &state).map_err(|e| e.to_string())?;
     report(&serde_json::to_string(&state).unwrap_or_default());
+    trim_code_pages();
 
     pump(&mut log, out_r, err_r);
     let status = waitpid(child, None);
@@ -123,6 +124,27 @@ fn run(dir: &Path) -> Result<(), String> {
     let oom_killed = signal == Some(libc::SIGKILL) && spec.oom_file.as_deref().is_some_and(oom_kills_recorded);
     let exit = Exit { exit_code, signal, oom_killed, finished_at: now_rfc3339(), start_error: None };
     spec::write_json(&dir.join(spec::EXIT), &exit).map_err(|e| e.to_string())
+}
+
+/// The shim is the whole k1s binary, but after start-up it only copies pipes to a file and waits: give back
+/// the code pages start-up touched (argument parsing, JSON, ...). They are clean file pages, so the kernel
+/// simply refaults the few the copy loop needs; this takes a shim from ~3.6 MB RSS to about 1 MB.
+fn trim_code_pages() {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else { continue };
+        // Only executable, private, file-backed, unwritten mappings: text is never modified, so dropping it
+        // loses nothing. (Relocated read-only data is dirty and must stay.)
+        if perms != "r-xp" || !line.contains('/') {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else { continue };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else { continue };
+        // SAFETY: the range is one of our own clean text mappings; MADV_DONTNEED on a private file mapping
+        // only drops the page-table entries, and the pages are read back from the file on the next access.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
 }
 
 /// Whether the cgroup's OOM-kill counter is non-zero (`oom_kill N` in memory.oom_control (v1) or memory.events (v2)).
