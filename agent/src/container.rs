@@ -290,8 +290,14 @@ pub fn mounts(c: &Container, volumes: &BTreeMap<String, PathBuf>, etc_dir: &Path
             }
             src = base.join(sp);
             if !src.exists() {
-                // The kubelet creates a missing subPath as a directory.
+                // The kubelet creates a missing subPath as a directory; it gets the volume's mode and group, so
+                // whoever may write the volume may write the subPath (an emptyDir is 0777).
                 std::fs::create_dir_all(&src).map_err(|e| ConfigError(format!("creating subPath {}: {e}", src.display())))?;
+                if let Ok(meta) = std::fs::metadata(base) {
+                    use std::os::unix::fs::MetadataExt;
+                    let _ = std::fs::set_permissions(&src, meta.permissions());
+                    let _ = nix::unistd::chown(&src, None, Some(nix::unistd::Gid::from_raw(meta.gid())));
+                }
             }
         }
         out.push(Mount { destination: vm.mount_path.clone(), kind: MountKind::Bind(src), readonly: vm.read_only.unwrap_or(false) });

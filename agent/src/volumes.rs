@@ -77,6 +77,7 @@ fn err(v: &Volume, msg: impl std::fmt::Display) -> ConfigError {
 pub fn prepare(pod: &Pod, pod_dir: &Path, src: &EnvSources) -> Result<BTreeMap<String, PathBuf>, ConfigError> {
     let mut out = BTreeMap::new();
     let base = pod_dir.join("volumes");
+    let fs_group = pod.spec.as_ref().and_then(|s| s.security_context.as_ref()).and_then(|c| c.fs_group).map(|g| g as u32);
     for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
         let dir = base.join(&v.name);
         let path = if let Some(ed) = &v.empty_dir {
@@ -135,9 +136,32 @@ pub fn prepare(pod: &Pod, pod_dir: &Path, src: &EnvSources) -> Result<BTreeMap<S
             let kind = serde_json::to_value(v).ok().and_then(|j| j.as_object().and_then(|o| o.keys().find(|k| *k != "name").cloned())).unwrap_or_default();
             return Err(err(v, format!("volume type {kind:?} is not supported by k1s yet (supported: emptyDir, hostPath, configMap, secret, downwardAPI)")));
         };
+        if let Some(gid) = fs_group {
+            if v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some() || v.empty_dir.is_some() {
+                apply_fs_group(&path, gid);
+            }
+        }
         out.insert(v.name.clone(), path);
     }
     Ok(out)
+}
+
+/// `fsGroup`: the volume's files belong to that group and the group may read them (the kubelet's
+/// SetVolumeOwnership), so a non-root user of the Pod can read its secrets.
+fn apply_fs_group(dir: &Path, gid: u32) {
+    let gid = nix::unistd::Gid::from_raw(gid);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let _ = nix::unistd::chown(&p, None, Some(gid));
+        if let Ok(meta) = std::fs::symlink_metadata(&p) {
+            let mode = meta.permissions().mode();
+            let extra = if meta.is_dir() { 0o2050 } else { 0o040 };
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode((mode & 0o7777) | extra));
+            if meta.is_dir() {
+                stack.extend(std::fs::read_dir(&p).into_iter().flatten().flatten().map(|e| e.path()));
+            }
+        }
+    }
 }
 
 fn map_lines(m: Option<&BTreeMap<String, String>>) -> String {

@@ -26,6 +26,9 @@ fn check_cidr(cidr: &str) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM during start-up must still stop the server cleanly.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     check_cidr(&args.pod_cidr)?;
     let node_name = args.node_name.clone().unwrap_or_else(hostname);
     let dir = &args.data_dir;
@@ -87,8 +90,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     crate::connector::install(&api, agent.clone());
     tokio::spawn(agent.run());
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),

@@ -388,3 +388,69 @@ spec:
     });
     assert!(p["message"].as_str().unwrap().contains("k1s image import"), "{p}");
 }
+
+#[test]
+fn env_volumes_and_users_as_the_docs_describe() {
+    let s = start();
+    s.kubectl_ok(&["create", "configmap", "cfg", "--from-literal=greeting=hello", "--from-literal=color=blue"]);
+    s.kubectl_ok(&["create", "secret", "generic", "sec", "--from-literal=password=s3cret"]);
+    s.apply("apiVersion: v1
+kind: Pod
+metadata:
+  name: cfgpod
+  labels: {tier: web}
+spec:
+  securityContext: {runAsUser: 1000, runAsGroup: 3000, fsGroup: 2000}
+  volumes:
+  - name: cfg
+    configMap:
+      name: cfg
+      items: [{key: greeting, path: sub/greeting.txt}]
+  - name: sec
+    secret: {secretName: sec, defaultMode: 0400}
+  - name: info
+    downwardAPI:
+      items:
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+  - name: scratch
+    emptyDir: {medium: Memory}
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, '3600']
+    workingDir: /work
+    env:
+    - {name: GREETING, valueFrom: {configMapKeyRef: {name: cfg, key: greeting}}}
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: sec, key: password}}}
+    - {name: MY_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: MY_NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    - {name: COMBINED, value: '$(GREETING)-world'}
+    envFrom:
+    - {configMapRef: {name: cfg}, prefix: CFG_}
+    volumeMounts:
+    - {name: cfg, mountPath: /etc/cfg, readOnly: true}
+    - {name: sec, mountPath: /etc/sec}
+    - {name: info, mountPath: /etc/info}
+    - {name: scratch, mountPath: /scratch}
+    - {name: scratch, mountPath: /sub-only, subPath: part}
+");
+    let p = wait_ready(&s, "cfgpod");
+    let ip = p["status"]["podIP"].as_str().unwrap();
+    let env = exec_ok(&s, "cfgpod", &["env"]);
+    for want in ["GREETING=hello", "PASSWORD=s3cret", &format!("MY_IP={ip}"), &format!("MY_NODE={}", s.id.node_name), "COMBINED=hello-world", "CFG_color=blue", "HOSTNAME=cfgpod"] {
+        assert!(env.lines().any(|l| l == want), "{want} missing from env:\n{env}");
+    }
+    assert_eq!(exec_ok(&s, "cfgpod", &["id"]).trim(), "uid=1000 gid=3000 groups=2000");
+    assert_eq!(exec_ok(&s, "cfgpod", &["pwd"]).trim(), "/work");
+    assert_eq!(exec_ok(&s, "cfgpod", &["cat", "/etc/cfg/sub/greeting.txt"]), "hello");
+    assert_eq!(exec_ok(&s, "cfgpod", &["cat", "/etc/info/labels"]).trim(), "tier=\"web\"");
+    let perms = exec_ok(&s, "cfgpod", &["stat", "-c", "%a", "/etc/sec/password"]);
+    // fsGroup: the group may read what the mode gives the owner (upstream SetVolumeOwnership).
+    assert_eq!(perms.trim(), "440");
+    assert_eq!(exec_ok(&s, "cfgpod", &["cat", "/etc/sec/password"]), "s3cret");
+    // readOnly mounts refuse writes; the Memory emptyDir is a tmpfs; subPath shows a part of a volume.
+    assert!(!exec(&s, "cfgpod", None, &["touch", "/etc/cfg/x"]).status.success());
+    assert!(exec_ok(&s, "cfgpod", &["sh", "-c", "grep ' /scratch ' /proc/mounts"]).contains("tmpfs"));
+    exec_ok(&s, "cfgpod", &["sh", "-c", "echo via-subpath > /sub-only/f"]);
+    assert_eq!(exec_ok(&s, "cfgpod", &["cat", "/scratch/part/f"]).trim(), "via-subpath");
+}

@@ -100,8 +100,8 @@ async fn namespaces_pods_and_jobs_through_the_kube_client() {
         e => panic!("{e:?}"),
     }
 
-    // Delete: an unbound pod goes at once.
-    pods.delete("db", &DeleteParams::default()).await.unwrap();
+    // Delete with grace 0: the pod goes at once (its node stops the container after).
+    pods.delete("db", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
     assert_eq!(api_err(pods.get("db").await.unwrap_err()).0, 404);
 
     // Delete the namespace: Terminating, contents removed, then gone.

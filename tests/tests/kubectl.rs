@@ -169,7 +169,9 @@ fn kubectl_everyday_commands() {
         assert!(k.ok(&["run", "jumpod", "--image=busybox", "--", "sleep", "3600"]).contains("pod/jumpod created"));
         let pods = k.ok(&["get", "pods"]);
         assert_eq!(header(&pods), ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{who}: {pods}");
-        assert!(pods.lines().any(|l| l.starts_with("jumpod") && l.contains("0/1") && l.contains("Pending")), "{pods}");
+        // The node agent runs it at once: a user sees it starting or already running.
+        assert!(pods.lines().any(|l| l.starts_with("jumpod") && ["Pending", "ContainerCreating", "Running"].iter().any(|s| l.contains(s))), "{pods}");
+        k.ok(&["wait", "--for=condition=Ready", "pod/jumpod", "--timeout=30s"]);
         let wide = k.ok(&["get", "pods", "-o", "wide"]);
         assert_eq!(header(&wide)[5..], ["IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"], "{who}: {wide}");
         let all = k.ok(&["get", "pods", "-A"]);
@@ -185,7 +187,7 @@ fn kubectl_everyday_commands() {
         assert_eq!(v["spec"]["containers"][0]["args"], serde_json::json!(["sleep", "3600"]), "kubectl run puts words after -- into args");
         assert_eq!(v["spec"]["restartPolicy"], "Always");
         assert!(k.ok(&["get", "pod", "jumpod", "-o", "yaml"]).contains("resourceVersion:"));
-        assert!(k.ok(&["get", "pod", "jumpod", "-o", "jsonpath={.status.phase}"]).contains("Pending"));
+        assert!(k.ok(&["get", "pod", "jumpod", "-o", "jsonpath={.status.phase}"]).contains("Running"));
         let err = k.fails(&["get", "pods", "--field-selector", "spec.bogus=x"]);
         assert!(err.contains("field label not supported: spec.bogus"), "{who}: {err}");
 
@@ -201,7 +203,13 @@ fn kubectl_everyday_commands() {
 
         // replace -f: a PUT of the whole manifest, defaulted like a create (an image change is an allowed pod
         // update; `:latest` keeps the defaulted imagePullPolicy, which upstream would refuse to change)
-        let replaced = write(&server, "replace.yaml", &POD.replace("image: busybox", "image: busybox:latest"));
+        // The pod is bound by now, and spec.nodeName is immutable: the manifest names the node, as `kubectl get
+        // -o yaml` output would.
+        let replaced = write(
+            &server,
+            "replace.yaml",
+            &POD.replace("image: busybox", "image: busybox:latest").replace("spec:\n", &format!("spec:\n  nodeName: {}\n", server.id.node_name)),
+        );
         assert!(k.ok(&["replace", validate, "-f", &replaced]).contains("pod/web replaced"), "{who}");
         assert_eq!(k.ok(&["get", "pod", "web", "-o", "jsonpath={.spec.containers[0].image}"]), "busybox:latest");
 
@@ -234,7 +242,7 @@ fn kubectl_everyday_commands() {
 
         // cluster-info lists kube-system services; wait on a jsonpath that already holds
         assert!(k.ok(&["cluster-info"]).contains("is running at"), "{who}");
-        k.ok(&["wait", "--for=jsonpath={.status.phase}=Pending", "pod/jumpod", "--timeout=10s"]);
+        k.ok(&["wait", "--for=jsonpath={.status.phase}=Running", "pod/jumpod", "--timeout=10s"]);
         let err = k.fails(&["create", "service", "clusterip", "svc1", "--tcp=80:80"]);
         assert!(err.contains("not supported by this k1s version yet"), "{who}: {err}");
 
@@ -256,10 +264,11 @@ fn kubectl_everyday_commands() {
         let rows = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("jumpod")).count();
         assert!(rows >= 2, "{who}: get -w shows the pod and its change:\n{}", String::from_utf8_lossy(&out.stdout));
 
-        // wait for a condition: bind the pod (as the scheduler will) and wait for PodScheduled
-        let binding = write(&server, "binding.json", r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"jumpod"},"target":{"apiVersion":"v1","kind":"Node","name":"node-a"}}"#);
-        k.ok(&["create", "--raw", "/api/v1/namespaces/default/pods/jumpod/binding", "-f", &binding]);
+        // wait for a condition: the scheduler has bound the pod; binding it again is a conflict, as upstream
         assert!(k.ok(&["wait", "--for=condition=PodScheduled", "pod/jumpod", "--timeout=10s"]).contains("condition met"), "{who}");
+        let binding = write(&server, "binding.json", r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"jumpod"},"target":{"apiVersion":"v1","kind":"Node","name":"node-a"}}"#);
+        let err = k.fails(&["create", "--raw", "/api/v1/namespaces/default/pods/jumpod/binding", "-f", &binding]);
+        assert!(err.contains("is already assigned to node"), "{who}: {err}");
 
         // dry run on the server: nothing stored
         let dry = write(&server, "dry.yaml", &POD.replace("name: web", "name: dry"));
@@ -313,7 +322,8 @@ fn kubectl_everyday_commands() {
         // describe, delete --wait, wait --for=delete
         let d = k.ok(&["describe", "pod", "web"]);
         assert!(d.contains("Name:") && d.contains("web") && d.contains("Containers:"), "{who}: {d}");
-        assert!(k.ok(&["delete", "pod", "web"]).contains("pod \"web\" deleted"), "{who}");
+        // `sleep` ignores SIGTERM (as PID 1 it has no handler), so a short grace period keeps this quick.
+        assert!(k.ok(&["delete", "pod", "web", "--grace-period=1"]).contains("pod \"web\" deleted"), "{who}");
         k.ok(&["wait", "--for=delete", "pod/web", "--timeout=10s"]);
         assert!(k.fails(&["get", "pod", "web"]).contains("NotFound"));
         // delete by label, then everything

@@ -106,13 +106,14 @@ pub const SPEC: &str = "spec.json";
 pub const STATE: &str = "state.json";
 pub const EXIT: &str = "exit.json";
 
-/// Write a file so that a reader (or a crash) never sees it half-written: temp file, fsync, rename.
+/// Write a file so that a reader (or a killed writer) never sees it half-written: temp file, then rename.
+/// No fsync, on purpose: these files describe running processes, which a power loss ends anyway (the same
+/// reasoning as containerd's state in /run); what must survive a crash of the server, the page cache keeps.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
 }
