@@ -151,14 +151,8 @@ impl Runtime {
 
         let mut cmd = tokio::process::Command::new(&self.cfg.exe);
         cmd.arg("shim").arg(dir).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
-        // SAFETY: setsid is async-signal-safe; the shim gets its own session so a server restart (or the
-        // server's process group being killed) does not take the containers with it.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
+        // No pre_exec: without one, std spawns with posix_spawn (vfork-like) instead of forking the whole
+        // server. The shim calls setsid itself, first thing.
         let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim { container: spec.container_name.clone(), message: e.to_string() })?;
         let stdout = child.stdout.take().expect("piped stdout");
         let _ = child.wait().await;

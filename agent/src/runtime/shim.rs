@@ -25,8 +25,10 @@ pub fn now_rfc3339() -> String {
 
 /// Entry point of `k1s shim DIR`. Returns the process exit code.
 pub fn main(dir: &Path) -> i32 {
-    // First process (A): the agent waits for it, so it leaves at once; the real shim (B) is its child, which
-    // init adopts. The agent set up a new session for A in pre_exec.
+    // First process (A): its own session, so a server restart (or the server's process group being killed)
+    // does not take the containers with it. The agent waits for A, so it leaves at once; the real shim (B) is
+    // its child, which init adopts.
+    let _ = nix::unistd::setsid();
     // SAFETY: single-threaded at this point (the binary's main dispatches here before starting any runtime).
     match unsafe { fork() } {
         Ok(ForkResult::Parent { .. }) => return 0,
