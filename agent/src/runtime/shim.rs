@@ -19,8 +19,47 @@ use nix::unistd::{fork, pipe2, ForkResult};
 use super::init::{self, InitFds};
 use super::spec::{self, ContainerSpec, Exit, State};
 
+/// Now as RFC 3339 with nanoseconds in UTC (`2026-11-24T01:02:03.123456789Z`, the CRI log format's
+/// RFC3339Nano without trailing-zero trimming, which parsers accept). Hand-rolled so the shim's copy loop
+/// touches little code (its resident size is a budget).
 pub fn now_rfc3339() -> String {
-    k8s_openapi::jiff::Timestamp::now().to_string()
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rfc3339_nanos(d.as_secs() as i64, d.subsec_nanos())
+}
+
+fn rfc3339_nanos(secs: i64, nanos: u32) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil (http://howardhinnant.github.io/date_algorithms.html).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut out = String::with_capacity(30);
+    for (sep, v, width) in [
+        (None, year, 4),
+        (Some('-'), month, 2),
+        (Some('-'), day, 2),
+        (Some('T'), rem / 3600, 2),
+        (Some(':'), rem % 3600 / 60, 2),
+        (Some(':'), rem % 60, 2),
+        (Some('.'), i64::from(nanos), 9),
+    ] {
+        if let Some(c) = sep {
+            out.push(c);
+        }
+        let digits = v.to_string();
+        for _ in digits.len()..width {
+            out.push('0');
+        }
+        out.push_str(&digits);
+    }
+    out.push('Z');
+    out
 }
 
 /// Entry point of `k1s shim DIR`. Returns the process exit code.
@@ -129,23 +168,45 @@ fn run(dir: &Path) -> Result<(), String> {
 }
 
 /// The shim is the whole k1s binary, but after start-up it only copies pipes to a file and waits: give back
-/// the code pages start-up touched (argument parsing, JSON, ...). They are clean file pages, so the kernel
-/// simply refaults the few the copy loop needs; this takes a shim from ~3.6 MB RSS to about 1 MB.
+/// the file pages start-up touched (argument parsing, JSON, ...). Only clean, read-only, file-backed mappings
+/// are dropped (text and read-only data; relocated data is dirty and stays): the kernel refaults the few
+/// pages the copy loop needs from the file. This takes a shim from ~3.6 MB RSS to well under 2 MB.
 fn trim_code_pages() {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
-    for line in maps.lines() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
+    let mut candidates: Vec<(usize, usize, bool, bool)> = Vec::new(); // (start, end, droppable, is text)
+    for line in smaps.lines() {
         let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else { continue };
-        // Only executable, private, file-backed, unwritten mappings: text is never modified, so dropping it
-        // loses nothing. (Relocated read-only data is dirty and must stay.)
-        if perms != "r-xp" || !line.contains('/') {
+        let first = f.next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-').filter(|(a, _)| a.chars().all(|c| c.is_ascii_hexdigit()) && !a.is_empty()) {
+            let perms = f.next().unwrap_or("");
+            let file_backed = line.contains(" /");
+            if file_backed && (perms == "r-xp" || perms == "r--p") {
+                if let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                    candidates.push((start, end, true, perms == "r-xp"));
+                    continue;
+                }
+            }
+            candidates.push((0, 0, false, false));
             continue;
         }
-        let Some((a, b)) = range.split_once('-') else { continue };
-        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else { continue };
-        // SAFETY: the range is one of our own clean text mappings; MADV_DONTNEED on a private file mapping
-        // only drops the page-table entries, and the pages are read back from the file on the next access.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        // Only Private_Dirty means pages we modified (copy-on-write); Shared_Dirty is the page cache not yet
+        // written back (a freshly built binary), which the file still holds.
+        if first == "Private_Dirty:" && f.next() != Some("0") {
+            // Read-only data with dirty pages is relocated data: it must stay. Text is never written by the
+            // program (a dirty text page can only be a debugger's breakpoint), so it is always dropped.
+            if let Some(last) = candidates.last_mut().filter(|c| !c.3) {
+                last.2 = false;
+            }
+        }
+    }
+    for (start, end, clean, _) in candidates {
+        if clean && end > start {
+            // SAFETY: a clean, read-only, private file mapping of our own: MADV_DONTNEED only drops the
+            // page-table entries, and the same bytes are read back from the file on the next access.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+            // SAFETY: an access-pattern hint on the same mapping; no memory is changed.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_RANDOM) };
+        }
     }
 }
 
@@ -217,6 +278,15 @@ pub struct LogWriter {
     pending: [Vec<u8>; 2],
 }
 
+fn prefix(out: &mut Vec<u8>, ts: &str, stream: &str, tag: u8) {
+    out.extend_from_slice(ts.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(stream.as_bytes());
+    out.push(b' ');
+    out.push(tag);
+    out.push(b' ');
+}
+
 /// A line longer than this is written in `P` (partial) pieces, as containerd does.
 const MAX_LINE: usize = 16 * 1024;
 
@@ -238,7 +308,7 @@ impl LogWriter {
         let name = if idx == 0 { "stdout" } else { "stderr" };
         while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
             let pending = std::mem::take(&mut self.pending[idx]);
-            out.extend_from_slice(format!("{ts} {name} F ").as_bytes());
+            prefix(&mut out, &ts, name, b'F');
             out.extend_from_slice(&pending);
             out.extend_from_slice(&rest[..nl]);
             out.push(b'\n');
@@ -247,7 +317,7 @@ impl LogWriter {
         self.pending[idx].extend_from_slice(rest);
         while self.pending[idx].len() >= MAX_LINE {
             let piece: Vec<u8> = self.pending[idx].drain(..MAX_LINE).collect();
-            out.extend_from_slice(format!("{ts} {name} P ").as_bytes());
+            prefix(&mut out, &ts, name, b'P');
             out.extend_from_slice(&piece);
             out.push(b'\n');
         }
@@ -281,5 +351,20 @@ impl LogWriter {
         self.file.write_all(out)?;
         self.size += out.len() as u64;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_jiff() {
+        for (secs, nanos) in [(0i64, 0u32), (951_782_400, 5), (1_700_000_000, 123_456_789), (4_102_444_799, 999_999_999), (1_709_164_800, 1)] {
+            let ours = rfc3339_nanos(secs, nanos);
+            let theirs = k8s_openapi::jiff::Timestamp::new(secs, nanos as i32).unwrap();
+            assert_eq!(ours.parse::<k8s_openapi::jiff::Timestamp>().unwrap(), theirs, "{ours}");
+            assert_eq!(ours.len(), 30, "{ours}");
+        }
     }
 }
