@@ -70,6 +70,7 @@ impl Agent {
         let rt = runtime::Runtime::new(
             runtime::RuntimeConfig {
                 pods_dir: cfg.data_dir.join("pods"),
+                run_dir: cfg.data_dir.join("run"),
                 cgroup_parent: cfg.cgroup_parent.clone(),
                 exe: PathBuf::from("/proc/self/exe"),
                 log_max_bytes: cfg.log_max_bytes,

@@ -61,6 +61,14 @@ fn since(ts: &str) -> Duration {
 pub fn recover(rt: &Runtime) -> HashMap<String, PodRuntime> {
     let mut out = HashMap::new();
     for sb in rt.list_sandboxes() {
+        if !runtime::sandbox_alive(&sb) {
+            // The machine rebooted: the namespaces and every container are gone. Start the Pod afresh.
+            tracing::info!(pod = %sb.uid, "sandbox did not survive a reboot; it will be recreated");
+            let _ = rt.net.teardown_pod(&sb.uid, &rt.ns_dir(&sb.uid));
+            cgroup::remove_pod(&rt.cfg.cgroup_parent, &sb.uid);
+            let _ = std::fs::remove_dir_all(rt.pod_dir(&sb.uid));
+            continue;
+        }
         let mut pr = PodRuntime { sandbox: Some(sb.clone()), ..Default::default() };
         let cdir = rt.pod_dir(&sb.uid).join("containers");
         for e in std::fs::read_dir(&cdir).into_iter().flatten().flatten() {
@@ -481,14 +489,14 @@ impl Worker {
         }
         let vols = self.rt.volumes.clone().unwrap_or_default();
         let hostname = if sb.host_network {
-            std::fs::read_to_string(pod_dir.join("etc/hostname")).unwrap_or_default().trim().to_string()
+            std::fs::read_to_string(self.shared.runtime.etc_dir(&self.uid).join("hostname")).unwrap_or_default().trim().to_string()
         } else {
             pod.spec.as_ref().and_then(|s| s.hostname.clone()).filter(|h| !h.is_empty()).unwrap_or_else(|| sb.name.clone())
         };
         let env = container::environment(pod, c, &image.config, &src, &hostname)?;
         let args = container::command_line(c, &image.config, &env);
         let who = container::identity(pod, c, &image.config, &image.layers)?;
-        let mounts = container::mounts(c, &vols, &pod_dir.join("etc"), sb.host_network)?;
+        let mounts = container::mounts(c, &vols, &self.shared.runtime.etc_dir(&self.uid), sb.host_network)?;
         let cwd = c.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| image.config.working_dir.clone());
         let q = |kind: &str, name: &str| -> Option<f64> {
             let r = c.resources.as_ref()?;
@@ -560,7 +568,7 @@ impl Worker {
         let parent = self.shared.runtime.cfg.cgroup_parent.clone();
         let uid = self.uid.clone();
         let _ = tokio::task::spawn_blocking(move || cgroup::remove_pod(&parent, &uid)).await;
-        if let Err(e) = self.shared.runtime.net.teardown_pod(&self.uid, &dir.join("ns")) {
+        if let Err(e) = self.shared.runtime.net.teardown_pod(&self.uid, &self.shared.runtime.ns_dir(&self.uid)) {
             tracing::warn!(pod = %self.uid, error = %e, "releasing the network of a finished Pod");
         }
         let _ = std::fs::write(dir.join("stopped"), b"");

@@ -20,8 +20,16 @@ pub fn run(args: &ResetArgs) -> anyhow::Result<()> {
     let pods = dir.join("pods");
     stop_containers(&pods);
     unmount_volumes(&pods);
-    if let Err(e) = k1s_agent::network::reset(&args.bridge, &pods) {
+    // The pinned namespaces live on the run tmpfs (and, from older layouts, under pods/): unmount them all.
+    if let Err(e) = k1s_agent::network::reset(&args.bridge, dir) {
         eprintln!("network reset: {e}");
+    }
+    let run = dir.join("run");
+    if k1s_agent::runtime::is_mount_point(&run) {
+        match nix::mount::umount2(&run, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) => eprintln!("unmounted {}", run.display()),
+            Err(e) => eprintln!("could not unmount {}: {e}", run.display()),
+        }
     }
     remove_cgroup_parent(&args.cgroup_parent);
     remove_bridge(&args.bridge);

@@ -2,9 +2,10 @@
 //! (namespaces, network, cgroup, /etc files), containers started by shims, exit notification by pidfd, and
 //! recovery of both from the state directory after an agent restart.
 //!
-//! Layout of `<data-dir>/pods/<uid>/`: `sandbox.json`, `ns/{net,ipc,uts}` (pinned namespaces), `etc/` (hosts,
-//! hostname, resolv.conf), `volumes/<name>/`, `containers/<name>/<attempt>/` (spec.json, state.json,
-//! exit.json, upper/work/rootfs), `logs/<name>/<attempt>.log`.
+//! Layout of `<data-dir>/pods/<uid>/` (disk): `sandbox.json`, `volumes/<name>/`,
+//! `containers/<name>/<attempt>/` (spec.json, state.json, exit.json, upper/work/rootfs),
+//! `logs/<name>/<attempt>.log`. `<data-dir>/run/<uid>/` (tmpfs): `ns/{net,ipc,uts}` (pinned namespaces) and
+//! `etc/` (hosts, hostname, resolv.conf), which die with the machine as the containers do.
 
 pub mod caps;
 pub mod cgroup;
@@ -44,8 +45,12 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// `<data-dir>/pods`.
+    /// `<data-dir>/pods`: on disk (rootfs upper layers, logs, volumes, state files).
     pub pods_dir: PathBuf,
+    /// `<data-dir>/run`: a tmpfs for what only lives while the machine is up (the Pods' pinned namespaces and
+    /// /etc files). Like containerd's /run state: nothing there outlives a reboot, and creating files on it
+    /// costs no disk inode allocation on the hot path.
+    pub run_dir: PathBuf,
     pub cgroup_parent: String,
     /// The binary to re-execute as shim (`/proc/self/exe`: the running binary, even if replaced on disk).
     pub exe: PathBuf,
@@ -86,12 +91,23 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(cfg: RuntimeConfig, net: Network) -> Result<Runtime, RuntimeError> {
         std::fs::create_dir_all(&cfg.pods_dir).map_err(io("creating", &cfg.pods_dir))?;
+        ensure_tmpfs(&cfg.run_dir)?;
         cgroup::ensure_parent(&cfg.cgroup_parent)?;
         Ok(Runtime { cfg, net })
     }
 
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
         self.cfg.pods_dir.join(uid)
+    }
+
+    /// The Pod's pinned namespaces (`net`, `ipc`, `uts`), on the run tmpfs.
+    pub fn ns_dir(&self, uid: &str) -> PathBuf {
+        self.cfg.run_dir.join(uid).join("ns")
+    }
+
+    /// The Pod's /etc/hosts, hostname and resolv.conf, on the run tmpfs.
+    pub fn etc_dir(&self, uid: &str) -> PathBuf {
+        self.cfg.run_dir.join(uid).join("etc")
     }
 
     pub fn container_dir(&self, uid: &str, name: &str, attempt: u32) -> PathBuf {
@@ -114,7 +130,7 @@ impl Runtime {
         let parent = self.cfg.cgroup_parent.clone();
         let uid = req.uid.to_string();
         tokio::task::spawn_blocking(move || cgroup::create_pod(&parent, &uid)).await.expect("cgroup task")?;
-        let ns_dir = dir.join("ns");
+        let ns_dir = self.ns_dir(req.uid);
         let pn = if req.host_network {
             self.net.setup_host_network_pod(req.uid, &ns_dir).await
         } else {
@@ -122,7 +138,7 @@ impl Runtime {
         }
         .map_err(|source| RuntimeError::Network { pod: format!("{}/{}", req.namespace, req.name), source })?;
         let hostname = if req.host_network { read_host_hostname() } else { req.hostname.to_string() };
-        write_etc(&dir.join("etc"), &hostname, pn.ip, &req.host_aliases)?;
+        write_etc(&self.etc_dir(req.uid), &hostname, pn.ip, &req.host_aliases)?;
         let info = SandboxInfo {
             uid: req.uid.into(),
             namespace: req.namespace.into(),
@@ -178,7 +194,8 @@ impl Runtime {
         let parent = self.cfg.cgroup_parent.clone();
         let u = uid.to_string();
         tokio::task::spawn_blocking(move || cgroup::remove_pod(&parent, &u)).await.expect("cgroup task");
-        self.net.teardown_pod(uid, &dir.join("ns")).map_err(|source| RuntimeError::Network { pod: uid.into(), source })?;
+        self.net.teardown_pod(uid, &self.ns_dir(uid)).map_err(|source| RuntimeError::Network { pod: uid.into(), source })?;
+        let _ = std::fs::remove_dir_all(self.cfg.run_dir.join(uid));
         let d = dir.clone();
         tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&d)).await.expect("rm task").or_else(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -201,6 +218,30 @@ impl Runtime {
         }
         out
     }
+}
+
+/// Whether `path` is a mount point (its device differs from its parent's).
+pub fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), path.parent().map(std::fs::metadata)) {
+        (Ok(m), Some(Ok(p))) => m.dev() != p.dev(),
+        _ => false,
+    }
+}
+
+/// Mount a small tmpfs at `dir` unless one is there already (after a server restart it is).
+fn ensure_tmpfs(dir: &Path) -> Result<(), RuntimeError> {
+    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV, Some("mode=0700,size=16m"))
+        .map_err(|e| RuntimeError::Io { what: "mounting a tmpfs on", path: dir.to_path_buf(), source: e.into() })
+}
+
+/// Whether a recovered sandbox's namespaces still exist (they do not after a reboot: the run tmpfs is new).
+pub fn sandbox_alive(info: &SandboxInfo) -> bool {
+    info.ipcns.as_deref().is_some_and(is_mount_point) && info.netns.as_deref().is_none_or(is_mount_point)
 }
 
 fn read_host_hostname() -> String {
