@@ -39,7 +39,7 @@ pub fn run(args: &ImageArgs) -> anyhow::Result<()> {
     match &args.cmd {
         ImageCommand::Import { files } => import(&store, files),
         ImageCommand::Ls => list(&store),
-        ImageCommand::Rm { names } => remove(&store, names),
+        ImageCommand::Rm { names } => remove(&store, names, &args.data_dir.join("pods")),
     }
 }
 
@@ -91,10 +91,10 @@ fn list(store: &ImageStore) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn remove(store: &ImageStore, names: &[String]) -> anyhow::Result<()> {
+fn remove(store: &ImageStore, names: &[String], pods: &Path) -> anyhow::Result<()> {
     let mut failed = 0;
     for name in names {
-        if let Err(e) = remove_one(store, name) {
+        if let Err(e) = remove_one(store, name, pods) {
             eprintln!("error: {e}");
             failed += 1;
         }
@@ -105,17 +105,40 @@ fn remove(store: &ImageStore, names: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn remove_one(store: &ImageStore, name: &str) -> anyhow::Result<()> {
+/// The Pods on this node (by their container state directories) whose containers use image `id`.
+fn users_of(pods: &Path, id: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for pod in std::fs::read_dir(pods).into_iter().flatten().flatten() {
+        for c in std::fs::read_dir(pod.path().join("containers")).into_iter().flatten().flatten() {
+            for a in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
+                if let Ok(spec) = k1s_agent::runtime::spec::read_json::<k1s_agent::runtime::ContainerSpec>(&a.path().join("spec.json")) {
+                    let who = format!("Pod {}/{} (container {})", spec.namespace, spec.pod_name, spec.container_name);
+                    if spec.image_id == id && !out.contains(&who) {
+                        out.push(who);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn remove_one(store: &ImageStore, name: &str, pods: &Path) -> anyhow::Result<()> {
     let Some(img) = store.resolve(name)? else {
         bail!("image {name:?} not found in the local store; `k1s image ls` lists what is there");
     };
     // A name removes that name; an id (or prefix) removes the image under all its names.
     let by_name = img.name == name.trim() || img.name == k1s_images::normalize(name);
-    let untagged = if by_name {
-        vec![img.name.clone()]
-    } else {
-        store.list()?.into_iter().find(|s| s.id == img.id).map(|s| s.names).unwrap_or_default()
-    };
+    let names = store.list()?.into_iter().find(|s| s.id == img.id).map(|s| s.names).unwrap_or_default();
+    let untagged = if by_name { vec![img.name.clone()] } else { names.clone() };
+    // The image's layers are the lower layers of running containers' root filesystems: removing them under a
+    // live overlay is undefined behaviour, so an image in use stays (as docker refuses without -f).
+    if !by_name || names.len() <= 1 {
+        let users = users_of(pods, &img.id);
+        if !users.is_empty() {
+            bail!("image {name:?} is in use by {}: delete those Pods first", users.join(", "));
+        }
+    }
     store.remove(name)?;
     for n in untagged {
         println!("Untagged: {n}");

@@ -114,6 +114,13 @@ fn pod_runs_with_its_own_hostname_ip_and_logs() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "HELLO K1S");
 
+    // The image of a running Pod cannot be removed from under it.
+    let rm = std::process::Command::new(k1s_tests::binary()).args(["image", "rm", "busybox", "--data-dir"]).arg(&s.dir).output().unwrap();
+    assert!(!rm.status.success());
+    assert!(String::from_utf8_lossy(&rm.stderr).contains("in use by Pod default/sleeper"), "{}", String::from_utf8_lossy(&rm.stderr));
+    let ls = std::process::Command::new(k1s_tests::binary()).args(["image", "ls", "--data-dir"]).arg(&s.dir).output().unwrap();
+    assert!(String::from_utf8_lossy(&ls.stdout).contains("docker.io/library/busybox:latest"));
+
     // Host to Pod over the bridge: busybox httpd in the Pod.
     exec_ok(&s, "sleeper", &["sh", "-c", "mkdir -p /www && echo served-by-sleeper > /www/index.html && httpd -p 8080 -h /www"]);
     let body = s.wait_for("httpd answers", Duration::from_secs(5), || http_get(&ip, 8080, "/index.html").ok());
@@ -343,6 +350,62 @@ spec:
     assert_eq!(t["reason"], "OOMKilled", "{p}");
     assert_eq!(t["exitCode"], 137);
     assert_eq!(p["status"]["qosClass"], "Burstable");
+}
+
+#[test]
+fn restarts_back_off_and_logs_follow() {
+    let s = start();
+    s.apply("apiVersion: v1
+kind: Pod
+metadata:
+  name: crasher
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'echo attempt-$(date +%s%N); exit 1']
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ticker
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done']
+");
+    // Restarted at once the first time, then CrashLoopBackOff with the previous run's logs available.
+    let p = s.wait_for("crasher restarted and backing off", Duration::from_secs(30), || {
+        let p = pod_json(&s, "crasher")?;
+        let cs = &p["status"]["containerStatuses"][0];
+        (cs["restartCount"].as_u64()? >= 1 && cs["state"]["waiting"]["reason"] == "CrashLoopBackOff").then_some(p)
+    });
+    let cs = &p["status"]["containerStatuses"][0];
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 1);
+    assert_eq!(cs["lastState"]["terminated"]["reason"], "Error");
+    let prev = s.kubectl_ok(&["logs", "crasher", "--previous"]);
+    assert!(prev.starts_with("attempt-"), "{prev}");
+    let get = s.kubectl_ok(&["get", "pod", "crasher"]);
+    assert!(get.contains("CrashLoopBackOff") || get.contains("Error"), "{get}");
+
+    // logs -f streams lines as they are written.
+    wait_ready(&s, "ticker");
+    let mut child = std::process::Command::new("kubectl")
+        .arg("--kubeconfig").arg(&s.kubeconfig)
+        .args(["logs", "-f", "ticker"])
+        .stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    while got.len() < 15 {
+        got.push(lines.next().expect("a line").unwrap());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(t0.elapsed() >= Duration::from_millis(500), "later lines arrived as they were written");
+    let n: Vec<u64> = got.iter().map(|l| l.trim_start_matches("tick-").parse().unwrap()).collect();
+    assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{got:?}");
 }
 
 #[test]
