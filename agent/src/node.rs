@@ -38,7 +38,7 @@ fn meminfo(key: &str) -> Option<u64> {
 
 fn disk(path: &std::path::Path) -> (u64, u64) {
     match nix::sys::statvfs::statvfs(path) {
-        Ok(s) => (s.blocks() as u64 * s.fragment_size() as u64, s.blocks_available() as u64 * s.fragment_size() as u64),
+        Ok(s) => (s.blocks() * s.fragment_size(), s.blocks_available() * s.fragment_size()),
         Err(_) => (0, 0),
     }
 }

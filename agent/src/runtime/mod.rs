@@ -27,7 +27,7 @@ pub use spec::{ContainerSpec, Exit, State};
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("pod {pod}: {source}")]
-    Network { pod: String, source: NetworkError },
+    Network { pod: String, source: Box<NetworkError> },
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
     #[error("{what} {path}: {source}")]
@@ -136,7 +136,7 @@ impl Runtime {
         } else {
             self.net.setup_pod(req.uid, &ns_dir, req.hostname).await
         }
-        .map_err(|source| RuntimeError::Network { pod: format!("{}/{}", req.namespace, req.name), source })?;
+        .map_err(|source| RuntimeError::Network { pod: format!("{}/{}", req.namespace, req.name), source: Box::new(source) })?;
         let hostname = if req.host_network { read_host_hostname() } else { req.hostname.to_string() };
         write_etc(&self.etc_dir(req.uid), &hostname, pn.ip, &req.host_aliases)?;
         let info = SandboxInfo {
@@ -194,7 +194,7 @@ impl Runtime {
         let parent = self.cfg.cgroup_parent.clone();
         let u = uid.to_string();
         tokio::task::spawn_blocking(move || cgroup::remove_pod(&parent, &u)).await.expect("cgroup task");
-        self.net.teardown_pod(uid, &self.ns_dir(uid)).map_err(|source| RuntimeError::Network { pod: uid.into(), source })?;
+        self.net.teardown_pod(uid, &self.ns_dir(uid)).map_err(|source| RuntimeError::Network { pod: uid.into(), source: Box::new(source) })?;
         let _ = std::fs::remove_dir_all(self.cfg.run_dir.join(uid));
         let d = dir.clone();
         tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&d)).await.expect("rm task").or_else(|e| {
