@@ -455,6 +455,11 @@ impl Worker {
         match result {
             Ok(state) => {
                 events::record(&self.shared, pod, Some(name), "Normal", "Started", &format!("Started container {name}"));
+                if attempt == 0 && (c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some() || c.lifecycle.is_some()) {
+                    // Said out loud rather than failing the Pod: manifests from the docs carry probes.
+                    events::record(&self.shared, pod, Some(name), "Warning", "Unsupported",
+                        "k1s does not run probes or lifecycle hooks yet: the container counts as started and ready once it runs");
+                }
                 self.watch_exit(name.into(), attempt, state.shim_pid, dir);
                 view.started_at = Some(state.started_at.clone());
                 view.running = Some(state);
