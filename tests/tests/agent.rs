@@ -524,3 +524,51 @@ spec:
     exec_ok(&s, "cfgpod", &["sh", "-c", "echo via-subpath > /sub-only/f"]);
     assert_eq!(exec_ok(&s, "cfgpod", &["cat", "/scratch/part/f"]).trim(), "via-subpath");
 }
+
+#[test]
+fn reset_removes_every_container_and_what_the_node_created() {
+    let mut s = start();
+    s.apply(SLEEPER);
+    s.apply("apiVersion: v1
+kind: Pod
+metadata:
+  name: mem
+spec:
+  volumes:
+  - {name: m, emptyDir: {medium: Memory}}
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, '3600']
+    volumeMounts: [{name: m, mountPath: /m}]
+");
+    wait_ready(&s, "sleeper");
+    wait_ready(&s, "mem");
+    let dir = s.dir.to_str().unwrap().to_string();
+    let shims = || -> usize {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&format!("shim\0{dir}"))))
+            .count()
+    };
+    assert_eq!(shims(), 2, "one shim per container");
+    // The server dies; its containers do not. `k1s reset` must remove them and everything else.
+    s.kill9();
+    assert_eq!(shims(), 2);
+    let out = std::process::Command::new(k1s_tests::binary())
+        .args(["reset", "--data-dir", &dir, "--bridge", &s.id.bridge, "--cgroup-parent", &s.id.cgroup_parent])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(shims(), 0, "shims left after reset");
+    assert!(!std::path::Path::new("/sys/class/net").join(&s.id.bridge).exists(), "bridge left");
+    for ctrl in ["memory", "pids", "cpu"] {
+        assert!(!std::path::Path::new("/sys/fs/cgroup").join(ctrl).join(&s.id.cgroup_parent).exists(), "{ctrl} cgroup left");
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(&dir), "mounts left: {mountinfo}");
+    assert!(!s.dir.exists(), "data dir left");
+    let links = std::process::Command::new("ip").args(["-o", "link"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains(&s.id.bridge));
+}
