@@ -150,20 +150,16 @@ pub fn environment(pod: &Pod, c: &Container, img: &ImageConfig, src: &EnvSources
         env.push(("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()));
     }
     set(&mut env, "HOSTNAME".into(), hostname.into());
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("");
     for ef in c.env_from.iter().flatten() {
         let prefix = ef.prefix.clone().unwrap_or_default();
-        if let Some(r) = &ef.config_map_ref {
-            match src.config_maps.get(&r.name) {
-                Some(data) => data.iter().for_each(|(k, v)| set(&mut env, format!("{prefix}{k}"), v.clone())),
-                None if r.optional == Some(true) => {}
-                None => return Err(ConfigError(format!("configmap {:?} not found", r.name))),
-            }
-        }
-        if let Some(r) = &ef.secret_ref {
-            match src.secrets.get(&r.name) {
-                Some(data) => data.iter().for_each(|(k, v)| set(&mut env, format!("{prefix}{k}"), v.clone())),
-                None if r.optional == Some(true) => {}
-                None => return Err(ConfigError(format!("secret {:?} not found", r.name))),
+        let refs = [
+            ef.config_map_ref.as_ref().map(|r| (Source::ConfigMap, &src.config_maps, &r.name, r.optional)),
+            ef.secret_ref.as_ref().map(|r| (Source::Secret, &src.secrets, &r.name, r.optional)),
+        ];
+        for (kind, maps, name, optional) in refs.into_iter().flatten() {
+            if let Some(data) = kind.lookup(maps, name, optional)? {
+                data.iter().for_each(|(k, v)| set(&mut env, format!("{prefix}{k}"), v.clone()));
             }
         }
     }
@@ -178,18 +174,14 @@ pub fn environment(pod: &Pod, c: &Container, img: &ImageConfig, src: &EnvSources
                 };
                 resource_ref(target, &r.resource, r.divisor.as_ref().map(|d| d.0.as_str()))?
             } else if let Some(r) = &vf.config_map_key_ref {
-                match src.config_maps.get(&r.name).map(|d| d.get(&r.key)) {
-                    Some(Some(v)) => v.clone(),
-                    _ if r.optional == Some(true) => continue,
-                    None => return Err(ConfigError(format!("configmap {:?} not found", r.name))),
-                    Some(None) => return Err(ConfigError(format!("couldn't find key {} in ConfigMap {}/{}", r.key, pod.metadata.namespace.as_deref().unwrap_or(""), r.name))),
+                match Source::ConfigMap.key(&src.config_maps, ns, &r.name, &r.key, r.optional)? {
+                    Some(v) => v,
+                    None => continue,
                 }
             } else if let Some(r) = &vf.secret_key_ref {
-                match src.secrets.get(&r.name).map(|d| d.get(&r.key)) {
-                    Some(Some(v)) => v.clone(),
-                    _ if r.optional == Some(true) => continue,
-                    None => return Err(ConfigError(format!("secret {:?} not found", r.name))),
-                    Some(None) => return Err(ConfigError(format!("couldn't find key {} in Secret {}/{}", r.key, pod.metadata.namespace.as_deref().unwrap_or(""), r.name))),
+                match Source::Secret.key(&src.secrets, ns, &r.name, &r.key, r.optional)? {
+                    Some(v) => v,
+                    None => continue,
                 }
             } else {
                 String::new()
@@ -200,6 +192,50 @@ pub fn environment(pod: &Pod, c: &Container, img: &ImageConfig, src: &EnvSources
         set(&mut env, e.name.clone(), value);
     }
     Ok(env)
+}
+
+/// Where an env reference points: a ConfigMap or a Secret (the same rules, the kubelet's messages).
+#[derive(Clone, Copy)]
+enum Source {
+    ConfigMap,
+    Secret,
+}
+
+type Maps = BTreeMap<String, BTreeMap<String, String>>;
+
+impl Source {
+    /// The whole object's data; `None` when it is missing but optional.
+    fn lookup<'a>(self, maps: &'a Maps, name: &str, optional: Option<bool>) -> Result<Option<&'a BTreeMap<String, String>>, ConfigError> {
+        match maps.get(name) {
+            Some(data) => Ok(Some(data)),
+            None if optional == Some(true) => Ok(None),
+            None => Err(ConfigError(format!("{} {name:?} not found", self.lower()))),
+        }
+    }
+
+    /// One key; `None` when the object or the key is missing but optional.
+    fn key(self, maps: &Maps, ns: &str, name: &str, key: &str, optional: Option<bool>) -> Result<Option<String>, ConfigError> {
+        match self.lookup(maps, name, optional)?.map(|d| d.get(key)) {
+            None => Ok(None),
+            Some(Some(v)) => Ok(Some(v.clone())),
+            Some(None) if optional == Some(true) => Ok(None),
+            Some(None) => Err(ConfigError(format!("couldn't find key {key} in {} {ns}/{name}", self.title()))),
+        }
+    }
+
+    fn lower(self) -> &'static str {
+        match self {
+            Source::ConfigMap => "configmap",
+            Source::Secret => "secret",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Source::ConfigMap => "ConfigMap",
+            Source::Secret => "Secret",
+        }
+    }
 }
 
 /// The effective security context: the container's fields over the Pod's.
@@ -277,7 +313,7 @@ fn image_user(user: &str, layers: &[PathBuf]) -> Result<(u32, u32), ConfigError>
 
 /// The mounts of one container: its volumeMounts (resolved to host paths by the volume manager) and the
 /// Pod's /etc files (unless the container mounts its own over them).
-pub fn mounts(c: &Container, volumes: &BTreeMap<String, PathBuf>, etc_dir: &Path, host_network: bool) -> Result<Vec<Mount>, ConfigError> {
+pub fn mounts(c: &Container, volumes: &BTreeMap<String, PathBuf>, etc_dir: &Path) -> Result<Vec<Mount>, ConfigError> {
     let mut out = Vec::new();
     for vm in c.volume_mounts.iter().flatten() {
         let base = volumes.get(&vm.name).ok_or_else(|| {
@@ -305,8 +341,6 @@ pub fn mounts(c: &Container, volumes: &BTreeMap<String, PathBuf>, etc_dir: &Path
     let own = |p: &str| out.iter().any(|m: &Mount| m.destination.trim_end_matches('/') == p);
     let mut etc = Vec::new();
     for (file, path) in [("hosts", "/etc/hosts"), ("hostname", "/etc/hostname"), ("resolv.conf", "/etc/resolv.conf")] {
-        // hostNetwork Pods see the host's hosts file through our copy of the hostname; resolv.conf is ours too.
-        let _ = host_network;
         if !own(path) {
             etc.push(Mount { destination: path.into(), kind: MountKind::Bind(etc_dir.join(file)), readonly: false });
         }

@@ -64,8 +64,7 @@ pub fn recover(rt: &Runtime) -> HashMap<String, PodRuntime> {
         if !runtime::sandbox_alive(&sb) {
             // The machine rebooted: the namespaces and every container are gone. Start the Pod afresh.
             tracing::info!(pod = %sb.uid, "sandbox did not survive a reboot; it will be recreated");
-            let _ = rt.net.teardown_pod(&sb.uid, &rt.ns_dir(&sb.uid));
-            cgroup::remove_pod(&rt.cfg.cgroup_parent, &sb.uid);
+            let _ = rt.release_sandbox(&sb.uid);
             let _ = std::fs::remove_dir_all(rt.pod_dir(&sb.uid));
             continue;
         }
@@ -185,23 +184,11 @@ pub async fn run(shared: Arc<Shared>) {
 }
 
 async fn kill_all_on_disk(rt: &Runtime, uid: &str) {
-    let recovered = recover_one(rt, uid);
-    for (name, dir) in recovered {
+    for dir in rt.attempt_dirs(uid) {
         if let Ok(st) = spec::read_json::<State>(&dir.join(spec::STATE)) {
-            tracing::debug!(container = %name, "stopping");
             runtime::stop_container(&st, &dir, Duration::ZERO).await;
         }
     }
-}
-
-fn recover_one(rt: &Runtime, uid: &str) -> Vec<(String, PathBuf)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(rt.pod_dir(uid).join("containers")).into_iter().flatten().flatten() {
-        for a in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
-            out.push((e.file_name().to_string_lossy().into_owned(), a.path()));
-        }
-    }
-    out
 }
 
 fn spawn_worker(shared: Arc<Shared>, uid: String) -> mpsc::UnboundedSender<Event> {
@@ -367,7 +354,7 @@ impl Worker {
                 }
             }
         }
-        self.write_status(pod).await;
+        self.write_status(pod, &d).await;
         SyncResult::Again(wake)
     }
 
@@ -501,7 +488,7 @@ impl Worker {
         let env = container::environment(pod, c, &image.config, &src, &hostname)?;
         let args = container::command_line(c, &image.config, &env);
         let who = container::identity(pod, c, &image.config, &image.layers)?;
-        let mounts = container::mounts(c, &vols, &self.shared.runtime.etc_dir(&self.uid), sb.host_network)?;
+        let mounts = container::mounts(c, &vols, &self.shared.runtime.etc_dir(&self.uid))?;
         let cwd = c.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| image.config.working_dir.clone());
         let q = |kind: &str, name: &str| -> Option<f64> {
             let r = c.resources.as_ref()?;
@@ -561,7 +548,6 @@ impl Worker {
             }
         }
         futures::future::join_all(stops).await;
-        volumes::unmount_all(&self.shared.runtime.pod_dir(&self.uid));
         if let Err(e) = self.shared.runtime.remove_sandbox(&self.uid).await {
             tracing::warn!(pod = %self.uid, error = %e, "removing the sandbox");
         }
@@ -569,14 +555,11 @@ impl Worker {
 
     /// A finished Pod gives back its IP and cgroups; its files (logs, exit records) stay until it is deleted.
     async fn stop_sandbox(&mut self) {
-        let dir = self.shared.runtime.pod_dir(&self.uid);
-        let parent = self.shared.runtime.cfg.cgroup_parent.clone();
-        let uid = self.uid.clone();
-        let _ = tokio::task::spawn_blocking(move || cgroup::remove_pod(&parent, &uid)).await;
-        if let Err(e) = self.shared.runtime.net.teardown_pod(&self.uid, &self.shared.runtime.ns_dir(&self.uid)) {
-            tracing::warn!(pod = %self.uid, error = %e, "releasing the network of a finished Pod");
+        let (rt, uid) = (self.shared.runtime.clone(), self.uid.clone());
+        if let Err(e) = tokio::task::spawn_blocking(move || rt.release_sandbox(&uid)).await.expect("release task") {
+            tracing::warn!(pod = %self.uid, error = %e, "releasing the sandbox of a finished Pod");
         }
-        let _ = std::fs::write(dir.join("stopped"), b"");
+        let _ = std::fs::write(self.shared.runtime.pod_dir(&self.uid).join("stopped"), b"");
         self.rt.sandbox_stopped = true;
     }
 
@@ -591,14 +574,13 @@ impl Worker {
         }
     }
 
-    async fn write_status(&mut self, pod: &Pod) {
-        let d = desired(pod);
+    async fn write_status(&mut self, pod: &Pod, d: &Desired) {
         let o = self.observed();
         let sandbox_ready = self.rt.sandbox.is_some() && !self.rt.sandbox_stopped;
         let pod_ip = self.rt.sandbox.as_ref().and_then(|s| s.ip.map(|i| i.to_string()).or_else(|| s.host_network.then(|| self.shared.host_ip.clone())));
         let view = PodView {
             pod,
-            desired: &d,
+            desired: d,
             observed: &o,
             containers: &self.rt.containers,
             sandbox_ready,

@@ -88,40 +88,6 @@ fn container_status(c: &Container, v: Option<&ContainerView>, init: bool) -> Val
     s
 }
 
-/// upstream's GetPodQOS (pkg/apis/core/v1/helper/qos).
-pub fn qos_class(pod: &Pod) -> &'static str {
-    let spec = match pod.spec.as_ref() {
-        Some(s) => s,
-        None => return "BestEffort",
-    };
-    let all: Vec<&Container> = spec.containers.iter().chain(spec.init_containers.iter().flatten()).collect();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in &all {
-        let r = c.resources.as_ref();
-        let req = r.and_then(|r| r.requests.as_ref());
-        let lim = r.and_then(|r| r.limits.as_ref());
-        for name in ["cpu", "memory"] {
-            let q = req.and_then(|m| m.get(name)).or(lim.and_then(|m| m.get(name)));
-            let l = lim.and_then(|m| m.get(name));
-            if q.is_some() || l.is_some() {
-                any = true;
-            }
-            match (q, l) {
-                (Some(q), Some(l)) if k1s_api::validation::parse_quantity(&q.0) == k1s_api::validation::parse_quantity(&l.0) => {}
-                _ => guaranteed = false,
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
-}
-
 fn condition(old: &Value, ty: &str, status: bool, reason: Option<&str>, now: &str) -> Value {
     let st = if status { "True" } else { "False" };
     let prev = old.get("conditions").and_then(Value::as_array).and_then(|cs| cs.iter().find(|c| c["type"] == ty));
@@ -166,11 +132,14 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
         "hostIP": v.host_ip,
         "hostIPs": [{"ip": v.host_ip}],
         "startTime": old.get("startTime").cloned().unwrap_or_else(|| json!(now)),
-        "qosClass": qos_class(v.pod),
         "containerStatuses": containers,
     });
     if let Some(inits) = &spec.init_containers {
         st["initContainerStatuses"] = json!(inits.iter().map(|c| container_status(c, v.containers.get(&c.name), true)).collect::<Vec<_>>());
+    }
+    // The API server sets qosClass at creation and it never changes (upstream); the status carries it on.
+    if let Some(q) = v.pod.status.as_ref().and_then(|s| s.qos_class.as_ref()) {
+        st["qosClass"] = json!(q);
     }
     if let Some(ip) = &v.pod_ip {
         st["podIP"] = json!(ip);

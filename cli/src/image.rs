@@ -108,15 +108,11 @@ fn remove(store: &ImageStore, names: &[String], pods: &Path) -> anyhow::Result<(
 /// The Pods on this node (by their container state directories) whose containers use image `id`.
 fn users_of(pods: &Path, id: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for pod in std::fs::read_dir(pods).into_iter().flatten().flatten() {
-        for c in std::fs::read_dir(pod.path().join("containers")).into_iter().flatten().flatten() {
-            for a in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
-                if let Ok(spec) = k1s_agent::runtime::spec::read_json::<k1s_agent::runtime::ContainerSpec>(&a.path().join("spec.json")) {
-                    let who = format!("Pod {}/{} (container {})", spec.namespace, spec.pod_name, spec.container_name);
-                    if spec.image_id == id && !out.contains(&who) {
-                        out.push(who);
-                    }
-                }
+    for dir in k1s_agent::runtime::all_attempt_dirs(pods) {
+        if let Ok(spec) = k1s_agent::runtime::spec::read_json::<k1s_agent::runtime::ContainerSpec>(&dir.join("spec.json")) {
+            let who = format!("Pod {}/{} (container {})", spec.namespace, spec.pod_name, spec.container_name);
+            if spec.image_id == id && !out.contains(&who) {
+                out.push(who);
             }
         }
     }

@@ -87,19 +87,14 @@ fn stop_containers(pods: &Path) {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     let mut pids = Vec::new();
-    for pod in std::fs::read_dir(pods).into_iter().flatten().flatten() {
-        for c in std::fs::read_dir(pod.path().join("containers")).into_iter().flatten().flatten() {
-            for a in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
-                let dir = a.path();
-                let Ok(state) = k1s_agent::runtime::spec::read_json::<k1s_agent::runtime::State>(&dir.join("state.json")) else { continue };
-                // Only a live shim of this very container: PIDs may have been reused since.
-                if k1s_agent::runtime::shim_alive(state.shim_pid, &dir) {
-                    let _ = kill(Pid::from_raw(state.pid), Signal::SIGKILL);
-                    let _ = kill(Pid::from_raw(state.shim_pid), Signal::SIGKILL);
-                    pids.push((state.shim_pid, dir));
-                    eprintln!("stopped container {}", c.path().display());
-                }
-            }
+    for dir in k1s_agent::runtime::all_attempt_dirs(pods) {
+        let Ok(state) = k1s_agent::runtime::spec::read_json::<k1s_agent::runtime::State>(&dir.join("state.json")) else { continue };
+        // Only a live shim of this very container: PIDs may have been reused since.
+        if k1s_agent::runtime::shim_alive(state.shim_pid, &dir) {
+            let _ = kill(Pid::from_raw(state.pid), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(state.shim_pid), Signal::SIGKILL);
+            eprintln!("stopped container {}", dir.display());
+            pids.push((state.shim_pid, dir));
         }
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -296,3 +296,29 @@ impl Drop for Server {
             .status();
     }
 }
+
+/// Helpers the benchmark binaries share: percentiles, formatting, resident memory.
+pub mod bench {
+    use std::time::Duration;
+
+    /// The `p` quantile (0..=1) of `v` (sorted in place), nearest rank.
+    pub fn pct(v: &mut [Duration], p: f64) -> Duration {
+        v.sort();
+        if v.is_empty() {
+            return Duration::ZERO;
+        }
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    }
+
+    pub fn ms(d: Duration) -> String {
+        format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+    }
+
+    /// VmRSS of a process in KB (0 when it is gone).
+    pub fn rss_kb(pid: u32) -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+            .unwrap_or(0)
+    }
+}

@@ -89,6 +89,7 @@ fn pod_runs_with_its_own_hostname_ip_and_logs() {
 
     s.apply(SLEEPER);
     let p = wait_ready(&s, "sleeper");
+    let sleeper_uid = p["metadata"]["uid"].as_str().unwrap().to_string();
     let ip = p["status"]["podIP"].as_str().expect("podIP").to_string();
     assert!(ip.starts_with(s.id.pod_cidr.split('.').take(2).collect::<Vec<_>>().join(".").as_str()), "{ip} in {}", s.id.pod_cidr);
     assert_eq!(p["status"]["phase"], "Running");
@@ -158,12 +159,13 @@ spec:
     }
 
     // Deletion: SIGTERM, the grace period, SIGKILL, then the object goes and the sandbox with it.
-    let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
     let t0 = Instant::now();
     s.kubectl_ok(&["delete", "pod", "sleeper", "--grace-period=1"]);
     assert!(t0.elapsed() < Duration::from_secs(15));
     assert!(pod_json(&s, "sleeper").is_none());
-    let _ = uid;
+    // The agent removes the sandbox before it removes the object.
+    assert!(!s.dir.join("pods").join(&sleeper_uid).exists(), "sandbox files left");
+    assert!(!s.dir.join("run").join(&sleeper_uid).exists(), "namespaces left");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use cgroups_rs::{hierarchies, Cgroup, CgroupPid, Resources};
+use cgroups_rs::{hierarchies, Cgroup, Resources};
 
 /// The controllers k1s uses.
 const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
@@ -141,4 +141,3 @@ pub fn remove_pod(parent: &str, pod_uid: &str) {
     remove(&path);
 }
 
-pub fn _unused(_: CgroupPid) {}

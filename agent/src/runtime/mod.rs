@@ -188,22 +188,36 @@ impl Runtime {
         serde_json::from_value(v).map_err(|e| RuntimeError::Shim { container: spec.container_name.clone(), message: e.to_string() })
     }
 
-    /// Remove everything of a sandbox: processes, cgroups, namespaces (the kernel reaps the veth), IP, files.
-    pub async fn remove_sandbox(&self, uid: &str) -> Result<(), RuntimeError> {
-        let dir = self.pod_dir(uid);
-        let parent = self.cfg.cgroup_parent.clone();
-        let u = uid.to_string();
-        tokio::task::spawn_blocking(move || cgroup::remove_pod(&parent, &u)).await.expect("cgroup task");
+    /// Give back what a sandbox holds in the kernel: its processes and cgroups, its namespaces (the kernel
+    /// reaps the veth once the netns is unmounted), its IP and its run-tmpfs files. Files on disk (logs, exit
+    /// records) stay. Blocking (cgroup removal waits for killed tasks): async callers use spawn_blocking.
+    pub fn release_sandbox(&self, uid: &str) -> Result<(), RuntimeError> {
+        cgroup::remove_pod(&self.cfg.cgroup_parent, uid);
         self.net.teardown_pod(uid, &self.ns_dir(uid)).map_err(|source| RuntimeError::Network { pod: uid.into(), source: Box::new(source) })?;
         let _ = std::fs::remove_dir_all(self.cfg.run_dir.join(uid));
-        let d = dir.clone();
-        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&d)).await.expect("rm task").or_else(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Ok(())
-            } else {
-                Err(RuntimeError::Io { what: "removing", path: dir, source: e })
+        Ok(())
+    }
+
+    /// Remove everything of a sandbox: what [`Runtime::release_sandbox`] releases, the Pod's volume mounts and
+    /// its files.
+    pub async fn remove_sandbox(&self, uid: &str) -> Result<(), RuntimeError> {
+        let (rt, uid) = (self.clone(), uid.to_string());
+        tokio::task::spawn_blocking(move || {
+            rt.release_sandbox(&uid)?;
+            let dir = rt.pod_dir(&uid);
+            crate::volumes::unmount_all(&dir);
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RuntimeError::Io { what: "removing", path: dir, source: e }),
+                _ => Ok(()),
             }
         })
+        .await
+        .expect("sandbox removal task")
+    }
+
+    /// Every container attempt directory (`<pod>/containers/<name>/<attempt>`) of one Pod.
+    pub fn attempt_dirs(&self, uid: &str) -> Vec<PathBuf> {
+        attempt_dirs(&self.pod_dir(uid))
     }
 
     /// Sandboxes on disk (for recovery).
@@ -218,6 +232,20 @@ impl Runtime {
         }
         out
     }
+}
+
+/// Every container attempt directory of the Pod directory `pod_dir` (`containers/<name>/<attempt>`).
+pub fn attempt_dirs(pod_dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for c in std::fs::read_dir(pod_dir.join("containers")).into_iter().flatten().flatten() {
+        out.extend(std::fs::read_dir(c.path()).into_iter().flatten().flatten().map(|a| a.path()));
+    }
+    out
+}
+
+/// Every container attempt directory under a data dir's `pods/` (for `k1s reset` and `k1s image rm`).
+pub fn all_attempt_dirs(pods_dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(pods_dir).into_iter().flatten().flatten().flat_map(|p| attempt_dirs(&p.path())).collect()
 }
 
 /// Whether `path` is a mount point (its device differs from its parent's).

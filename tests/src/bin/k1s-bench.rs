@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use http_body_util::BodyExt;
+use k1s_tests::bench::{ms, pct, rss_kb};
 use k1s_tests::{Identity, Server};
 use kube::Client;
 use serde_json::json;
@@ -22,18 +23,6 @@ struct Row {
     p99: String,
     rate: String,
     goal: String,
-}
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
 async fn send(client: &Client, req: http::Request<Vec<u8>>) -> anyhow::Result<(u16, bytes::Bytes)> {
@@ -83,13 +72,6 @@ where
     let v = std::mem::take(&mut *lat.lock().await);
     let rate = v.len() as f64 / elapsed;
     Ok((v, rate))
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
 }
 
 fn machine() -> String {
