@@ -72,7 +72,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     // Controllers and the agent reach the API in-process: kube's client over the router, no socket.
     let client = kube::Client::new(api.router(), "default");
-    tokio::spawn(k1s_controllers::binder::run(client.clone(), node_name.clone()));
+    tokio::spawn(k1s_controllers::scheduler::run(client.clone()));
+    tokio::spawn(k1s_controllers::job::run(client.clone()));
+    tokio::spawn(k1s_controllers::gc::run(client.clone()));
     let agent = k1s_agent::Agent::start(
         client,
         k1s_agent::AgentConfig {

@@ -1,5 +1,7 @@
-//! Control loops that talk to the API only through kube's client: for now the binder that schedules every
-//! unbound Pod onto the one node (the scheduler issue replaces it with fit checks: resources, nodeSelector,
-//! taints).
+//! Control loops that talk to the API only through kube's client: the scheduler, the Job controller (with
+//! the TTL-after-finished controller) and the garbage collector. Each keeps a pure planning core, table-tested,
+//! and an apply step that only makes API calls.
 
-pub mod binder;
+pub mod gc;
+pub mod job;
+pub mod scheduler;

@@ -3,4 +3,7 @@
 mod agent;
 mod api;
 mod e2e;
+mod gc;
+mod jobs;
 mod kubectl;
+mod scheduler;
