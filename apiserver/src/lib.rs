@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod namespaces;
 pub mod node;
 pub mod openapi;

@@ -2,7 +2,11 @@
 //! "delete namespace" means): a Terminating namespace has its objects deleted, then is removed.
 //!
 //! Event-driven: woken by namespace changes; while a namespace still holds objects (pods in their grace
-//! period), it retries every second.
+//! period, objects waiting for the garbage collector), it retries every second. Objects are deleted with
+//! `propagationPolicy: Background` as upstream's namespace deleter does: everything in the namespace goes anyway,
+//! so a kind's orphaning default (Jobs) would only make the garbage collector strip references first. The
+//! namespace itself goes once it is empty and has no finalizers left in `metadata.finalizers` (a namespace deleted
+//! in the foreground or orphaning waits for the garbage collector like any object).
 
 use std::time::Duration;
 
@@ -51,7 +55,8 @@ pub async fn sweep(registry: &Registry) -> bool {
             for o in &objs {
                 remaining += 1;
                 if !meta::is_deleting(o) {
-                    if let Err(e) = registry.delete(info, Some(name), meta::name(o), &DeleteOptions::default()).await {
+                    let background = DeleteOptions { propagation_policy: Some("Background".into()), ..DeleteOptions::default() };
+                    if let Err(e) = registry.delete(info, Some(name), meta::name(o), &background).await {
                         if e.code != 404 {
                             tracing::warn!(namespace = name, object = meta::name(o), error = %e, "namespace cleanup: delete failed");
                         }
@@ -59,7 +64,7 @@ pub async fn sweep(registry: &Registry) -> bool {
                 }
             }
         }
-        if remaining == 0 {
+        if remaining == 0 && meta::finalizers(ns).is_empty() {
             let rv = ns.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok());
             match registry.remove(ns_info, None, name, rv).await {
                 Ok(()) => tracing::info!(namespace = name, "namespace deleted"),

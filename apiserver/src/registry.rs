@@ -16,7 +16,7 @@ use k1s_store::{KeyValue, Revision, Store, StoreError};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::strategy::{self, DeleteMode};
+use crate::strategy::{self, DeleteMode, GcPolicy};
 
 /// How often a write retries its compare-and-swap before giving up with a conflict.
 const MAX_RETRIES: usize = 64;
@@ -66,9 +66,6 @@ impl DeleteOptions {
             o.precondition_resource_version = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
             o.propagation_policy = v.get("propagationPolicy").and_then(Value::as_str).map(str::to_string);
             o.orphan_dependents = v.get("orphanDependents").and_then(Value::as_bool);
-            if o.orphan_dependents == Some(true) && o.propagation_policy.is_none() {
-                o.propagation_policy = Some("Orphan".into());
-            }
             o.dry_run = v.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
         }
         if let Some(g) = query.get("gracePeriodSeconds") {
@@ -76,6 +73,21 @@ impl DeleteOptions {
         }
         if let Some(p) = query.get("propagationPolicy") {
             o.propagation_policy = Some(p.clone());
+        }
+        if let Some(v) = query.get("orphanDependents") {
+            o.orphan_dependents = Some(v.parse().map_err(|_| ApiError::bad_request(format!("orphanDependents: invalid value {v:?}: must be true or false")))?);
+        }
+        // The deprecated orphanDependents is the policy Orphan (true) or Background (false); naming both is an error.
+        if let Some(orphan) = o.orphan_dependents {
+            if let Some(p) = &o.propagation_policy {
+                return Err(ApiError {
+                    code: 422,
+                    reason: "Invalid",
+                    message: format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Invalid value: {p:?}: orphanDependents and deletionPropagation cannot be both set"),
+                    details: json!({"kind": "DeleteOptions", "group": "meta.k8s.io", "causes": [{"reason": "FieldValueInvalid", "message": format!("Invalid value: {p:?}: orphanDependents and deletionPropagation cannot be both set"), "field": "propagationPolicy"}]}),
+                });
+            }
+            o.propagation_policy = Some(if orphan { "Orphan" } else { "Background" }.into());
         }
         if query.get("dryRun").is_some_and(|d| d == "All") {
             o.dry_run = true;
@@ -89,6 +101,34 @@ impl DeleteOptions {
         }
         Ok(o)
     }
+}
+
+/// The garbage collector's finalizer for `propagationPolicy: Orphan` (metav1.FinalizerOrphanDependents).
+pub const ORPHAN_FINALIZER: &str = "orphan";
+/// The garbage collector's finalizer for `propagationPolicy: Foreground` (metav1.FinalizerDeleteDependents).
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// The finalizers an object has after a delete (upstream `deletionFinalizersForGarbageCollection`): the request's
+/// policy decides; without one, an `orphan` or `foregroundDeletion` finalizer already there does; else the kind's
+/// default. Other finalizers are kept as they are.
+pub fn deletion_finalizers(current: &[String], policy: Option<&str>, default: GcPolicy) -> Vec<String> {
+    let has = |f: &str| current.iter().any(|c| c == f);
+    let (orphan, foreground) = match policy {
+        Some("Orphan") => (true, false),
+        Some("Foreground") => (false, true),
+        Some(_) => (false, false),
+        None if has(ORPHAN_FINALIZER) => (true, false),
+        None if has(FOREGROUND_FINALIZER) => (false, true),
+        None => (default == GcPolicy::OrphanDependents, false),
+    };
+    let mut out: Vec<String> = current.iter().filter(|f| *f != ORPHAN_FINALIZER && *f != FOREGROUND_FINALIZER).cloned().collect();
+    if orphan {
+        out.push(ORPHAN_FINALIZER.into());
+    }
+    if foreground {
+        out.push(FOREGROUND_FINALIZER.into());
+    }
+    out
 }
 
 /// The storage key of an object.
@@ -746,9 +786,16 @@ impl Registry {
 
     /// DELETE one object. Returns the object and 200, also while deletion waits (grace period, finalizers,
     /// namespace contents): upstream answers 202 only then *and* with `orphanDependents: false`.
+    ///
+    /// The propagation policy becomes finalizers the garbage collector acts on ([`deletion_finalizers`]): an object
+    /// that keeps any finalizer, or whose kind deletes gracefully, stays with `deletionTimestamp` set. As upstream
+    /// (`BeforeDelete`), a graceful deletion already under way is only shortened, never re-decided; one held only by
+    /// finalizers takes the new request's policy (a later Foreground swaps `orphan` for `foregroundDeletion`, a
+    /// later Background drops both and, with no other finalizer left, removes the object).
     pub async fn delete(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<(Value, StatusCode)> {
         let k = key(info, ns, name);
         let strategy = strategy::for_resource(info);
+        let deferred = if opts.orphan_dependents == Some(false) { StatusCode::ACCEPTED } else { StatusCode::OK };
         for _ in 0..MAX_RETRIES {
             let kv = self.store.get(&k).map_err(|e| ApiError::from_store(info, name, e))?.ok_or_else(|| ApiError::not_found(info, name))?;
             let old = decode_kv(&kv)?;
@@ -767,44 +814,68 @@ impl Registry {
                     ));
                 }
             }
-            let mode = match strategy.delete_mode(&old, opts.grace_period_seconds) {
-                // Finalizers hold any object; a pod's grace period still applies to its containers.
-                DeleteMode::Immediate if !meta::finalizers(&old).is_empty() => DeleteMode::Finalize,
-                m => m,
+            let mode = strategy.delete_mode(&old, opts.grace_period_seconds);
+            let grace = match mode {
+                DeleteMode::Graceful { grace } => Some(grace),
+                DeleteMode::Immediate | DeleteMode::Finalize => None,
             };
-            if opts.dry_run {
+            // Kinds whose deletion always waits (namespaces, for their contents).
+            let hold = mode == DeleteMode::Finalize;
+            let pending = old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
+            if meta::is_deleting(&old) && pending > 0 && grace.unwrap_or(0) >= pending {
+                // A graceful deletion under way: only a shorter grace period changes anything.
                 let mut o = old;
                 externalize(info, &mut o);
-                return Ok((o, StatusCode::OK));
+                return Ok((o, deferred));
             }
-            let grace = match mode {
-                DeleteMode::Immediate => {
-                    match self.store.delete(&k, Some(kv.mod_revision)) {
-                        Ok(c) => {
-                            c.durable().await.map_err(|e| ApiError::from_store(info, name, e))?;
-                            let mut o = old;
-                            meta::metadata_mut(&mut o).insert("resourceVersion".into(), Value::String(c.revision.to_string()));
-                            externalize(info, &mut o);
-                            return Ok((o, StatusCode::OK));
-                        }
-                        Err(StoreError::Conflict { .. }) => continue,
-                        Err(e) => return Err(ApiError::from_store(info, name, e)),
-                    }
+            let current = meta::finalizers(&old);
+            let finalizers = deletion_finalizers(&current, opts.propagation_policy.as_deref(), strategy.default_gc_policy());
+            let same_finalizers = finalizers.len() == current.len() && finalizers.iter().all(|f| current.contains(f));
+            if grace.is_none() && !hold && finalizers.is_empty() {
+                let mut o = old;
+                if opts.dry_run {
+                    externalize(info, &mut o);
+                    return Ok((o, StatusCode::OK));
                 }
-                DeleteMode::Graceful { grace } => grace,
-                DeleteMode::Finalize => 0,
-            };
-            let deferred = if opts.orphan_dependents == Some(false) { StatusCode::ACCEPTED } else { StatusCode::OK };
-            let pending = old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
-            if meta::is_deleting(&old) && pending.is_none_or(|p| p <= grace) {
+                match self.store.delete(&k, Some(kv.mod_revision)) {
+                    Ok(c) => {
+                        c.durable().await.map_err(|e| ApiError::from_store(info, name, e))?;
+                        meta::metadata_mut(&mut o).insert("resourceVersion".into(), Value::String(c.revision.to_string()));
+                        externalize(info, &mut o);
+                        return Ok((o, StatusCode::OK));
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(ApiError::from_store(info, name, e)),
+                }
+            }
+            if meta::is_deleting(&old) && same_finalizers && grace.is_none() && pending == 0 {
+                // Already waiting for its finalizers (or namespace contents), and this request changes none of them.
                 let mut o = old;
                 externalize(info, &mut o);
                 return Ok((o, deferred));
             }
             let mut new = old.clone();
-            strategy::mark_deleting(&mut new, grace);
+            if !same_finalizers {
+                let m = meta::metadata_mut(&mut new);
+                if finalizers.is_empty() {
+                    m.remove("finalizers");
+                } else {
+                    m.insert("finalizers".into(), json!(finalizers));
+                }
+            }
+            if !meta::is_deleting(&old) {
+                // Upstream `markAsDeleting`/`BeforeDelete`: the start of deletion is a new generation.
+                if let Some(g) = old.pointer("/metadata/generation").and_then(Value::as_i64).filter(|g| *g > 0) {
+                    meta::metadata_mut(&mut new).insert("generation".into(), json!(g + 1));
+                }
+            }
+            strategy::mark_deleting(&mut new, grace.unwrap_or(0));
             if info.storage == "core/namespaces" {
                 meta::set_path(&mut new, &["status", "phase"], json!("Terminating"));
+            }
+            if opts.dry_run {
+                externalize(info, &mut new);
+                return Ok((new, deferred));
             }
             match self.store.update(&k, encode(&mut new), kv.mod_revision) {
                 Ok(c) => {
@@ -907,5 +978,40 @@ mod tests {
             assert_eq!(v["metadata"]["resourceVersion"], "7");
         }
         assert!(splice_resource_version(br#"{"kind":"X"}"#, 7).is_none());
+    }
+
+    #[test]
+    fn deletion_finalizers_follow_policy_then_existing_then_default() {
+        use GcPolicy::{DeleteDependents as Bg, OrphanDependents as Orph};
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let cases: &[(&[&str], Option<&str>, GcPolicy, &[&str])] = &[
+            (&[], None, Bg, &[]),
+            (&[], None, Orph, &["orphan"]),
+            (&[], Some("Background"), Orph, &[]),
+            (&[], Some("Foreground"), Bg, &["foregroundDeletion"]),
+            (&["x/keep"], Some("Orphan"), Bg, &["x/keep", "orphan"]),
+            // A later request swaps one GC finalizer for the other, or drops both; others stay.
+            (&["orphan", "x/keep"], Some("Foreground"), Bg, &["x/keep", "foregroundDeletion"]),
+            (&["foregroundDeletion"], Some("Background"), Orph, &[]),
+            // No policy: an existing GC finalizer wins over the kind's default.
+            (&["foregroundDeletion"], None, Orph, &["foregroundDeletion"]),
+            (&["orphan"], None, Bg, &["orphan"]),
+        ];
+        for (current, policy, default, want) in cases {
+            assert_eq!(deletion_finalizers(&v(current), *policy, *default), v(want), "{current:?} {policy:?} {default:?}");
+        }
+    }
+
+    #[test]
+    fn delete_options_orphan_dependents_is_a_policy() {
+        let q = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<std::collections::HashMap<_, _>>();
+        let o = DeleteOptions::parse(br#"{"orphanDependents": true}"#, &q(&[])).unwrap();
+        assert_eq!(o.propagation_policy.as_deref(), Some("Orphan"));
+        let o = DeleteOptions::parse(b"", &q(&[("orphanDependents", "false")])).unwrap();
+        assert_eq!(o.propagation_policy.as_deref(), Some("Background"));
+        assert_eq!(o.orphan_dependents, Some(false));
+        let e = DeleteOptions::parse(br#"{"orphanDependents": true, "propagationPolicy": "Foreground"}"#, &q(&[])).unwrap_err();
+        assert_eq!(e.code, 422);
+        assert!(DeleteOptions::parse(b"", &q(&[("propagationPolicy", "Sideways")])).is_err());
     }
 }

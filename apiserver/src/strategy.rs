@@ -18,6 +18,16 @@ pub enum DeleteMode {
     Finalize,
 }
 
+/// What deleting an object does to its dependents when the request names no propagation policy (upstream
+/// `rest.GarbageCollectionPolicy`, a strategy's `DefaultGarbageCollectionPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GcPolicy {
+    /// Background: the owner goes, the garbage collector then deletes its dependents.
+    DeleteDependents,
+    /// The `orphan` finalizer: the garbage collector removes the dependents' references to the owner first.
+    OrphanDependents,
+}
+
 pub trait Strategy: Send + Sync {
     /// Defaults and status reset on create. `uid` is the new object's uid.
     fn prepare_for_create(&self, info: &ResourceInfo, obj: &mut Value, uid: &str) {
@@ -52,6 +62,11 @@ pub trait Strategy: Send + Sync {
     fn delete_mode(&self, obj: &Value, requested_grace: Option<i64>) -> DeleteMode {
         let _ = (obj, requested_grace);
         DeleteMode::Immediate
+    }
+
+    /// The propagation of a delete that names none and finds no `orphan`/`foregroundDeletion` finalizer.
+    fn default_gc_policy(&self) -> GcPolicy {
+        GcPolicy::DeleteDependents
     }
 }
 
@@ -167,6 +182,26 @@ impl Strategy for Jobs {
     fn has_generation(&self) -> bool {
         true
     }
+
+    /// Upstream's Job strategy answers OrphanDependents for batch/v1 ("for backwards compatibility"): a Job deleted
+    /// without a policy leaves its Pods. kubectl sends Background explicitly; kube-rs's `DeleteParams::default()`
+    /// sends nothing and orphans.
+    fn default_gc_policy(&self) -> GcPolicy {
+        GcPolicy::OrphanDependents
+    }
+}
+
+/// Events written through events.k8s.io/v1 carry `eventTime`/`series`; their core/v1 view gets the deprecated
+/// fields filled from those (see `k1s_api::events::fill_deprecated` and ARCHITECTURE.md).
+struct Events;
+impl Strategy for Events {
+    fn prepare_for_create(&self, _: &ResourceInfo, obj: &mut Value, _: &str) {
+        k1s_api::events::fill_deprecated(obj, None);
+    }
+
+    fn prepare_for_update(&self, _: &ResourceInfo, new: &mut Value, old: &Value) {
+        k1s_api::events::fill_deprecated(new, Some(old));
+    }
 }
 
 /// Nodes are created by their agent with a status (upstream keeps it).
@@ -210,6 +245,7 @@ pub fn for_resource(info: &ResourceInfo) -> &'static dyn Strategy {
         "core/nodes" => &Nodes,
         "core/secrets" => &Secrets,
         "batch/jobs" => &Jobs,
+        "core/events" => &Events,
         _ => &Default,
     }
 }

@@ -60,9 +60,17 @@ fn row(info: &ResourceInfo, obj: &Value, include: Include, now: i64) -> Value {
 
 /// A Table of `items` (external form). `metadata` is the list metadata (resourceVersion, continue).
 /// `with_columns` is false for watch events after the first, as upstream sends them.
+///
+/// Events come oldest first by when they were last seen: `kubectl get events` (1.33) prints rows in the order the
+/// server sends them and sorts only with `--sort-by`, and an Event's name says nothing about when it last happened.
 pub fn table(info: &ResourceInfo, items: &[Value], include: Include, metadata: Value, with_columns: bool) -> Value {
     let now = now();
-    let rows: Vec<Value> = items.iter().map(|o| row(info, o, include, now)).collect();
+    let mut order: Vec<&Value> = items.iter().collect();
+    if info.storage == "core/events" {
+        // Stable: equal times keep the store's (name) order.
+        order.sort_by_key(|o| k1s_api::events::last_seen(o));
+    }
+    let rows: Vec<Value> = order.into_iter().map(|o| row(info, o, include, now)).collect();
     let columns = if with_columns { tables::columns(info) } else { json!([]) };
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": columns, "rows": rows})
 }

@@ -50,6 +50,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let api = ApiServer::new(Arc::new(store.clone()), format!("{client_host}:{}", local.port()));
     api.bootstrap().await.map_err(|e| anyhow::anyhow!("creating the built-in namespaces: {e}"))?;
     tokio::spawn(k1s_apiserver::namespaces::run(api.registry().clone()));
+    tokio::spawn(k1s_apiserver::events::run(api.registry().clone(), k1s_apiserver::events::DEFAULT_TTL));
 
     let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string(), hostname()];
     for extra in [client_host.to_string(), node_name.clone()] {
