@@ -253,6 +253,9 @@ impl Worker {
             }
             if gone {
                 self.terminate(Duration::from_secs(1)).await;
+                if let Err(e) = self.shared.runtime.remove_sandbox(&self.uid).await {
+                    tracing::warn!(pod = %self.uid, error = %e, "removing the sandbox");
+                }
                 return;
             }
             let Some(pod) = self.pod.clone() else { continue };
@@ -346,6 +349,12 @@ impl Worker {
                 Action::KillPod => {
                     let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30).max(0) as u64;
                     self.terminate(Duration::from_secs(grace)).await;
+                    // Like the kubelet, report the terminal phase (Failed unless every container exited 0) before
+                    // the object goes: a finalizer may keep it, and controllers (Jobs) count what it says.
+                    self.write_status(pod, &d).await;
+                    if let Err(e) = self.shared.runtime.remove_sandbox(&self.uid).await {
+                        tracing::warn!(pod = %self.uid, error = %e, "removing the sandbox");
+                    }
                     self.finalize(pod).await;
                     return SyncResult::Done;
                 }
@@ -532,7 +541,7 @@ impl Worker {
         Ok((spec, limits))
     }
 
-    /// Stop every running container (SIGTERM, grace, SIGKILL) and remove the sandbox.
+    /// Stop every running container (SIGTERM, grace, SIGKILL) and record how each exited.
     async fn terminate(&mut self, grace: Duration) {
         if let Some(pod) = &self.pod {
             for (name, v) in &self.rt.containers {
@@ -548,8 +557,14 @@ impl Worker {
             }
         }
         futures::future::join_all(stops).await;
-        if let Err(e) = self.shared.runtime.remove_sandbox(&self.uid).await {
-            tracing::warn!(pod = %self.uid, error = %e, "removing the sandbox");
+        // Record the exits now (the pidfd watchers may not have reported yet): the terminal status needs them.
+        for (name, v) in self.rt.containers.iter_mut() {
+            if v.running.is_some() {
+                if let Some(exit) = self.rt.dirs.get(name).and_then(|d| runtime::read_exit(d)) {
+                    v.running = None;
+                    v.exited = Some(exit);
+                }
+            }
         }
     }
 

@@ -102,7 +102,8 @@ fn condition(old: &Value, ty: &str, status: bool, reason: Option<&str>, now: &st
 pub fn pod_status(v: &PodView<'_>) -> Value {
     let old = v.pod.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or_default()).unwrap_or_else(|| json!({}));
     let spec = v.pod.spec.clone().unwrap_or_default();
-    let terminal = plan::is_terminal(v.desired, v.observed);
+    // A Pod being deleted whose containers have all stopped is terminal too, as the kubelet reports it.
+    let terminal = plan::is_terminal(v.desired, v.observed) || v.desired.deleting && v.containers.values().all(|c| c.running.is_none());
     let inits_done = v.desired.init_containers.iter().all(|n| v.containers.get(n).and_then(|c| c.exited.as_ref()).is_some_and(|e| e.exit_code == 0));
     let all_ready = spec.containers.iter().all(|c| v.containers.get(&c.name).is_some_and(|x| x.running.is_some() && x.waiting.is_none()));
     let any_started = spec.containers.iter().any(|c| v.containers.get(&c.name).is_some_and(|x| x.running.is_some() || x.exited.is_some()));

@@ -74,10 +74,14 @@ fn job_spec(spec: &mut Value) {
         default_path(spec, &["completions"], json!(1));
     }
     default_path(spec, &["parallelism"], json!(1));
-    default_path(spec, &["backoffLimit"], json!(6));
+    // With a per-index limit the global one is off unless set (upstream `SetDefaults_Job`).
+    let per_index = spec.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null());
+    default_path(spec, &["backoffLimit"], json!(if per_index { i32::MAX } else { 6 }));
     default_path(spec, &["completionMode"], json!("NonIndexed"));
     default_path(spec, &["suspend"], json!(false));
-    default_path(spec, &["podReplacementPolicy"], json!("TerminatingOrFailed"));
+    // A pod failure policy needs to see each Pod fail, so replacements wait for it (upstream default).
+    let policy = spec.get("podFailurePolicy").is_some_and(|v| !v.is_null());
+    default_path(spec, &["podReplacementPolicy"], json!(if policy { "Failed" } else { "TerminatingOrFailed" }));
     if let Some(ps) = spec.pointer_mut("/template/spec") {
         pod_spec(ps);
     }

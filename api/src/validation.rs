@@ -5,7 +5,7 @@
 //! rules a user trips over first. The kubectl-compatibility issue deepens it.
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::resources::ResourceInfo;
 use crate::selectors::LabelSelector;
@@ -671,6 +671,7 @@ fn validate_job(obj: &Value, errs: &mut Vec<FieldError>) {
         None | Some("") => errs.push(FieldError::required("spec.template.spec.restartPolicy", "valid values: \"OnFailure\", \"Never\"")),
         Some(_) => errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", &rp, &["OnFailure", "Never"])),
     }
+    validate_job_modes(spec, rp.as_str(), errs);
     if let Some(sel) = spec.get("selector").filter(|s| !s.is_null()) {
         match LabelSelector::from_label_selector_json(sel) {
             Err(e) => errs.push(FieldError::invalid("spec.selector", sel, e.0)),
@@ -680,6 +681,102 @@ fn validate_job(obj: &Value, errs: &mut Vec<FieldError>) {
                 } else if !s.matches_json(template.pointer("/metadata/labels")) {
                     errs.push(FieldError::invalid("spec.template.metadata.labels", template.pointer("/metadata/labels").unwrap_or(&Value::Null), "`selector` does not match template `labels`"));
                 }
+            }
+        }
+    }
+}
+
+/// Completion modes, per-index back-off, pod failure and success policies, replacement policy: the upstream
+/// rules on how these fields combine (`ValidateJobSpec`), with messages that say what to change.
+fn validate_job_modes(spec: &Value, restart_policy: Option<&str>, errs: &mut Vec<FieldError>) {
+    let set = |f: &str| spec.get(f).filter(|v| !v.is_null());
+    let mode = set("completionMode").and_then(Value::as_str).unwrap_or("NonIndexed");
+    if !matches!(mode, "NonIndexed" | "Indexed") {
+        errs.push(FieldError::not_supported("spec.completionMode", &json!(mode), &["NonIndexed", "Indexed"]));
+    }
+    let indexed = mode == "Indexed";
+    let completions = set("completions").and_then(Value::as_i64);
+    if indexed && completions.is_none() {
+        errs.push(FieldError::required("spec.completions", "when completion mode is Indexed"));
+    }
+    if let Some(v) = set("backoffLimitPerIndex") {
+        if !indexed {
+            errs.push(FieldError::forbidden("spec.backoffLimitPerIndex", "requires indexed completion mode (spec.completionMode: Indexed)"));
+        }
+        if v.as_i64().is_some_and(|n| n < 0) {
+            errs.push(FieldError::invalid("spec.backoffLimitPerIndex", v, "must be greater than or equal to 0"));
+        }
+    }
+    if let Some(v) = set("maxFailedIndexes") {
+        if set("backoffLimitPerIndex").is_none() {
+            errs.push(FieldError::required("spec.backoffLimitPerIndex", "when maxFailedIndexes is specified"));
+        }
+        if let (Some(n), Some(c)) = (v.as_i64(), completions) {
+            if n < 0 || n > c {
+                errs.push(FieldError::invalid("spec.maxFailedIndexes", v, "must be greater than or equal to 0 and less than or equal to completions"));
+            }
+        }
+    }
+    if let Some(v) = set("podReplacementPolicy") {
+        let supported: &[&str] = if set("podFailurePolicy").is_some() { &["Failed"] } else { &["TerminatingOrFailed", "Failed"] };
+        if !v.as_str().is_some_and(|p| supported.contains(&p)) {
+            errs.push(FieldError::not_supported("spec.podReplacementPolicy", v, supported));
+        }
+    }
+    if let Some(policy) = set("podFailurePolicy") {
+        if restart_policy != Some("Never") {
+            errs.push(FieldError::invalid(
+                "spec.template.spec.restartPolicy",
+                &json!(restart_policy.unwrap_or("")),
+                "only \"Never\" is supported when podFailurePolicy is specified",
+            ));
+        }
+        let rules = policy.get("rules").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        for (i, rule) in rules.iter().enumerate() {
+            let path = format!("spec.podFailurePolicy.rules[{i}]");
+            let actions: &[&str] = &["Count", "FailIndex", "FailJob", "Ignore"];
+            let action = rule.get("action").cloned().unwrap_or(Value::Null);
+            match action.as_str() {
+                Some("FailIndex") if set("backoffLimitPerIndex").is_none() => {
+                    errs.push(FieldError::forbidden(format!("{path}.action"), "the FailIndex action requires backoffLimitPerIndex"));
+                }
+                Some(a) if actions.contains(&a) => {}
+                None => errs.push(FieldError::required(format!("{path}.action"), "one of \"Count\", \"FailIndex\", \"FailJob\", \"Ignore\"")),
+                Some(_) => errs.push(FieldError::not_supported(format!("{path}.action"), &action, actions)),
+            }
+            let codes = rule.get("onExitCodes").filter(|v| !v.is_null());
+            let conds = rule.get("onPodConditions").and_then(Value::as_array).filter(|a| !a.is_empty());
+            match (codes, conds) {
+                (Some(_), Some(_)) => errs.push(FieldError::invalid(path.clone(), rule, "specifying both OnExitCodes and OnPodConditions is not supported")),
+                (None, None) => errs.push(FieldError::invalid(path.clone(), rule, "specifying one of OnExitCodes and OnPodConditions is required")),
+                _ => {}
+            }
+            if let Some(codes) = codes {
+                let op = codes.get("operator").cloned().unwrap_or(Value::Null);
+                if !matches!(op.as_str(), Some("In" | "NotIn")) {
+                    errs.push(FieldError::not_supported(format!("{path}.onExitCodes.operator"), &op, &["In", "NotIn"]));
+                }
+                let values: Vec<i64> = codes.get("values").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default();
+                if values.is_empty() {
+                    errs.push(FieldError::required(format!("{path}.onExitCodes.values"), "at least one exit code"));
+                }
+                if op.as_str() == Some("In") && values.contains(&0) {
+                    errs.push(FieldError::invalid(format!("{path}.onExitCodes.values"), &json!(0), "must not be 0 for the In operator"));
+                }
+            }
+        }
+    }
+    if let Some(sp) = set("successPolicy") {
+        if !indexed {
+            errs.push(FieldError::invalid("spec.successPolicy", sp, "requires indexed completion mode (spec.completionMode: Indexed)"));
+        }
+        let rules = sp.get("rules").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        if rules.is_empty() || rules.len() > 20 {
+            errs.push(FieldError::invalid("spec.successPolicy.rules", sp.get("rules").unwrap_or(&Value::Null), "must have at least 1 and at most 20 rules"));
+        }
+        for (i, rule) in rules.iter().enumerate() {
+            if rule.get("succeededIndexes").is_none_or(Value::is_null) && rule.get("succeededCount").is_none_or(Value::is_null) {
+                errs.push(FieldError::required(format!("spec.successPolicy.rules[{i}]"), "at least one of succeededCount or succeededIndexes must be specified"));
             }
         }
     }
@@ -724,7 +821,6 @@ fn validate_pod_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
 mod tests {
     use super::*;
     use crate::resources::find;
-    use serde_json::json;
 
     fn msgs(errs: &[FieldError]) -> Vec<String> {
         errs.iter().map(ToString::to_string).collect()
