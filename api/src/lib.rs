@@ -8,6 +8,7 @@ pub mod defaults;
 pub mod events;
 pub mod meta;
 pub mod protobuf;
+pub mod quantity;
 pub mod resources;
 pub mod selectors;
 pub mod smp;

@@ -1,4 +1,0 @@
-//! Placeholder for the scheduler loop (being written).
-
-/// Run the loop forever.
-pub async fn run(_client: kube::Client) {}
