@@ -112,6 +112,7 @@ impl Agent {
         if !recovered.is_empty() {
             tracing::info!(pods = recovered.len(), "recovered sandboxes from the state directory");
         }
+        let events = events::Recorder::start(client.clone(), cfg.node_name.clone());
         let shared = Arc::new(pods::Shared {
             client,
             runtime: rt,
@@ -119,6 +120,7 @@ impl Agent {
             node_name: cfg.node_name.clone(),
             host_ip: node.host_ip.to_string(),
             recovered: Mutex::new(recovered),
+            events,
         });
         tracing::info!(node = %cfg.node_name, elapsed_ms = t0.elapsed().as_millis() as u64, "node agent ready");
         Ok(Agent { shared, node })

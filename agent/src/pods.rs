@@ -30,6 +30,8 @@ pub struct Shared {
     pub host_ip: String,
     /// Sandboxes found on disk at start, handed to their worker when its Pod shows up.
     pub recovered: Mutex<HashMap<String, PodRuntime>>,
+    /// Pod events, aggregated and written in the background.
+    pub events: events::Recorder,
 }
 
 /// What a worker knows about its Pod's sandbox and containers.

@@ -984,7 +984,8 @@ mod tests {
     fn deletion_finalizers_follow_policy_then_existing_then_default() {
         use GcPolicy::{DeleteDependents as Bg, OrphanDependents as Orph};
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let cases: &[(&[&str], Option<&str>, GcPolicy, &[&str])] = &[
+        type Case<'a> = (&'a [&'a str], Option<&'a str>, GcPolicy, &'a [&'a str]);
+        let cases: &[Case] = &[
             (&[], None, Bg, &[]),
             (&[], None, Orph, &["orphan"]),
             (&[], Some("Background"), Orph, &[]),

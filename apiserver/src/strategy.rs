@@ -48,9 +48,7 @@ pub trait Strategy: Send + Sync {
 
     /// A write to `/status` changes only status.
     fn prepare_for_status_update(&self, new: &mut Value, old: &Value) {
-        for f in ["spec"] {
-            copy_field(new, old, f);
-        }
+        copy_field(new, old, "spec");
     }
 
     /// Whether `metadata.generation` tracks spec changes.
