@@ -47,13 +47,16 @@ pub fn to_core_v1(obj: &mut Value) {
     rename(obj, 1, "v1");
 }
 
-/// When an Event (either version's form) was last seen: the newest of `lastTimestamp`, `series.lastObservedTime`,
-/// `eventTime` and `metadata.creationTimestamp`. Expiry and `kubectl get events` ordering go by it.
+/// When an Event (either version's form) was last seen: the newest of `lastTimestamp`, `series.lastObservedTime`
+/// and `eventTime`; `metadata.creationTimestamp` when it carries none of them. `kubectl get events` ordering goes by
+/// it; expiry by it or the creation, whichever is later (see the API server's event sweep).
 pub fn last_seen(obj: &Value) -> Option<k8s_openapi::jiff::Timestamp> {
-    ["/lastTimestamp", "/deprecatedLastTimestamp", "/series/lastObservedTime", "/eventTime", "/metadata/creationTimestamp"]
+    let time = |p: &str| obj.pointer(p).and_then(Value::as_str).and_then(parse_time);
+    ["/lastTimestamp", "/deprecatedLastTimestamp", "/series/lastObservedTime", "/eventTime"]
         .iter()
-        .filter_map(|p| obj.pointer(p).and_then(Value::as_str).and_then(parse_time))
+        .filter_map(|p| time(p))
         .max()
+        .or_else(|| time("/metadata/creationTimestamp"))
 }
 
 fn whole_seconds(t: k8s_openapi::jiff::Timestamp) -> String {
@@ -105,11 +108,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn last_seen_is_the_newest_time_in_either_form() {
+    fn last_seen_is_the_newest_time_in_either_form_else_the_creation() {
         let t = |s: &str| parse_time(s).unwrap();
         let cases: &[(Value, Option<&str>)] = &[
             (json!({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}}), Some("2026-01-01T00:00:00Z")),
             (json!({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}, "lastTimestamp": "2026-01-01T00:05:00Z"}), Some("2026-01-01T00:05:00Z")),
+            // Written later than it happened (a relayed or replayed Event): it is ordered by when it happened.
+            (json!({"metadata": {"creationTimestamp": "2026-01-01T01:00:00Z"}, "lastTimestamp": "2026-01-01T00:05:00Z"}), Some("2026-01-01T00:05:00Z")),
             (json!({"eventTime": "2026-01-01T00:01:00.123456Z", "series": {"count": 3, "lastObservedTime": "2026-01-01T00:09:00.000001Z"}}), Some("2026-01-01T00:09:00.000001Z")),
             (json!({"deprecatedLastTimestamp": "2026-01-01T00:02:00Z", "eventTime": "2026-01-01T00:01:00Z"}), Some("2026-01-01T00:02:00Z")),
             (json!({"lastTimestamp": null}), None),

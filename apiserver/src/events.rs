@@ -2,9 +2,10 @@
 //! `--event-ttl`, default 1h, which it implements as an etcd lease on every Event write).
 //!
 //! k1s's store has no leases, so a background sweep in the API server does it: every `ttl / 60` (at least 50 ms,
-//! at most a minute) it removes the Events whose last-seen time ([`k1s_api::events::last_seen`]) is older than the
-//! TTL. The removal is conditional on the revision it read, so an Event that is being counted up at that moment
-//! stays.
+//! at most a minute) it removes the Events whose last-seen time ([`k1s_api::events::last_seen`]), or creation if
+//! that is later, is older than the TTL: like the lease, an Event lives at least the TTL after it was written, even
+//! one that reports something older. The removal is conditional on the revision it read, so an Event that is being
+//! counted up at that moment stays.
 
 use std::time::Duration;
 
@@ -42,8 +43,9 @@ pub async fn sweep(registry: &Registry, ttl: Duration) -> usize {
     let ttl_ms = ttl.as_millis() as i64;
     let mut removed = 0;
     for ev in &all {
-        // An Event without any time at all cannot be aged; it would have come with a creationTimestamp.
-        let Some(seen) = k1s_api::events::last_seen(ev) else { continue };
+        let created = ev.pointer("/metadata/creationTimestamp").and_then(Value::as_str).and_then(meta::parse_time);
+        // An Event without any time at all cannot be aged (the API server always sets creationTimestamp).
+        let Some(seen) = k1s_api::events::last_seen(ev).max(created) else { continue };
         if seen.as_millisecond().saturating_add(ttl_ms) > now_ms {
             continue;
         }
