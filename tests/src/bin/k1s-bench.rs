@@ -101,6 +101,113 @@ async fn timed_start(dir: &std::path::Path, id: Identity) -> anyhow::Result<(Ser
     Ok((server, t.elapsed()))
 }
 
+/// Scheduling latency: a fake Ready Node (allocatable, a label) that only these Pods select, so the scheduler
+/// binds them there and the real agent never runs them. Time from each create's acknowledgement to its binding
+/// (spec.nodeName set) arriving on a watch: 200 Pods one after the other, then a burst of 200 from 4 clients.
+async fn scheduling(client: &Client) -> anyhow::Result<Vec<Row>> {
+    let node = json!({
+        "metadata": {"name": "bench-sched", "labels": {"k1s.bench/pool": "sched"}},
+        "status": {
+            "capacity": {"cpu": "1000", "memory": "4Ti", "pods": "100000"},
+            "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": "100000"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+        },
+    });
+    let (code, body) = send(client, post("/api/v1/nodes", node)).await?;
+    anyhow::ensure!(code == 201, "create node {code}: {}", String::from_utf8_lossy(&body));
+    send(client, post("/api/v1/namespaces", json!({"metadata": {"name": "sched"}}))).await?;
+    let rv = {
+        let (_, body) = send(client, get("/api/v1/namespaces/sched/pods")).await?;
+        serde_json::from_slice::<serde_json::Value>(&body)?["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string()
+    };
+    // One watch; the first event of each Pod with spec.nodeName set is its binding.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let watch = {
+        let c = client.clone();
+        tokio::spawn(async move {
+            let req = get(&format!("/api/v1/namespaces/sched/pods?watch=true&resourceVersion={rv}&timeoutSeconds=300"));
+            let resp = c.send(req.map(kube::client::Body::from)).await?;
+            let mut body = resp.into_body();
+            let mut buf = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame?.into_data() {
+                    buf.extend_from_slice(&data);
+                    while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = buf.drain(..=pos).collect();
+                        let at = Instant::now();
+                        let v: serde_json::Value = serde_json::from_slice(&line)?;
+                        let bound = v["object"]["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+                        let name = v["object"]["metadata"]["name"].as_str().unwrap_or("").to_string();
+                        if bound && seen.insert(name.clone()) {
+                            let _ = tx.send((name, at));
+                        }
+                    }
+                }
+            }
+            anyhow::Ok(())
+        })
+    };
+    let pod = |name: &str| {
+        json!({"metadata": {"name": name}, "spec": {"nodeSelector": {"k1s.bench/pool": "sched"},
+            "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"], "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}})
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let n = 200;
+
+    // Sequential: create, wait for the binding, next.
+    let mut seq = Vec::new();
+    for i in 0..n {
+        let name = format!("seq-{i}");
+        let (code, body) = send(client, post("/api/v1/namespaces/sched/pods", pod(&name))).await?;
+        let acked = Instant::now();
+        anyhow::ensure!(code == 201, "create {code}: {}", String::from_utf8_lossy(&body));
+        let (got, at) = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await?.context("watch ended")?;
+        anyhow::ensure!(got == name, "bound {got}, expected {name}");
+        seq.push(at.saturating_duration_since(acked));
+    }
+
+    // Burst: 4 clients create 50 each as fast as they can.
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acks = Vec::new();
+            for i in 0..n / 4 {
+                let name = format!("burst-{w}-{i}");
+                let (code, body) = send(&c, post("/api/v1/namespaces/sched/pods", pod(&name))).await?;
+                anyhow::ensure!(code == 201, "create {code}: {}", String::from_utf8_lossy(&body));
+                acks.push((name, Instant::now()));
+            }
+            anyhow::Ok(acks)
+        }));
+    }
+    let mut acks = std::collections::HashMap::new();
+    for t in tasks {
+        acks.extend(t.await??);
+    }
+    let mut bound = std::collections::HashMap::new();
+    while bound.len() < n {
+        let (name, at) = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await?.context("watch ended")?;
+        bound.insert(name, at);
+    }
+    let last = bound.values().max().copied().unwrap_or(start);
+    let mut burst: Vec<Duration> = acks.iter().map(|(name, acked)| bound.get(name).map_or(Duration::MAX, |at| at.saturating_duration_since(*acked))).collect();
+    watch.abort();
+    let rate = n as f64 / last.duration_since(start).as_secs_f64();
+    Ok(vec![
+        Row { what: format!("scheduling: create ack → binding on a watch, sequential ({n} Pods)"), p50: ms(pct(&mut seq, 0.5)), p99: ms(pct(&mut seq, 0.99)), rate: "–".into(), goal: "p99 ≤ 5 ms".into() },
+        Row {
+            what: format!("scheduling: burst of {n} Pods from 4 clients, create ack → binding"),
+            p50: ms(pct(&mut burst, 0.5)),
+            p99: ms(pct(&mut burst, 0.99)),
+            rate: format!("{rate:.0} Pods bound/s"),
+            goal: "–".into(),
+        },
+    ])
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let secs: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
@@ -269,6 +376,8 @@ async fn main() -> anyhow::Result<()> {
         h.abort();
     }
     rows.push(Row { what: format!("watch fan-out: create ack → event at all {watchers} watchers"), p50: ms(pct(&mut fan, 0.5)), p99: ms(pct(&mut fan, 0.99)), rate: "–".into(), goal: "100 watchers served".into() });
+
+    rows.extend(scheduling(&client).await?);
 
     let loaded_rss = rss_kb(pid);
     rows.push(Row { what: "idle RSS of k1s server (fresh boot)".into(), p50: format!("{:.1} MB", idle_rss as f64 / 1024.0), p99: "–".into(), rate: "–".into(), goal: "≤ 30 MB".into() });
