@@ -86,7 +86,7 @@ fn unschedulable_pod_reports_why_and_runs_once_memory_frees() {
     assert_eq!(first["spec"]["nodeName"], node.as_str());
     let c = scheduled_condition(&first).expect("PodScheduled");
     assert_eq!(c["status"], "True");
-    let scheduled = events(&s, "first", "Scheduled");
+    let scheduled = s.wait_for("a Scheduled event for first", Duration::from_secs(10), || Some(events(&s, "first", "Scheduled")).filter(|v| !v.is_empty()));
     assert_eq!(scheduled.len(), 1, "{scheduled:?}");
     assert_eq!(scheduled[0]["message"], format!("Successfully assigned default/first to {node}"));
     assert_eq!(scheduled[0]["type"], "Normal");
