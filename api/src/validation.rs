@@ -389,12 +389,10 @@ pub fn validate_update(info: &ResourceInfo, new: &Value, old: &Value) -> Vec<Fie
                 }
             }
         }
-        "core/secrets" | "core/configmaps" => {
-            if old.get("immutable") == Some(&Value::Bool(true)) {
-                for f in ["data", "binaryData", "stringData"] {
-                    if new.get(f) != old.get(f) {
-                        errs.push(FieldError::forbidden(f, "field is immutable when `immutable` is set"));
-                    }
+        "core/secrets" | "core/configmaps" if old.get("immutable") == Some(&Value::Bool(true)) => {
+            for f in ["data", "binaryData", "stringData"] {
+                if new.get(f) != old.get(f) {
+                    errs.push(FieldError::forbidden(f, "field is immutable when `immutable` is set"));
                 }
             }
         }

@@ -34,8 +34,8 @@ type Key = (String, String);
 
 /// The loop's one input type.
 enum Input {
-    Job(watcher::Event<Job>),
-    Pod(watcher::Event<Pod>),
+    Job(Box<watcher::Event<Job>>),
+    Pod(Box<watcher::Event<Pod>>),
 }
 
 #[derive(Default)]
@@ -56,8 +56,8 @@ pub async fn run(client: Client) {
     let (tx, rx) = mpsc::unbounded_channel();
     let jobs: Api<Job> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    tokio::spawn(forward(watcher(jobs, watcher::Config::default()), tx.clone(), Input::Job));
-    tokio::spawn(forward(watcher(pods, watcher::Config::default()), tx, Input::Pod));
+    tokio::spawn(forward(watcher(jobs, watcher::Config::default()), tx.clone(), |e| Input::Job(Box::new(e))));
+    tokio::spawn(forward(watcher(pods, watcher::Config::default()), tx, |e| Input::Pod(Box::new(e))));
     let recorder = Recorder::new(client.clone(), Reporter { controller: "job-controller".into(), instance: None });
     Controller::new_client(client, recorder).run(rx).await;
 }
@@ -158,7 +158,7 @@ impl Controller {
 
     fn handle(&mut self, ev: Input) {
         match ev {
-            Input::Job(ev) => match ev {
+            Input::Job(ev) => match *ev {
                 watcher::Event::Init => self.job_relist = Some(Vec::new()),
                 watcher::Event::InitApply(j) => self.job_relist.get_or_insert_with(Vec::new).push(j),
                 watcher::Event::InitDone => {
@@ -191,7 +191,7 @@ impl Controller {
                     }
                 }
             },
-            Input::Pod(ev) => match ev {
+            Input::Pod(ev) => match *ev {
                 watcher::Event::Init => self.pod_relist = Some(Vec::new()),
                 watcher::Event::InitApply(p) => self.pod_relist.get_or_insert_with(Vec::new).push(p),
                 watcher::Event::InitDone => {
@@ -323,9 +323,7 @@ impl Controller {
             let pods = pods.clone();
             async move {
                 if *free {
-                    if let Err(e) = remove_finalizer(&pods, pod).await {
-                        return Err(e);
-                    }
+                    remove_finalizer(&pods, pod).await?;
                 }
                 let dp = DeleteParams { preconditions: Some(Preconditions { uid: Some(pod.uid.clone()), resource_version: None }), ..Default::default() };
                 match pods.delete(&pod.name, &dp).await {

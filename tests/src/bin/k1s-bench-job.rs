@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
             bail!("run {run}: {:?} succeeded, {:?} failed", st.succeeded, st.failed);
         }
         // Run 0 warms the image cache and the allocator; it is reported but not counted.
-        println!("run {run}: {} ms{}", ms(took), if run == 0 { " (warm-up, not counted)" } else { "" });
+        println!("run {run}: {}{}", ms(took), if run == 0 { " (warm-up, not counted)" } else { "" });
         if run > 0 {
             times.push(took);
         }
@@ -94,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("| Job ({COMPLETIONS} completions, parallelism {PARALLELISM}, `true`) | median | best | worst |");
     println!("|---|---|---|---|");
-    println!("| create → Complete (watch) | {} ms | {} ms | {} ms |", ms(times[times.len() / 2]), ms(times[0]), ms(times[times.len() - 1]));
+    println!("| create → Complete (watch) | {} | {} | {} |", ms(times[times.len() / 2]), ms(times[0]), ms(times[times.len() - 1]));
     drop(server);
     Ok(())
 }
