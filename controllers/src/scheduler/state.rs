@@ -244,9 +244,8 @@ impl State {
                 Some(b) if b.uid == uid && b.node == node => b.assumed = false,
                 _ => {
                     let node = node.to_string();
-                    if self.bound.get(&key).is_some_and(|b| b.uid != uid) {
-                        self.release_any(&key);
-                    }
+                    // Another Pod of that name, or ours assumed elsewhere than it ended up: start over.
+                    self.release_any(&key);
                     let facts = PodFacts::of(&pod);
                     self.add_bound(key, uid, node, facts.priority, facts.usage, false);
                 }
@@ -671,6 +670,17 @@ mod tests {
         assert!(s.pending.is_empty());
         assert_eq!(s.usage["n1"].total.pods, 1);
         assert!(!s.bound["default/a"].assumed);
+    }
+
+    #[test]
+    fn a_pod_bound_elsewhere_than_assumed_moves_its_usage() {
+        let t = Instant::now();
+        let mut s = synced(t, vec![node("n1", "4Gi", json!({}))]);
+        s.handle(Event::Pod(Box::new(mem("a", "1", "1Gi"))), t);
+        assert_eq!(short(&s.next_actions(t)), ["bind default/a n1"]);
+        s.handle(Event::Pod(Box::new(bound(mem("a", "1", "1Gi"), "n2"))), t);
+        assert!(!s.usage.contains_key("n1"));
+        assert_eq!(s.usage["n2"].total.requested.memory, 1 << 30);
     }
 
     #[test]
