@@ -14,6 +14,7 @@ pub mod logs;
 pub mod network;
 pub mod node;
 pub mod plan;
+pub mod probe;
 pub mod pods;
 pub mod runtime;
 pub mod status;

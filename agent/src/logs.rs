@@ -62,6 +62,31 @@ fn parse(data: &[u8], partial: &mut Option<Record>, out: &mut Vec<Record>) {
     }
 }
 
+/// The last `max_lines` lines of a CRI log file, at most `max_bytes` (the newest kept): the kubelet's
+/// FallbackToLogsOnError message.
+pub fn tail_text(path: &Path, max_lines: usize, max_bytes: usize) -> String {
+    let Ok(data) = std::fs::read(path) else { return String::new() };
+    let (mut partial, mut recs) = (None, Vec::new());
+    parse(&data, &mut partial, &mut recs);
+    recs.extend(partial);
+    let mut out: Vec<u8> = Vec::new();
+    for r in recs.iter().rev().take(max_lines) {
+        if out.len() + r.text.len() + 1 > max_bytes {
+            let room = max_bytes.saturating_sub(out.len() + 1);
+            let mut line = r.text[r.text.len() - room.min(r.text.len())..].to_vec();
+            line.push(b'\n');
+            line.extend(out);
+            out = line;
+            break;
+        }
+        let mut line = r.text.clone();
+        line.push(b'\n');
+        line.extend(out);
+        out = line;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn render(r: &Record, timestamps: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(r.text.len() + 40);
     if timestamps {
@@ -191,6 +216,16 @@ pub fn open(rt: &Runtime, uid: &str, pod_name: &str, container: &str, opts: LogO
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tail_keeps_the_newest_lines_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        std::fs::write(&p, "2024-01-01T00:00:00Z stdout F one\n2024-01-01T00:00:01Z stderr F two\n2024-01-01T00:00:02Z stdout F three\n").unwrap();
+        assert_eq!(tail_text(&p, 80, 2048), "one\ntwo\nthree\n");
+        assert_eq!(tail_text(&p, 2, 2048), "two\nthree\n");
+        assert_eq!(tail_text(&p, 80, 8), "o\nthree\n");
+    }
 
     #[test]
     fn partial_lines_join() {

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use crate::probe::ProbeKind;
+
 /// Restart back-off as the kubelet does it: immediately the first time, then 10 s doubling up to 5 minutes.
 pub const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
@@ -40,6 +42,8 @@ pub struct Desired {
     pub restart_policy: RestartPolicy,
     pub init_containers: Vec<String>,
     pub containers: Vec<String>,
+    /// `activeDeadlineSeconds`.
+    pub active_deadline: Option<Duration>,
 }
 
 /// What the runtime knows of one container name: its latest attempt.
@@ -48,6 +52,8 @@ pub struct ContainerObserved {
     /// How many times it has been restarted (= the latest attempt number).
     pub restart_count: u32,
     pub state: ContainerState,
+    /// A liveness or startup probe of the running attempt has failed past its threshold.
+    pub unhealthy: Option<ProbeKind>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +68,8 @@ pub struct Observed {
     /// The sandbox exists and its network is up.
     pub sandbox: bool,
     pub containers: BTreeMap<String, ContainerObserved>,
+    /// How long the Pod has been active on the node (since its `startTime`).
+    pub active_for: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +83,53 @@ pub enum Action {
     KillPod,
     /// The Pod has finished for good: release its network and cgroups, keep its logs.
     StopSandbox,
+    /// A probe failed: stop this container (preStop, grace period); the restart policy decides what follows.
+    KillContainer { name: String, probe: ProbeKind },
+    /// `activeDeadlineSeconds` ran out: stop every container; the Pod is Failed (DeadlineExceeded).
+    DeadlineExceeded,
+}
+
+/// One probe's result as upstream's prober worker keeps it: the result changes only after `threshold`
+/// consecutive results that agree (successThreshold for success, failureThreshold for failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeCounter {
+    /// The current result; `None` until the first one counts (startup probes start unknown).
+    pub result: Option<bool>,
+    last: Option<bool>,
+    run: u32,
+}
+
+impl ProbeCounter {
+    /// Upstream's initial results: readiness starts failed, liveness succeeded, startup unknown.
+    pub fn new(kind: ProbeKind) -> ProbeCounter {
+        let result = match kind {
+            ProbeKind::Readiness => Some(false),
+            ProbeKind::Liveness => Some(true),
+            ProbeKind::Startup => None,
+        };
+        ProbeCounter { result, last: None, run: 0 }
+    }
+
+    /// Count one probe result; returns whether the current result changed.
+    pub fn observe(&mut self, ok: bool, success_threshold: u32, failure_threshold: u32) -> bool {
+        if self.last == Some(ok) {
+            self.run = self.run.saturating_add(1);
+        } else {
+            self.last = Some(ok);
+            self.run = 1;
+        }
+        let needed = if ok { success_threshold } else { failure_threshold };
+        if self.run < needed.max(1) || self.result == Some(ok) {
+            return false;
+        }
+        self.result = Some(ok);
+        true
+    }
+}
+
+/// Whether `activeDeadlineSeconds` has run out.
+pub fn deadline_exceeded(d: &Desired, o: &Observed) -> bool {
+    d.active_deadline.is_some_and(|max| o.active_for >= max)
 }
 
 /// Back-off before a container's restart number `restart_count + 1`.
@@ -88,6 +143,9 @@ pub fn backoff(restart_count: u32) -> Duration {
 
 /// Whether the Pod has reached a terminal phase (Succeeded or Failed): nothing will ever run again.
 pub fn is_terminal(d: &Desired, o: &Observed) -> bool {
+    if deadline_exceeded(d, o) {
+        return true;
+    }
     if d.restart_policy == RestartPolicy::Always {
         return false;
     }
@@ -109,6 +167,13 @@ pub fn is_terminal(d: &Desired, o: &Observed) -> bool {
 pub fn compute_pod_actions(d: &Desired, o: &Observed) -> Vec<Action> {
     if d.deleting {
         return vec![Action::KillPod];
+    }
+    if deadline_exceeded(d, o) {
+        // The kubelet kills everything first; the sandbox is released once nothing runs.
+        if o.containers.values().any(|c| c.state == ContainerState::Running) {
+            return vec![Action::DeadlineExceeded];
+        }
+        return if o.sandbox { vec![Action::StopSandbox] } else { vec![] };
     }
     if is_terminal(d, o) {
         return if o.sandbox { vec![Action::StopSandbox] } else { vec![] };
@@ -140,7 +205,11 @@ pub fn compute_pod_actions(d: &Desired, o: &Observed) -> Vec<Action> {
         match o.containers.get(name) {
             None => actions.push(Action::StartContainer { name: name.clone(), init: false, attempt: 0 }),
             Some(c) => match &c.state {
-                ContainerState::Running => {}
+                ContainerState::Running => {
+                    if let Some(probe) = c.unhealthy {
+                        actions.push(Action::KillContainer { name: name.clone(), probe });
+                    }
+                }
                 ContainerState::Exited { exit_code, finished_ago } => {
                     if d.restart_policy.restarts(*exit_code) {
                         actions.push(restart(name, false, c.restart_count, *finished_ago));
@@ -166,16 +235,23 @@ mod tests {
     use super::*;
 
     fn base() -> Desired {
-        Desired { deleting: false, restart_policy: RestartPolicy::Always, init_containers: vec![], containers: vec!["app".into()] }
+        Desired { deleting: false, restart_policy: RestartPolicy::Always, init_containers: vec![], containers: vec!["app".into()], active_deadline: None }
     }
     fn running(n: u32) -> ContainerObserved {
-        ContainerObserved { restart_count: n, state: ContainerState::Running }
+        ContainerObserved { restart_count: n, state: ContainerState::Running, unhealthy: None }
     }
     fn exited(n: u32, code: i32, ago: u64) -> ContainerObserved {
-        ContainerObserved { restart_count: n, state: ContainerState::Exited { exit_code: code, finished_ago: Duration::from_secs(ago) } }
+        ContainerObserved { restart_count: n, state: ContainerState::Exited { exit_code: code, finished_ago: Duration::from_secs(ago) }, unhealthy: None }
     }
     fn obs(sandbox: bool, cs: &[(&str, ContainerObserved)]) -> Observed {
-        Observed { sandbox, containers: cs.iter().map(|(n, c)| (n.to_string(), c.clone())).collect() }
+        Observed { sandbox, containers: cs.iter().map(|(n, c)| (n.to_string(), c.clone())).collect(), active_for: Duration::ZERO }
+    }
+    fn unhealthy(kind: ProbeKind) -> ContainerObserved {
+        ContainerObserved { unhealthy: Some(kind), ..running(0) }
+    }
+    fn aged(mut o: Observed, secs: u64) -> Observed {
+        o.active_for = Duration::from_secs(secs);
+        o
     }
     fn start(n: &str, attempt: u32) -> Action {
         Action::StartContainer { name: n.into(), init: false, attempt }
@@ -220,9 +296,45 @@ mod tests {
                 obs(true, &[("i1", exited(0, 1, 1))]), vec![start_init("i1", 1)]),
             ("two containers, one exited under Never: pod still running", with(&|d| { d.containers.push("b".into()); d.restart_policy = RestartPolicy::Never; }),
                 obs(true, &[("app", exited(0, 0, 1)), ("b", running(0))]), vec![]),
+            ("liveness failed: kill the container", base(), obs(true, &[("app", unhealthy(ProbeKind::Liveness))]),
+                vec![Action::KillContainer { name: "app".into(), probe: ProbeKind::Liveness }]),
+            ("startup failed: kill the container", base(), obs(true, &[("app", unhealthy(ProbeKind::Startup))]),
+                vec![Action::KillContainer { name: "app".into(), probe: ProbeKind::Startup }]),
+            ("killed after liveness: restarted with back-off as any exit", base(), obs(true, &[("app", exited(1, 137, 2))]),
+                vec![Action::BackOff { name: "app".into(), wait: Duration::from_secs(8) }]),
+            ("deadline not reached: nothing", with(&|d| d.active_deadline = Some(Duration::from_secs(5))), aged(obs(true, &[("app", running(0))]), 4), vec![]),
+            ("deadline exceeded: kill everything", with(&|d| d.active_deadline = Some(Duration::from_secs(5))), aged(obs(true, &[("app", running(0))]), 5),
+                vec![Action::DeadlineExceeded]),
+            ("deadline exceeded, all stopped: release the sandbox", with(&|d| d.active_deadline = Some(Duration::from_secs(5))),
+                aged(obs(true, &[("app", exited(0, 137, 0))]), 6), vec![Action::StopSandbox]),
+            ("deadline exceeded under Always: no restart", with(&|d| d.active_deadline = Some(Duration::from_secs(5))),
+                aged(obs(false, &[("app", exited(0, 0, 0))]), 6), vec![]),
         ];
         for (name, d, o, want) in cases {
             assert_eq!(compute_pod_actions(&d, &o), want, "case: {name}");
+        }
+    }
+
+    #[test]
+    fn probe_thresholds_as_upstream() {
+        // (kind, success threshold, failure threshold, results) → the current result after each.
+        type Case = (&'static str, ProbeKind, u32, u32, Vec<bool>, Vec<Option<bool>>);
+        let cases: Vec<Case> = vec![
+            ("readiness starts failed, one success flips it", ProbeKind::Readiness, 1, 3, vec![true], vec![Some(true)]),
+            ("liveness starts healthy, needs 3 failures", ProbeKind::Liveness, 1, 3, vec![false, false, false], vec![Some(true), Some(true), Some(false)]),
+            ("a success in between resets the failures", ProbeKind::Liveness, 1, 3, vec![false, false, true, false, false, false],
+                vec![Some(true), Some(true), Some(true), Some(true), Some(true), Some(false)]),
+            ("successThreshold 2 for readiness", ProbeKind::Readiness, 2, 1, vec![true, false, true, true], vec![Some(false), Some(false), Some(false), Some(true)]),
+            ("startup unknown until it succeeds", ProbeKind::Startup, 1, 30, vec![false, true], vec![None, Some(true)]),
+            ("readiness back to failed", ProbeKind::Readiness, 1, 2, vec![true, false, false], vec![Some(true), Some(true), Some(false)]),
+        ];
+        for (name, kind, st, ft, results, want) in cases {
+            let mut c = ProbeCounter::new(kind);
+            let got: Vec<Option<bool>> = results.iter().map(|ok| {
+                c.observe(*ok, st, ft);
+                c.result
+            }).collect();
+            assert_eq!(got, want, "case: {name}");
         }
     }
 

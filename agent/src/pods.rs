@@ -16,7 +16,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::container::{self, ConfigError, EnvSources};
-use crate::plan::{self, Action, ContainerObserved, ContainerState, Desired, Observed, RestartPolicy};
+use crate::plan::{self, Action, ContainerObserved, ContainerState, Desired, Observed, ProbeCounter, ProbeKind, RestartPolicy};
+use crate::probe::{self, Handler, ProbeConfig, Target};
 use crate::runtime::{self, cgroup, spec, ContainerSpec, Exit, Runtime, RuntimeError, SandboxInfo, SandboxRequest, State};
 use crate::status::{self, ContainerView, PodView};
 use crate::{events, volumes};
@@ -52,7 +53,80 @@ enum Event {
     Exited { name: String, attempt: u32, exit: Exit },
     /// A back-off or retry timer ran out.
     Tick,
+    /// One run of a probe of a container's attempt: `Ok` passed, `Err` carries upstream's failure message.
+    Probe { name: String, attempt: u32, kind: ProbeKind, result: Result<String, String> },
 }
+
+/// The probes of one container's running attempt: their configs, results so far and timer tasks.
+struct Probing {
+    attempt: u32,
+    configs: BTreeMap<ProbeKind, ProbeConfig>,
+    counters: BTreeMap<ProbeKind, ProbeCounter>,
+    tasks: BTreeMap<ProbeKind, tokio::task::AbortHandle>,
+    /// A failed liveness or startup probe is being acted on: the container is stopping.
+    killing: bool,
+}
+
+impl Drop for Probing {
+    fn drop(&mut self) {
+        self.tasks.values().for_each(|t| t.abort());
+    }
+}
+
+/// How long the Pod has been active on the node: since its `status.startTime`.
+fn active_for(pod: &Pod) -> Duration {
+    let Some(start) = pod.status.as_ref().and_then(|s| s.start_time.as_ref()) else { return Duration::ZERO };
+    let d = k8s_openapi::jiff::Timestamp::now().duration_since(start.0);
+    Duration::try_from(d).unwrap_or(Duration::ZERO)
+}
+
+/// The Pod's `terminationGracePeriodSeconds` (upstream's default: 30 s).
+fn grace_period(pod: &Pod) -> Duration {
+    Duration::from_secs(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64)
+}
+
+/// A container of the Pod by name, init containers included.
+fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
+    let spec = pod.spec.as_ref()?;
+    spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == name)
+}
+
+/// Stop one container as the kubelet does: its preStop hook first, bounded by the grace period, then SIGTERM
+/// and SIGKILL after what is left of it (at least 2 s, upstream's minimum after a hook).
+async fn stop_with_hook(shared: Arc<Shared>, pod: Option<Pod>, name: String, target: Target, state: State, grace: Duration) {
+    let t0 = std::time::Instant::now();
+    let hook = pod.as_ref().and_then(|p| find_container(p, &name)).and_then(|c| {
+        let h = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
+        Some(probe::hook_handler(h, c).unwrap_or_else(|e| Handler::Invalid(e.0)))
+    });
+    let mut grace = grace;
+    if let (Some(h), false) = (hook, grace.is_zero()) {
+        if let Err(msg) = probe::run(&h, &target, grace).await {
+            if let Some(pod) = &pod {
+                events::record(&shared, pod, Some(&name), "Warning", "FailedPreStopHook", &format!("PreStopHook failed: {msg}"));
+            }
+        }
+        grace = grace.saturating_sub(t0.elapsed()).max(Duration::from_secs(2));
+    }
+    runtime::stop_container(&state, &target.dir, grace).await;
+}
+
+/// `terminated.message`: the file at terminationMessagePath (≤ 4 KiB), or under FallbackToLogsOnError the
+/// log's last 80 lines (≤ 2 KiB) when the file is empty and the container failed (upstream's limits).
+fn termination_message(c: Option<&Container>, attempt_dir: &std::path::Path, log: &std::path::Path, exit: &Exit) -> Option<String> {
+    let mut msg = std::fs::read(attempt_dir.join(TERMINATION_LOG)).ok().map(|mut b| {
+        b.truncate(4096);
+        String::from_utf8_lossy(&b).into_owned()
+    });
+    let fallback = c.and_then(|c| c.termination_message_policy.as_deref()) == Some("FallbackToLogsOnError");
+    if fallback && exit.exit_code != 0 && msg.as_deref().is_none_or(|m| m.is_empty()) {
+        msg = Some(crate::logs::tail_text(log, 80, 2048));
+    }
+    msg.filter(|m| !m.is_empty())
+}
+
+/// The host file bind-mounted at the container's terminationMessagePath, in its attempt directory.
+const TERMINATION_LOG: &str = "termination-log";
 
 fn since(ts: &str) -> Duration {
     let now = k8s_openapi::jiff::Timestamp::now();
@@ -83,7 +157,7 @@ pub fn recover(rt: &Runtime) -> HashMap<String, PodRuntime> {
                 let state: Option<State> = spec::read_json(&dir.join(spec::STATE)).ok();
                 let mut exit = runtime::read_exit(&dir);
                 if exit.is_none() && !state.as_ref().is_some_and(|st| runtime::shim_alive(st.shim_pid, &dir)) {
-                    exit = Some(Exit { exit_code: 255, signal: None, oom_killed: false, finished_at: runtime::shim::now_rfc3339(), start_error: Some("the container was lost while k1s was down (its shim is gone)".into()) });
+                    exit = Some(Exit { exit_code: 255, signal: None, oom_killed: false, finished_at: runtime::shim::now_rfc3339(), start_error: Some("the container was lost while k1s was down (its shim is gone)".into()), message: None });
                 }
                 let started_at = state.as_ref().map(|s| s.started_at.clone());
                 Some((
@@ -97,6 +171,8 @@ pub fn recover(rt: &Runtime) -> HashMap<String, PodRuntime> {
                         started_at,
                         last: None,
                         waiting: None,
+                        probe_ready: None,
+                        probe_started: None,
                     },
                     dir,
                 ))
@@ -196,7 +272,7 @@ async fn kill_all_on_disk(rt: &Runtime, uid: &str) {
 fn spawn_worker(shared: Arc<Shared>, uid: String) -> mpsc::UnboundedSender<Event> {
     let (tx, rx) = mpsc::unbounded_channel();
     let recovered = shared.recovered.lock().expect("lock").remove(&uid).unwrap_or_default();
-    let w = Worker { shared, uid, tx: tx.clone(), rt: recovered, last_status: None, pod: None };
+    let w = Worker { shared, uid, tx: tx.clone(), rt: recovered, last_status: None, pod: None, probes: BTreeMap::new() };
     tokio::spawn(w.run(rx));
     tx
 }
@@ -208,6 +284,8 @@ struct Worker {
     rt: PodRuntime,
     last_status: Option<serde_json::Value>,
     pod: Option<Pod>,
+    /// Per container name: the probes of its running attempt.
+    probes: BTreeMap<String, Probing>,
 }
 
 fn desired(pod: &Pod) -> Desired {
@@ -217,6 +295,7 @@ fn desired(pod: &Pod) -> Desired {
         restart_policy: RestartPolicy::parse(spec.restart_policy.as_deref()),
         init_containers: spec.init_containers.iter().flatten().map(|c| c.name.clone()).collect(),
         containers: spec.containers.iter().map(|c| c.name.clone()).collect(),
+        active_deadline: spec.active_deadline_seconds.map(|s| Duration::from_secs(s.max(0) as u64)),
     }
 }
 
@@ -276,12 +355,99 @@ impl Worker {
             },
             Event::Tick => {}
             Event::Exited { name, attempt, exit } => {
+                let exit = self.with_message(&name, attempt, exit);
                 if let Some(v) = self.rt.containers.get_mut(&name) {
                     if v.restart_count == attempt {
                         v.running = None;
                         v.exited = Some(exit);
+                        self.probes.remove(&name);
                     }
                 }
+            }
+            Event::Probe { name, attempt, kind, result } => self.probe_result(&name, attempt, kind, result),
+        }
+    }
+
+    /// Fill in `terminated.message` from the attempt's termination log (or its logs).
+    fn with_message(&self, name: &str, attempt: u32, mut exit: Exit) -> Exit {
+        if exit.message.is_none() && exit.start_error.is_none() {
+            let c = self.pod.as_ref().and_then(|p| find_container(p, name));
+            let dir = self.shared.runtime.container_dir(&self.uid, name, attempt);
+            exit.message = termination_message(c, &dir, &self.shared.runtime.log_path(&self.uid, name, attempt), &exit);
+        }
+        exit
+    }
+
+    /// Count one probe result (upstream's thresholds, plan::ProbeCounter) and carry it into the view.
+    fn probe_result(&mut self, name: &str, attempt: u32, kind: ProbeKind, result: Result<String, String>) {
+        let Some(p) = self.probes.get_mut(name).filter(|p| p.attempt == attempt && !p.killing) else { return };
+        let Some(v) = self.rt.containers.get_mut(name).filter(|v| v.restart_count == attempt && v.running.is_some()) else { return };
+        if let (Err(msg), Some(pod)) = (&result, &self.pod) {
+            events::record(&self.shared, pod, Some(name), "Warning", "Unhealthy", &format!("{} probe failed: {msg}", kind.title()));
+        }
+        let (Some(cfg), Some(counter)) = (p.configs.get(&kind), p.counters.get_mut(&kind)) else { return };
+        if !counter.observe(result.is_ok(), cfg.success_threshold, cfg.failure_threshold) {
+            return;
+        }
+        match kind {
+            ProbeKind::Readiness => v.probe_ready = counter.result,
+            // A startup probe stops once it has succeeded; liveness and readiness start then (ensure_probes).
+            ProbeKind::Startup if counter.result == Some(true) => {
+                v.probe_started = Some(true);
+                if let Some(t) = p.tasks.remove(&kind) {
+                    t.abort();
+                }
+            }
+            // Failed liveness and startup probes reach the plan through `observed` (unhealthy).
+            ProbeKind::Startup | ProbeKind::Liveness => {}
+        }
+    }
+
+    /// Start the probe timers of running attempts that have none yet; startup gates liveness and readiness.
+    fn ensure_probes(&mut self, pod: &Pod) {
+        let Some(spec) = pod.spec.as_ref() else { return };
+        let pod_ip = self.rt.sandbox.as_ref().and_then(|s| s.ip);
+        for c in &spec.containers {
+            let Some(v) = self.rt.containers.get_mut(&c.name) else { continue };
+            let (Some(_), Some(dir)) = (v.running.as_ref(), self.rt.dirs.get(&c.name)) else {
+                self.probes.remove(&c.name);
+                continue;
+            };
+            if self.probes.get(&c.name).is_none_or(|p| p.attempt != v.restart_count) {
+                let configs: BTreeMap<ProbeKind, ProbeConfig> = [(ProbeKind::Startup, &c.startup_probe), (ProbeKind::Liveness, &c.liveness_probe), (ProbeKind::Readiness, &c.readiness_probe)]
+                    .into_iter()
+                    .filter_map(|(k, p)| Some((k, probe::probe_config(p.as_ref()?, c))))
+                    .collect();
+                v.probe_ready = configs.contains_key(&ProbeKind::Readiness).then_some(false);
+                v.probe_started = configs.contains_key(&ProbeKind::Startup).then_some(false);
+                let counters = configs.keys().map(|k| (*k, ProbeCounter::new(*k))).collect();
+                self.probes.insert(c.name.clone(), Probing { attempt: v.restart_count, configs, counters, tasks: BTreeMap::new(), killing: false });
+            }
+            let p = self.probes.get_mut(&c.name).expect("inserted above");
+            if p.killing {
+                continue;
+            }
+            let started = p.counters.get(&ProbeKind::Startup).is_none_or(|s| s.result == Some(true));
+            // initialDelaySeconds counts from the container's start, as upstream.
+            let running_for = v.started_at.as_deref().map(since).unwrap_or(Duration::ZERO);
+            for (kind, cfg) in &p.configs {
+                let wanted = if *kind == ProbeKind::Startup { !started } else { started };
+                if !wanted || p.tasks.contains_key(kind) {
+                    continue;
+                }
+                let (tx, cfg, name, attempt, kind) = (self.tx.clone(), cfg.clone(), c.name.clone(), p.attempt, *kind);
+                let target = probe::target(&self.shared.runtime.cfg.exe, dir, pod_ip);
+                let task = tokio::spawn(async move {
+                    tokio::time::sleep(cfg.initial_delay.saturating_sub(running_for)).await;
+                    loop {
+                        let result = probe::run(&cfg.handler, &target, cfg.timeout).await;
+                        if tx.send(Event::Probe { name: name.clone(), attempt, kind, result }).is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(cfg.period).await;
+                    }
+                });
+                p.tasks.insert(kind, task.abort_handle());
             }
         }
     }
@@ -294,7 +460,7 @@ impl Worker {
         });
     }
 
-    fn observed(&self) -> Observed {
+    fn observed(&self, pod: &Pod) -> Observed {
         let containers = self
             .rt
             .containers
@@ -307,15 +473,19 @@ impl Worker {
                 } else {
                     return None;
                 };
-                Some((name.clone(), ContainerObserved { restart_count: v.restart_count, state }))
+                let unhealthy = self.probes.get(name).filter(|p| p.attempt == v.restart_count && !p.killing && v.running.is_some()).and_then(|p| {
+                    let failed = |k: ProbeKind| p.counters.get(&k).is_some_and(|c| c.result == Some(false));
+                    [ProbeKind::Startup, ProbeKind::Liveness].into_iter().find(|k| failed(*k))
+                });
+                Some((name.clone(), ContainerObserved { restart_count: v.restart_count, state, unhealthy }))
             })
             .collect();
-        Observed { sandbox: self.rt.sandbox.is_some() && !self.rt.sandbox_stopped, containers }
+        Observed { sandbox: self.rt.sandbox.is_some() && !self.rt.sandbox_stopped, containers, active_for: active_for(pod) }
     }
 
     async fn sync(&mut self, pod: &Pod) -> SyncResult {
         let d = desired(pod);
-        let mut o = self.observed();
+        let mut o = self.observed(pod);
         if self.rt.sandbox_stopped {
             o.sandbox = true; // finished Pods keep their (stopped) sandbox until deleted
         }
@@ -363,10 +533,44 @@ impl Worker {
                 Action::StopSandbox => {
                     self.stop_sandbox().await;
                 }
+                Action::KillContainer { name, probe } => self.kill_unhealthy(pod, &name, probe),
+                Action::DeadlineExceeded => {
+                    events::record(&self.shared, pod, None, "Normal", "DeadlineExceeded", "Pod was active on the node longer than the specified deadline");
+                    self.terminate(grace_period(pod)).await;
+                    // Plan again at once: with nothing running the sandbox is released.
+                    min_wake(Duration::ZERO, &mut wake);
+                }
             }
         }
+        if let Some(max) = d.active_deadline {
+            if !plan::deadline_exceeded(&d, &o) {
+                min_wake(max - o.active_for, &mut wake);
+            }
+        }
+        self.ensure_probes(pod);
         self.write_status(pod, &d).await;
         SyncResult::Again(wake)
+    }
+
+    /// A failed liveness or startup probe: stop the container (preStop, grace period) in the background; its
+    /// exit arrives like any other and the restart policy and back-off decide what follows.
+    fn kill_unhealthy(&mut self, pod: &Pod, name: &str, kind: ProbeKind) {
+        let Some(p) = self.probes.get_mut(name) else { return };
+        p.killing = true;
+        p.tasks.values().for_each(|t| t.abort());
+        p.tasks.clear();
+        let (Some(st), Some(dir)) = (self.rt.containers.get(name).and_then(|v| v.running.clone()), self.rt.dirs.get(name).cloned()) else { return };
+        events::record(&self.shared, pod, Some(name), "Normal", "Killing", &format!("Container {name} failed {} probe, will be restarted", kind.title().to_lowercase()));
+        // A probe's own terminationGracePeriodSeconds overrides the Pod's (upstream, 1.25+).
+        let probe_grace = find_container(pod, name)
+            .and_then(|c| match kind {
+                ProbeKind::Liveness => c.liveness_probe.as_ref(),
+                _ => c.startup_probe.as_ref(),
+            })
+            .and_then(|p| p.termination_grace_period_seconds);
+        let grace = probe_grace.map(|s| Duration::from_secs(s.max(0) as u64)).unwrap_or_else(|| grace_period(pod));
+        let target = probe::target(&self.shared.runtime.cfg.exe, &dir, self.rt.sandbox.as_ref().and_then(|s| s.ip));
+        tokio::spawn(stop_with_hook(self.shared.clone(), Some(pod.clone()), name.to_string(), target, st, grace));
     }
 
     async fn create_sandbox(&mut self, pod: &Pod) -> Result<(), RuntimeError> {
@@ -430,6 +634,20 @@ impl Worker {
         };
         let dir = self.shared.runtime.container_dir(&self.uid, name, attempt);
         let _ = std::fs::remove_dir_all(&dir);
+        let mut cspec = cspec;
+        if let Some(path) = c.termination_message_path.as_deref().filter(|p| !p.is_empty()) {
+            // Like the kubelet: a host file bind-mounted at terminationMessagePath, read after the exit (the
+            // container's own mounts die with it). World-writable so any user in the container can write it.
+            let file = dir.join(TERMINATION_LOG);
+            let made = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, b"")).and_then(|_| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666))
+            });
+            match made {
+                Ok(()) => cspec.mounts.push(runtime::spec::Mount { destination: path.into(), kind: runtime::spec::MountKind::Bind(file), readonly: false }),
+                Err(e) => tracing::warn!(pod = %pod_key(pod), container = name, error = %e, "creating the termination message file"),
+            }
+        }
         let prev = self.rt.containers.remove(name);
         // Keep only the previous attempt (for `logs --previous` and lastState), as the kubelet keeps one dead
         // container: older attempts' rootfs, logs and the previous attempt's cgroup go now.
@@ -453,23 +671,34 @@ impl Worker {
         match result {
             Ok(state) => {
                 events::record(&self.shared, pod, Some(name), "Normal", "Started", &format!("Started container {name}"));
-                if attempt == 0 && (c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some() || c.lifecycle.is_some()) {
-                    // Said out loud rather than failing the Pod: manifests from the docs carry probes.
-                    events::record(&self.shared, pod, Some(name), "Warning", "Unsupported",
-                        "k1s does not run probes or lifecycle hooks yet: the container counts as started and ready once it runs");
-                }
-                self.watch_exit(name.into(), attempt, state.shim_pid, dir);
+                self.watch_exit(name.into(), attempt, state.shim_pid, dir.clone());
                 view.started_at = Some(state.started_at.clone());
-                view.running = Some(state);
+                view.running = Some(state.clone());
+                if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+                    // Upstream runs postStart synchronously: the worker (and so the status) waits for it, so the
+                    // container is not reported Running before it completes. Upstream never times it out; a
+                    // worker blocked forever could not even delete the Pod, so k1s bounds it by the grace period.
+                    let target = probe::target(&self.shared.runtime.cfg.exe, &dir, sb.ip);
+                    let handler = probe::hook_handler(h, &c).unwrap_or_else(|e| Handler::Invalid(e.0));
+                    if let Err(msg) = probe::run(&handler, &target, grace_period(pod).max(Duration::from_secs(1))).await {
+                        events::record(&self.shared, pod, Some(name), "Warning", "FailedPostStartHook", &format!("PostStartHook failed: {msg}"));
+                        events::record(&self.shared, pod, Some(name), "Normal", "Killing", "FailedPostStartHook");
+                        runtime::stop_container(&state, &dir, grace_period(pod)).await;
+                        if let Some(exit) = runtime::read_exit(&dir) {
+                            view.running = None;
+                            view.exited = Some(self.with_message(name, attempt, exit));
+                        }
+                    }
+                }
             }
             Err(RuntimeError::StartError(msg)) => {
                 events::record(&self.shared, pod, Some(name), "Warning", "Failed", &format!("Error: {msg}"));
-                view.exited = runtime::read_exit(&dir).or(Some(Exit { exit_code: 128, signal: None, oom_killed: false, finished_at: runtime::shim::now_rfc3339(), start_error: Some(msg) }));
+                view.exited = runtime::read_exit(&dir).or(Some(Exit { exit_code: 128, signal: None, oom_killed: false, finished_at: runtime::shim::now_rfc3339(), start_error: Some(msg), message: None }));
             }
             Err(e) => {
                 tracing::warn!(pod = %pod_key(pod), container = name, error = %e, "starting a container");
                 events::record(&self.shared, pod, Some(name), "Warning", "Failed", &format!("Error: {e}"));
-                view.exited = Some(Exit { exit_code: 128, signal: None, oom_killed: false, finished_at: runtime::shim::now_rfc3339(), start_error: Some(e.to_string()) });
+                view.exited = Some(Exit { exit_code: 128, signal: None, oom_killed: false, finished_at: runtime::shim::now_rfc3339(), start_error: Some(e.to_string()), message: None });
             }
         }
         self.rt.containers.insert(name.into(), view);
@@ -552,17 +781,23 @@ impl Worker {
                 }
             }
         }
+        // Probes stop with the containers: a probe failing during shutdown must not restart anything.
+        self.probes.clear();
         let mut stops = Vec::new();
+        let pod_ip = self.rt.sandbox.as_ref().and_then(|s| s.ip);
         for (name, v) in &self.rt.containers {
             if let (Some(st), Some(dir)) = (v.running.clone(), self.rt.dirs.get(name).cloned()) {
-                stops.push(async move { runtime::stop_container(&st, &dir, grace).await });
+                let target = probe::target(&self.shared.runtime.cfg.exe, &dir, pod_ip);
+                stops.push(stop_with_hook(self.shared.clone(), self.pod.clone(), name.clone(), target, st, grace));
             }
         }
         futures::future::join_all(stops).await;
         // Record the exits now (the pidfd watchers may not have reported yet): the terminal status needs them.
-        for (name, v) in self.rt.containers.iter_mut() {
-            if v.running.is_some() {
-                if let Some(exit) = self.rt.dirs.get(name).and_then(|d| runtime::read_exit(d)) {
+        let names: Vec<(String, u32)> = self.rt.containers.iter().filter(|(_, v)| v.running.is_some()).map(|(n, v)| (n.clone(), v.restart_count)).collect();
+        for (name, attempt) in names {
+            if let Some(exit) = self.rt.dirs.get(&name).and_then(|d| runtime::read_exit(d)) {
+                let exit = self.with_message(&name, attempt, exit);
+                if let Some(v) = self.rt.containers.get_mut(&name) {
                     v.running = None;
                     v.exited = Some(exit);
                 }
@@ -592,7 +827,7 @@ impl Worker {
     }
 
     async fn write_status(&mut self, pod: &Pod, d: &Desired) {
-        let o = self.observed();
+        let o = self.observed(pod);
         let sandbox_ready = self.rt.sandbox.is_some() && !self.rt.sandbox_stopped;
         let pod_ip = self.rt.sandbox.as_ref().and_then(|s| s.ip.map(|i| i.to_string()).or_else(|| s.host_network.then(|| self.shared.host_ip.clone())));
         let view = PodView {

@@ -23,6 +23,22 @@ pub struct ContainerView {
     pub last: Option<(Exit, String, Option<String>)>,
     /// Why it is not running yet (reason, message).
     pub waiting: Option<(String, String)>,
+    /// The readiness probe's result for the running attempt; `None` when it has no readiness probe.
+    pub probe_ready: Option<bool>,
+    /// Whether the startup probe has succeeded; `None` when it has no startup probe.
+    pub probe_started: Option<bool>,
+}
+
+impl ContainerView {
+    /// `started`: running, and its startup probe (if any) has succeeded.
+    pub fn is_started(&self) -> bool {
+        self.running.is_some() && self.waiting.is_none() && self.probe_started.unwrap_or(true)
+    }
+
+    /// `ready`: started, and its readiness probe (if any) passes; without one, ready once started (upstream).
+    pub fn is_ready(&self) -> bool {
+        self.is_started() && self.probe_ready.unwrap_or(true)
+    }
 }
 
 pub struct PodView<'a> {
@@ -44,7 +60,7 @@ fn terminated(e: &Exit, id: &str, started: Option<&str>) -> Value {
     if let Some(s) = e.signal {
         t["signal"] = json!(s);
     }
-    if let Some(m) = &e.start_error {
+    if let Some(m) = e.start_error.as_ref().or(e.message.as_ref()).filter(|m| !m.is_empty()) {
         t["message"] = json!(m);
     }
     json!({ "terminated": t })
@@ -73,10 +89,9 @@ fn container_status(c: &Container, v: Option<&ContainerView>, init: bool) -> Val
         json!({"waiting": {"reason": if init { "PodInitializing" } else { "ContainerCreating" }}})
     };
     let last = v.last.as_ref().map(|(e, id, started)| terminated(e, id, started.as_deref())).unwrap_or_else(|| json!({}));
-    let running = v.running.is_some() && v.waiting.is_none();
     let mut s = json!({
-        "name": c.name, "image": image, "imageID": v.image_id, "ready": running && !init, "restartCount": v.restart_count,
-        "started": running, "state": state, "lastState": last,
+        "name": c.name, "image": image, "imageID": v.image_id, "ready": v.is_ready() && !init, "restartCount": v.restart_count,
+        "started": v.is_started(), "state": state, "lastState": last,
     });
     if !v.id.is_empty() {
         s["containerID"] = json!(format!("k1s://{}", v.id));
@@ -105,12 +120,13 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
     // A Pod being deleted whose containers have all stopped is terminal too, as the kubelet reports it.
     let terminal = plan::is_terminal(v.desired, v.observed) || v.desired.deleting && v.containers.values().all(|c| c.running.is_none());
     let inits_done = v.desired.init_containers.iter().all(|n| v.containers.get(n).and_then(|c| c.exited.as_ref()).is_some_and(|e| e.exit_code == 0));
-    let all_ready = spec.containers.iter().all(|c| v.containers.get(&c.name).is_some_and(|x| x.running.is_some() && x.waiting.is_none()));
+    let all_ready = spec.containers.iter().all(|c| v.containers.get(&c.name).is_some_and(ContainerView::is_ready));
+    let deadline = plan::deadline_exceeded(v.desired, v.observed);
     let any_started = spec.containers.iter().any(|c| v.containers.get(&c.name).is_some_and(|x| x.running.is_some() || x.exited.is_some()));
     let failed_init = v.desired.init_containers.iter().any(|n| v.containers.get(n).and_then(|c| c.exited.as_ref()).is_some_and(|e| e.exit_code != 0));
     let phase = if terminal {
         let all_ok = !failed_init && spec.containers.iter().all(|c| v.containers.get(&c.name).and_then(|x| x.exited.as_ref()).is_some_and(|e| e.exit_code == 0));
-        if all_ok { "Succeeded" } else { "Failed" }
+        if all_ok && !deadline { "Succeeded" } else { "Failed" }
     } else if inits_done && any_started && v.sandbox_ready {
         "Running"
     } else {
@@ -141,6 +157,11 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
     // The API server sets qosClass at creation and it never changes (upstream); the status carries it on.
     if let Some(q) = v.pod.status.as_ref().and_then(|s| s.qos_class.as_ref()) {
         st["qosClass"] = json!(q);
+    }
+    if deadline {
+        // The kubelet's words for activeDeadlineSeconds (pkg/kubelet/active_deadline.go).
+        st["reason"] = json!("DeadlineExceeded");
+        st["message"] = json!("Pod was active on the node longer than the specified deadline");
     }
     if let Some(ip) = &v.pod_ip {
         st["podIP"] = json!(ip);

@@ -6,4 +6,5 @@ mod e2e;
 mod gc;
 mod jobs;
 mod kubectl;
+mod lifecycle;
 mod scheduler;

@@ -352,6 +352,7 @@ pub async fn wait_exit(shim_pid: i32, dir: PathBuf) -> Exit {
         oom_killed: false,
         finished_at: shim::now_rfc3339(),
         start_error: Some("the container's shim ended without recording an exit status".into()),
+        message: None,
     })
 }
 

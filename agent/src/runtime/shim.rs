@@ -143,7 +143,7 @@ fn run(dir: &Path) -> Result<(), String> {
     let _ = std::io::Read::read_to_string(&mut File::from(sync_r), &mut msg);
     if !msg.is_empty() {
         let _ = waitpid(child, None);
-        let exit = Exit { exit_code: 128, signal: None, oom_killed: false, finished_at: now_rfc3339(), start_error: Some(msg.clone()) };
+        let exit = Exit { exit_code: 128, signal: None, oom_killed: false, finished_at: now_rfc3339(), start_error: Some(msg.clone()), message: None };
         let _ = log.write(Stream::Stderr, format!("k1s: {msg}\n").as_bytes());
         let _ = log.flush_partial(Stream::Stderr);
         spec::write_json(&dir.join(spec::EXIT), &exit).map_err(|e| e.to_string())?;
@@ -163,7 +163,7 @@ fn run(dir: &Path) -> Result<(), String> {
         _ => (255, None),
     };
     let oom_killed = signal == Some(libc::SIGKILL) && spec.oom_file.as_deref().is_some_and(oom_kills_recorded);
-    let exit = Exit { exit_code, signal, oom_killed, finished_at: now_rfc3339(), start_error: None };
+    let exit = Exit { exit_code, signal, oom_killed, finished_at: now_rfc3339(), start_error: None, message: None };
     spec::write_json(&dir.join(spec::EXIT), &exit).map_err(|e| e.to_string())
 }
 

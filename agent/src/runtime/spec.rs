@@ -85,6 +85,10 @@ pub struct Exit {
     pub finished_at: String,
     /// Set when the container never ran: why (e.g. the executable was not found).
     pub start_error: Option<String>,
+    /// `terminated.message`: the container's terminationMessagePath (or its log tail under
+    /// FallbackToLogsOnError), filled in by the agent when it learns of the exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl Exit {

@@ -1,0 +1,323 @@
+//! Pod lifecycle end to end, as root on the real binary: probes (readiness, liveness, startup), lifecycle hooks
+//! (postStart, preStop), activeDeadlineSeconds and termination messages, asserted on what kubectl shows.
+//! Probe periods are 1 s so each test takes seconds.
+//!
+//! Network rule: probes and the tests reach only the Pod IPs this server assigned, in namespaces it created.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k1s_tests::{require_root, Server};
+use serde_json::Value;
+
+fn start() -> Server {
+    require_root();
+    Server::start().expect("server starts")
+}
+
+fn pod_json(s: &Server, name: &str) -> Option<Value> {
+    let out = s.kubectl(&["get", "pod", name, "-o", "json"]);
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("json"))
+}
+
+fn condition(p: &Value, ty: &str) -> Option<String> {
+    p["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == ty).and_then(|c| c["status"].as_str()).map(String::from)
+}
+
+fn wait_pod(s: &Server, name: &str, what: &str, secs: u64, f: impl Fn(&Value) -> bool) -> Value {
+    s.wait_for(&format!("pod {name}: {what}"), Duration::from_secs(secs), || pod_json(s, name).filter(|p| f(p)))
+}
+
+fn exec_ok(s: &Server, pod: &str, cmd: &[&str]) -> String {
+    let mut args = vec!["exec", pod, "--"];
+    args.extend_from_slice(cmd);
+    s.kubectl_ok(&args)
+}
+
+fn events(s: &Server, pod: &str) -> Vec<(String, String)> {
+    let ev = s.get_json(&["events", "--field-selector", &format!("involvedObject.name={pod}")]);
+    ev["items"].as_array().into_iter().flatten().map(|e| (e["reason"].as_str().unwrap_or("").to_string(), e["message"].as_str().unwrap_or("").to_string())).collect()
+}
+
+/// A host directory for a hostPath volume, removed when dropped.
+struct HostDir(PathBuf);
+
+impl HostDir {
+    fn new(tag: &str) -> HostDir {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let p = std::env::temp_dir().join(format!("k1s-lifecycle-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        HostDir(p)
+    }
+}
+
+impl Drop for HostDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn readiness_probe_drives_ready_both_ways() {
+    let s = start();
+    // busybox httpd serves /www; the readiness probe asks for /ready by port name with a header; a tcpSocket
+    // liveness probe on the same port keeps passing (no restarts).
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  containers:
+  - name: web
+    image: busybox
+    command: [sh, -c, 'mkdir -p /www && httpd -p 8080 -h /www && exec sleep 3600']
+    ports:
+    - name: http
+      containerPort: 8080
+    readinessProbe:
+      httpGet:
+        path: /ready
+        port: http
+        httpHeaders:
+        - name: X-Probe
+          value: k1s
+      periodSeconds: 1
+      failureThreshold: 1
+    livenessProbe:
+      tcpSocket:
+        port: 8080
+      periodSeconds: 1
+",
+    );
+    let p = wait_pod(&s, "web", "Running", 30, |p| p["status"]["phase"] == "Running");
+    assert_eq!(p["status"]["containerStatuses"][0]["started"], true);
+    // 404 from httpd: not ready, for several probe periods.
+    std::thread::sleep(Duration::from_secs(3));
+    let p = pod_json(&s, "web").unwrap();
+    assert_eq!(condition(&p, "Ready").as_deref(), Some("False"), "{p}");
+    assert_eq!(condition(&p, "ContainersReady").as_deref(), Some("False"));
+    assert_eq!(p["status"]["containerStatuses"][0]["ready"], false);
+    let ev = events(&s, "web");
+    assert!(ev.iter().any(|(r, m)| r == "Unhealthy" && m.starts_with("Readiness probe failed: HTTP probe failed with statuscode: 404")), "{ev:?}");
+    assert!(!ev.iter().any(|(r, m)| r == "Unsupported" || m.contains("not run yet")), "{ev:?}");
+
+    exec_ok(&s, "web", &["touch", "/www/ready"]);
+    let t0 = Instant::now();
+    let p = wait_pod(&s, "web", "Ready", 10, |p| condition(p, "Ready").as_deref() == Some("True"));
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(p["status"]["containerStatuses"][0]["ready"], true);
+    assert_eq!(condition(&p, "ContainersReady").as_deref(), Some("True"));
+
+    exec_ok(&s, "web", &["rm", "/www/ready"]);
+    let p = wait_pod(&s, "web", "not Ready again", 10, |p| condition(p, "Ready").as_deref() == Some("False"));
+    assert_eq!(p["status"]["containerStatuses"][0]["ready"], false);
+    assert_eq!(p["status"]["phase"], "Running");
+    assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0, "the tcpSocket liveness probe passes");
+    let table = s.kubectl_ok(&["get", "pod", "web"]);
+    assert!(table.contains("0/1") && table.contains("Running"), "{table}");
+}
+
+#[test]
+fn failing_liveness_probe_restarts_the_container() {
+    let s = start();
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: live
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, 'touch /tmp/alive && exec sleep 3600']
+    livenessProbe:
+      exec:
+        command: [test, -e, /tmp/alive]
+      periodSeconds: 1
+      failureThreshold: 2
+",
+    );
+    wait_pod(&s, "live", "Ready", 30, |p| condition(p, "Ready").as_deref() == Some("True"));
+    // Healthy: no restart over a few periods.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(pod_json(&s, "live").unwrap()["status"]["containerStatuses"][0]["restartCount"], 0);
+
+    exec_ok(&s, "live", &["rm", "/tmp/alive"]);
+    let p = wait_pod(&s, "live", "restarted", 30, |p| p["status"]["containerStatuses"][0]["restartCount"].as_u64() >= Some(1));
+    let last = &p["status"]["containerStatuses"][0]["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "sleep ignores SIGTERM as PID 1, so the grace period ends in SIGKILL: {last}");
+    let ev = events(&s, "live");
+    assert!(ev.iter().any(|(r, m)| r == "Unhealthy" && m.starts_with("Liveness probe failed")), "{ev:?}");
+    assert!(ev.iter().any(|(r, m)| r == "Killing" && m == "Container app failed liveness probe, will be restarted"), "{ev:?}");
+    // The fresh attempt has its file again (a new rootfs), is healthy and becomes Ready.
+    let p = wait_pod(&s, "live", "Ready after the restart", 30, |p| condition(p, "Ready").as_deref() == Some("True"));
+    assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 1);
+}
+
+#[test]
+fn startup_probe_delays_started_and_ready() {
+    let s = start();
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: slow
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, '3600']
+    startupProbe:
+      exec:
+        command: [test, -e, /tmp/started]
+      periodSeconds: 1
+      failureThreshold: 60
+    readinessProbe:
+      exec:
+        command: ['true']
+      periodSeconds: 1
+",
+    );
+    wait_pod(&s, "slow", "Running", 30, |p| p["status"]["phase"] == "Running");
+    std::thread::sleep(Duration::from_secs(3));
+    let p = pod_json(&s, "slow").unwrap();
+    let cs = &p["status"]["containerStatuses"][0];
+    assert_eq!((cs["started"].as_bool(), cs["ready"].as_bool()), (Some(false), Some(false)), "{cs}");
+    assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
+
+    exec_ok(&s, "slow", &["touch", "/tmp/started"]);
+    let p = wait_pod(&s, "slow", "Ready once started", 10, |p| condition(p, "Ready").as_deref() == Some("True"));
+    let cs = &p["status"]["containerStatuses"][0];
+    assert_eq!((cs["started"].as_bool(), cs["ready"].as_bool(), cs["restartCount"].as_u64()), (Some(true), Some(true), Some(0)));
+}
+
+#[test]
+fn post_start_and_pre_stop_hooks() {
+    let s = start();
+    let out = HostDir::new("hooks");
+    s.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: hooks
+spec:
+  terminationGracePeriodSeconds: 10
+  volumes:
+  - name: out
+    hostPath:
+      path: {}
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, 'trap \"echo TERM >> /out/log; exit 0\" TERM; while [ ! -e /tmp/poststart ]; do sleep 0.1; done; cp /tmp/poststart /out/seen; while true; do sleep 1 & wait; done']
+    volumeMounts:
+    - name: out
+      mountPath: /out
+    lifecycle:
+      postStart:
+        exec:
+          command: [sh, -c, 'sleep 1; echo from-poststart > /tmp/poststart']
+      preStop:
+        exec:
+          command: [sh, -c, 'echo prestop >> /out/log']
+",
+        out.0.display()
+    ));
+    wait_pod(&s, "hooks", "Running", 30, |p| p["status"]["phase"] == "Running");
+    // Running is reported only after postStart completed: its file is there already.
+    assert_eq!(exec_ok(&s, "hooks", &["cat", "/tmp/poststart"]), "from-poststart\n");
+    s.wait_for("the main process saw the postStart file", Duration::from_secs(10), || {
+        std::fs::read_to_string(out.0.join("seen")).ok().filter(|t| t == "from-poststart\n")
+    });
+
+    s.kubectl_ok(&["delete", "pod", "hooks", "--wait=true", "--timeout=60s"]);
+    let log = std::fs::read_to_string(out.0.join("log")).unwrap_or_default();
+    assert_eq!(log, "prestop\nTERM\n", "preStop runs before SIGTERM");
+}
+
+#[test]
+fn failing_post_start_hook_kills_the_container() {
+    let s = start();
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: badhook
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, '3600']
+    lifecycle:
+      postStart:
+        exec:
+          command: [sh, -c, 'echo nope; exit 1']
+",
+    );
+    wait_pod(&s, "badhook", "restarted", 30, |p| p["status"]["containerStatuses"][0]["restartCount"].as_u64() >= Some(1));
+    let ev = events(&s, "badhook");
+    assert!(ev.iter().any(|(r, m)| r == "FailedPostStartHook" && m.contains("nope")), "{ev:?}");
+}
+
+#[test]
+fn active_deadline_fails_the_pod() {
+    let s = start();
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: deadline
+spec:
+  activeDeadlineSeconds: 3
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, '3600']
+",
+    );
+    wait_pod(&s, "deadline", "Running", 30, |p| p["status"]["phase"] == "Running");
+    let p = wait_pod(&s, "deadline", "Failed", 30, |p| p["status"]["phase"] == "Failed");
+    assert_eq!(p["status"]["reason"], "DeadlineExceeded");
+    assert_eq!(p["status"]["message"], "Pod was active on the node longer than the specified deadline");
+    assert!(p["status"]["containerStatuses"][0]["state"]["terminated"].is_object(), "{p}");
+    let ev = events(&s, "deadline");
+    assert!(ev.iter().any(|(r, _)| r == "DeadlineExceeded"), "{ev:?}");
+}
+
+#[test]
+fn termination_messages_from_file_and_logs() {
+    let s = start();
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: bye
+spec:
+  restartPolicy: Never
+  containers:
+  - name: file
+    image: busybox
+    command: [sh, -c, 'echo -n goodbye > /dev/termination-log; exit 3']
+  - name: custom
+    image: busybox
+    terminationMessagePath: /tmp/why
+    command: [sh, -c, 'echo -n custom-path > /tmp/why']
+  - name: logs
+    image: busybox
+    terminationMessagePolicy: FallbackToLogsOnError
+    command: [sh, -c, 'echo first; echo last-words; exit 1']
+",
+    );
+    let p = wait_pod(&s, "bye", "Failed", 30, |p| p["status"]["phase"] == "Failed");
+    let msg = |name: &str| {
+        let cs = p["status"]["containerStatuses"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone();
+        cs["state"]["terminated"]["message"].as_str().map(String::from)
+    };
+    assert_eq!(msg("file").as_deref(), Some("goodbye"));
+    assert_eq!(msg("custom").as_deref(), Some("custom-path"));
+    assert_eq!(msg("logs").as_deref(), Some("first\nlast-words\n"));
+}
