@@ -107,6 +107,32 @@ pub fn job(obj: &mut Value, uid: &str) {
     }
 }
 
+/// Upstream apps/v1 `SetDefaults_Deployment`: one replica, RollingUpdate 25%/25%, ten old ReplicaSets kept,
+/// a 600 s progress deadline, and the pod template's defaults.
+pub fn deployment(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else { return };
+    default_path(spec, &["replicas"], json!(1));
+    default_path(spec, &["strategy", "type"], json!("RollingUpdate"));
+    if spec.pointer("/strategy/type") == Some(&json!("RollingUpdate")) {
+        default_path(spec, &["strategy", "rollingUpdate", "maxUnavailable"], json!("25%"));
+        default_path(spec, &["strategy", "rollingUpdate", "maxSurge"], json!("25%"));
+    }
+    default_path(spec, &["revisionHistoryLimit"], json!(10));
+    default_path(spec, &["progressDeadlineSeconds"], json!(600));
+    if let Some(ps) = spec.pointer_mut("/template/spec") {
+        pod_spec(ps);
+    }
+}
+
+/// Upstream apps/v1 `SetDefaults_ReplicaSet`: one replica, and the pod template's defaults.
+pub fn replicaset(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else { return };
+    default_path(spec, &["replicas"], json!(1));
+    if let Some(ps) = spec.pointer_mut("/template/spec") {
+        pod_spec(ps);
+    }
+}
+
 /// Defaults applied to every write of a kind, not only on create (upstream defaults every decoded request),
 /// so that a `kubectl replace` of a manifest without the defaulted fields compares equal where it should.
 pub fn on_update(storage: &str, obj: &mut Value) {
@@ -121,6 +147,8 @@ pub fn on_update(storage: &str, obj: &mut Value) {
                 job_spec(spec);
             }
         }
+        "apps/deployments" => deployment(obj),
+        "apps/replicasets" => replicaset(obj),
         "core/namespaces" => default_path(obj, &["spec", "finalizers"], json!(["kubernetes"])),
         "core/secrets" => secret(obj),
         _ => {}
@@ -156,6 +184,25 @@ mod tests {
         pod(&mut own);
         assert_eq!(own["spec"]["tolerations"].as_array().unwrap().len(), 2, "the pod's own unreachable toleration is kept, not doubled");
         assert_eq!(own["spec"]["tolerations"][0]["tolerationSeconds"], 5);
+    }
+
+    #[test]
+    fn deployment_and_replicaset_defaults_like_upstream() {
+        let mut d = json!({"spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+        deployment(&mut d);
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(d["spec"]["strategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
+        assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
+        assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+        let mut r = json!({"spec": {"strategy": {"type": "Recreate"}, "replicas": 0}});
+        deployment(&mut r);
+        assert_eq!(r["spec"]["replicas"], 0, "an explicit 0 is kept");
+        assert!(r["spec"]["strategy"].get("rollingUpdate").is_none(), "Recreate gets no rollingUpdate");
+        let mut rs = json!({"spec": {"template": {"spec": {"containers": []}}}});
+        replicaset(&mut rs);
+        assert_eq!(rs["spec"]["replicas"], 1);
+        assert_eq!(rs["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
     }
 
     #[test]

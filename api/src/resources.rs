@@ -92,6 +92,7 @@ impl ResourceInfo {
             ("core/events", "source") => field_value(obj, "source.component"),
             ("core/events", l) if l.starts_with("regarding.") => field_value(obj, &l.replacen("regarding.", "involvedObject.", 1)),
             ("core/events", "reportingController") => field_value(obj, "reportingComponent"),
+            ("apps/replicasets", "status.replicas") => obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0).to_string(),
             ("batch/jobs", "status.successful") => obj.pointer("/status/succeeded").and_then(Value::as_i64).unwrap_or(0).to_string(),
             _ => field_value(obj, label),
         }
@@ -245,6 +246,34 @@ pub static RESOURCES: &[ResourceInfo] = &[
         read_only: true,
     },
     ResourceInfo {
+        group: "apps",
+        version: "v1",
+        kind: "Deployment",
+        plural: "deployments",
+        singular: "deployment",
+        namespaced: true,
+        short_names: &["deploy"],
+        categories: &["all"],
+        subresources: &["status", "scale"],
+        storage: "apps/deployments",
+        field_labels: &[],
+        read_only: false,
+    },
+    ResourceInfo {
+        group: "apps",
+        version: "v1",
+        kind: "ReplicaSet",
+        plural: "replicasets",
+        singular: "replicaset",
+        namespaced: true,
+        short_names: &["rs"],
+        categories: &["all"],
+        subresources: &["status", "scale"],
+        storage: "apps/replicasets",
+        field_labels: &["status.replicas"],
+        read_only: false,
+    },
+    ResourceInfo {
         group: "batch",
         version: "v1",
         kind: "Job",
@@ -340,7 +369,7 @@ mod tests {
         assert_eq!(find("batch", "v1", "jobs").unwrap().group_resource(), "jobs.batch");
         assert_eq!(find_kind("batch/v1", "Job").unwrap().plural, "jobs");
         assert!(find("batch", "v2", "jobs").is_none());
-        assert_eq!(groups().iter().map(|g| g.0).collect::<Vec<_>>(), ["batch", "coordination.k8s.io", "events.k8s.io"]);
+        assert_eq!(groups().iter().map(|g| g.0).collect::<Vec<_>>(), ["apps", "batch", "coordination.k8s.io", "events.k8s.io"]);
         assert_eq!(storage_resources().iter().filter(|r| r.storage == "core/events").count(), 1);
     }
 

@@ -98,7 +98,9 @@ static UNKNOWN: BuiltinMeta = BuiltinMeta(Builtin::Unknown);
 pub fn meta_for(group: &str, kind: &str) -> &'static (dyn PatchMeta + Sync) {
     match (group, kind) {
         ("", "Pod") => &POD,
-        ("batch", "Job") => &JOB,
+        // Deployments and ReplicaSets have the same merge lists: a pod template under `spec.template`, status
+        // conditions by type.
+        ("batch", "Job") | ("apps", "Deployment" | "ReplicaSet") => &JOB,
         ("", "Namespace") => &NAMESPACE,
         ("", "Node") => &NODE,
         ("", "ConfigMap" | "Secret" | "Event") | ("events.k8s.io", "Event") | ("coordination.k8s.io", "Lease") => {
@@ -1630,7 +1632,10 @@ mod tests {
             ("events.k8s.io", "Event", &["metadata", "finalizers"], Prims),
             ("coordination.k8s.io", "Lease", &["metadata", "finalizers"], Prims),
             ("", "Job", &["metadata", "finalizers"], Replace),
-            ("apps", "Deployment", &["spec", "template", "spec", "containers"], Replace),
+            ("apps", "Deployment", &["spec", "template", "spec", "containers"], by("name")),
+            ("apps", "ReplicaSet", &["spec", "template", "spec", "containers", "env"], by("name")),
+            ("apps", "Deployment", &["status", "conditions"], by("type")),
+            ("apps", "StatefulSet", &["spec", "template", "spec", "containers"], Replace),
         ];
         for (group, kind, path, want) in cases {
             assert_eq!(meta_for(group, kind).list_strategy(path), *want, "{group}/{kind} {path:?}");

@@ -91,6 +91,26 @@ pub fn columns(info: &ResourceInfo) -> Value {
             col("Images", "string", 1, "Images referenced by each container in the template."),
             col("Selector", "string", 1, "A label query over pods that should match the pod count."),
         ],
+        "apps/deployments" => vec![
+            col("Name", "string", 0, NAME_DOC),
+            col("Ready", "string", 0, "Number of the pod with ready state"),
+            col("Up-to-date", "integer", 0, "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
+            col("Available", "integer", 0, "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+            col("Age", "string", 0, AGE_DOC),
+            col("Containers", "string", 1, "Names of each container in the template."),
+            col("Images", "string", 1, "Images referenced by each container in the template."),
+            col("Selector", "string", 1, "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment."),
+        ],
+        "apps/replicasets" => vec![
+            col("Name", "string", 0, NAME_DOC),
+            col("Desired", "integer", 0, "Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller/#what-is-a-replicationcontroller"),
+            col("Current", "integer", 0, "Replicas is the most recently observed number of replicas. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller/#what-is-a-replicationcontroller"),
+            col("Ready", "integer", 0, "readyReplicas is the number of pods targeted by this ReplicaSet with a Ready Condition."),
+            col("Age", "string", 0, AGE_DOC),
+            col("Containers", "string", 1, "Names of each container in the template."),
+            col("Images", "string", 1, "Images referenced by each container in the template."),
+            col("Selector", "string", 1, "Selector is a label query over pods that should match the replica count. Label keys and values that must match in order to be controlled by this replica set. It must match the pod template's labels. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors"),
+        ],
         "core/nodes" => vec![
             col("Name", "string", 0, NAME_DOC),
             col("Status", "string", 0, "The status of the node"),
@@ -180,6 +200,24 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: i64) -> (Vec<Value>, Option<
             let images = containers.iter().map(|c| s(c, "/image")).collect::<Vec<_>>().join(",");
             let selector = format_label_selector(obj.pointer("/spec/selector"));
             (vec![name, status.into(), completions.into(), duration.into(), age, names.into(), images.into(), selector.into()], None)
+        }
+        // upstream `printDeployment` / `printReplicaSet`.
+        "apps/deployments" | "apps/replicasets" => {
+            let desired = i(obj, "/spec/replicas");
+            let ready = i(obj, "/status/readyReplicas");
+            let containers = arr(obj, "/spec/template/spec/containers");
+            let names = containers.iter().map(|c| s(c, "/name")).collect::<Vec<_>>().join(",");
+            let images = containers.iter().map(|c| s(c, "/image")).collect::<Vec<_>>().join(",");
+            let selector = format_label_selector(obj.pointer("/spec/selector"));
+            let counts: Vec<Value> = if info.storage == "apps/deployments" {
+                vec![format!("{ready}/{desired}").into(), i(obj, "/status/updatedReplicas").into(), i(obj, "/status/availableReplicas").into()]
+            } else {
+                vec![desired.into(), i(obj, "/status/replicas").into(), ready.into()]
+            };
+            let mut row = vec![name];
+            row.extend(counts);
+            row.extend([age, names.into(), images.into(), selector.into()]);
+            (row, None)
         }
         "core/nodes" => {
             let mut status: Vec<String> = arr(obj, "/status/conditions")
@@ -283,7 +321,7 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: i64) -> (Vec<Value>, Option<
 }
 
 /// `metav1.FormatLabelSelector`.
-fn format_label_selector(sel: Option<&Value>) -> String {
+pub fn format_label_selector(sel: Option<&Value>) -> String {
     let Some(sel) = sel.filter(|v| v.is_object()) else { return "<none>".into() };
     let mut parts: Vec<String> = Vec::new();
     if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
@@ -542,6 +580,19 @@ mod tests {
         let ev = json!({"metadata": {"name": "p.1"}, "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "Started", "type": "Normal",
             "message": "Started container a ", "source": {"component": "kubelet", "host": "n1"}, "firstTimestamp": "2026-01-01T00:05:00Z", "lastTimestamp": "2026-01-01T00:09:00Z", "count": 2});
         assert_eq!(row("/events", &ev), json!(["60s", "Normal", "Started", "pod/p", "", "kubelet, n1", "Started container a", "5m", 2, "p.1"]).as_array().unwrap().clone());
+    }
+
+    #[test]
+    fn deployment_and_replicaset_rows() {
+        let tpl = json!({"spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        let d = json!({"metadata": {"name": "web", "creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": tpl},
+            "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}});
+        assert_eq!(row("apps/deployments", &d), json!(["web", "2/3", 3, 2, "10m", "c", "busybox", "app=web"]).as_array().unwrap().clone());
+        let r = json!({"metadata": {"name": "web-5d4f8", "creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": tpl},
+            "status": {"replicas": 3, "readyReplicas": 1}});
+        assert_eq!(row("apps/replicasets", &r), json!(["web-5d4f8", 3, 3, 1, "10m", "c", "busybox", "app=web"]).as_array().unwrap().clone());
+        let cols = columns(find("apps", "v1", "deployments").unwrap());
+        assert_eq!(cols.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect::<Vec<_>>(), ["Name", "Ready", "Up-to-date", "Available", "Age", "Containers", "Images", "Selector"]);
     }
 
     #[test]

@@ -191,6 +191,8 @@ pub fn decode_check(info: &ResourceInfo, obj: &Value) -> Result<(), String> {
         ("", "ConfigMap") => check::<api::core::v1::ConfigMap>(obj),
         ("", "Secret") => check::<api::core::v1::Secret>(obj),
         ("batch", "Job") => check::<api::batch::v1::Job>(obj),
+        ("apps", "Deployment") => check::<api::apps::v1::Deployment>(obj),
+        ("apps", "ReplicaSet") => check::<api::apps::v1::ReplicaSet>(obj),
         ("coordination.k8s.io", "Lease") => check::<api::coordination::v1::Lease>(obj),
         // Stored as core/v1 Events (see `events`).
         ("events.k8s.io", "Event") => check::<api::core::v1::Event>(obj),
@@ -214,6 +216,8 @@ fn round_trip(info: &ResourceInfo, obj: &Value) -> Option<Value> {
         ("", "ConfigMap") => rt::<api::core::v1::ConfigMap>(obj),
         ("", "Secret") => rt::<api::core::v1::Secret>(obj),
         ("batch", "Job") => rt::<api::batch::v1::Job>(obj),
+        ("apps", "Deployment") => rt::<api::apps::v1::Deployment>(obj),
+        ("apps", "ReplicaSet") => rt::<api::apps::v1::ReplicaSet>(obj),
         ("coordination.k8s.io", "Lease") => rt::<api::coordination::v1::Lease>(obj),
         ("events.k8s.io", "Event") => rt::<api::events::v1::Event>(obj),
         _ => None,
@@ -369,6 +373,8 @@ pub fn validate(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
     match info.storage {
         "core/pods" => validate_pod_spec(obj.get("spec"), "spec", &mut errs),
         "batch/jobs" => validate_job(obj, &mut errs),
+        "apps/deployments" => validate_deployment(obj, &mut errs),
+        "apps/replicasets" => validate_replicaset(obj, &mut errs),
         "core/configmaps" => validate_config_keys(obj, &["data", "binaryData"], &mut errs),
         "core/secrets" => validate_config_keys(obj, &["data", "stringData"], &mut errs),
         "core/events" => validate_event(obj, &mut errs),
@@ -388,6 +394,14 @@ pub fn validate_update(info: &ResourceInfo, new: &Value, old: &Value) -> Vec<Fie
                     errs.push(FieldError::invalid(field, new.pointer(path).unwrap_or(&Value::Null), "field is immutable"));
                 }
             }
+        }
+        // Upstream apps/v1: the selector is immutable (changing it would orphan the running Pods).
+        "apps/deployments" | "apps/replicasets" if new.pointer("/spec/selector") != old.pointer("/spec/selector") => {
+            errs.push(FieldError::invalid(
+                "spec.selector",
+                new.pointer("/spec/selector").unwrap_or(&Value::Null),
+                "field is immutable; to select other Pods, create a new object",
+            ));
         }
         "core/secrets" | "core/configmaps" if old.get("immutable") == Some(&Value::Bool(true)) => {
             for f in ["data", "binaryData", "stringData"] {
@@ -684,6 +698,119 @@ fn validate_job(obj: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// What a Deployment and a ReplicaSet share (upstream `ValidateReplicaSetSpec` / `ValidateDeploymentSpec`):
+/// counts, a non-empty selector that matches the template's labels, a template whose Pods restart Always.
+fn validate_replicated(kind: &str, spec: &Value, errs: &mut Vec<FieldError>) {
+    for f in ["replicas", "minReadySeconds", "revisionHistoryLimit"] {
+        if let Some(n) = spec.get(f).and_then(Value::as_i64) {
+            if n < 0 {
+                errs.push(FieldError::invalid(format!("spec.{f}"), &n.into(), "must be greater than or equal to 0"));
+            }
+        }
+    }
+    let template = spec.get("template").filter(|t| t.is_object());
+    match spec.get("selector").filter(|s| !s.is_null()) {
+        None => errs.push(FieldError::required("spec.selector", "set spec.selector.matchLabels to the labels of spec.template.metadata.labels")),
+        Some(sel) => match LabelSelector::from_label_selector_json(sel) {
+            Err(e) => errs.push(FieldError::invalid("spec.selector", sel, e.0)),
+            Ok(s) if s.is_empty() => errs.push(FieldError::invalid("spec.selector", sel, format!("empty selector is invalid for {kind}"))),
+            Ok(s) => {
+                let labels = template.and_then(|t| t.pointer("/metadata/labels"));
+                if !s.matches_json(labels) {
+                    errs.push(FieldError::invalid("spec.template.metadata.labels", labels.unwrap_or(&Value::Null), "`selector` does not match template `labels`"));
+                }
+            }
+        },
+    }
+    let Some(template) = template else {
+        errs.push(FieldError::required("spec.template", ""));
+        return;
+    };
+    validate_pod_spec(template.get("spec"), "spec.template.spec", errs);
+    let rp = template.pointer("/spec/restartPolicy").cloned().unwrap_or(Value::Null);
+    if rp.as_str().is_some_and(|p| p != "Always") {
+        errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", &rp, &["Always"]));
+    }
+    if template.pointer("/spec/activeDeadlineSeconds").is_some_and(|v| !v.is_null()) {
+        errs.push(FieldError::forbidden("spec.template.spec.activeDeadlineSeconds", format!("activeDeadlineSeconds in {kind} is not Supported")));
+    }
+}
+
+fn validate_replicaset(obj: &Value, errs: &mut Vec<FieldError>) {
+    let Some(spec) = obj.get("spec").filter(|s| s.is_object()) else {
+        errs.push(FieldError::required("spec", ""));
+        return;
+    };
+    validate_replicated("ReplicaSet", spec, errs);
+}
+
+/// An IntOrString of a rolling update (upstream `ValidatePositiveIntOrPercent`, `IsNotMoreThan100Percent`):
+/// its value as (number, is a percentage).
+fn int_or_percent(v: &Value, field: &str, errs: &mut Vec<FieldError>) -> Option<(i64, bool)> {
+    let parsed = match v {
+        Value::Number(n) => n.as_i64().map(|n| (n, false)),
+        Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
+            Some(p) => Some((p, true)),
+            None => {
+                errs.push(FieldError::invalid(field, v, "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"));
+                return None;
+            }
+        },
+        _ => None,
+    }?;
+    if parsed.0 < 0 {
+        errs.push(FieldError::invalid(field, v, "must be greater than or equal to 0"));
+    }
+    Some(parsed)
+}
+
+fn validate_deployment(obj: &Value, errs: &mut Vec<FieldError>) {
+    let Some(spec) = obj.get("spec").filter(|s| s.is_object()) else {
+        errs.push(FieldError::required("spec", ""));
+        return;
+    };
+    validate_replicated("Deployment", spec, errs);
+    let strategy = spec.get("strategy").cloned().unwrap_or(Value::Null);
+    let ty = strategy.get("type").cloned().unwrap_or(Value::Null);
+    let rolling = strategy.get("rollingUpdate").filter(|r| !r.is_null());
+    match ty.as_str() {
+        Some("Recreate") => {
+            if rolling.is_some() {
+                errs.push(FieldError::forbidden("spec.strategy.rollingUpdate", "may not be specified when strategy `type` is 'Recreate'; remove it or set type RollingUpdate"));
+            }
+        }
+        Some("RollingUpdate") => {
+            let get = |f: &str| rolling.and_then(|r| r.get(f)).filter(|v| !v.is_null()).cloned();
+            let unavailable = get("maxUnavailable");
+            let surge = get("maxSurge");
+            let u = unavailable.as_ref().and_then(|v| int_or_percent(v, "spec.strategy.rollingUpdate.maxUnavailable", errs));
+            let s = surge.as_ref().and_then(|v| int_or_percent(v, "spec.strategy.rollingUpdate.maxSurge", errs));
+            if let (Some((n, true)), Some(v)) = (u, unavailable.as_ref()) {
+                if n > 100 {
+                    errs.push(FieldError::invalid("spec.strategy.rollingUpdate.maxUnavailable", v, "must not be greater than 100%"));
+                }
+            }
+            if u.is_some_and(|(n, _)| n == 0) && s.is_some_and(|(n, _)| n == 0) {
+                errs.push(FieldError::invalid(
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                    unavailable.as_ref().unwrap_or(&Value::Null),
+                    "may not be 0 when `maxSurge` is 0",
+                ));
+            }
+        }
+        None => errs.push(FieldError::required("spec.strategy.type", "")),
+        Some(_) => errs.push(FieldError::not_supported("spec.strategy.type", &ty, &["Recreate", "RollingUpdate"])),
+    }
+    if let Some(p) = spec.get("progressDeadlineSeconds").and_then(Value::as_i64) {
+        let min_ready = spec.get("minReadySeconds").and_then(Value::as_i64).unwrap_or(0);
+        if p < 0 {
+            errs.push(FieldError::invalid("spec.progressDeadlineSeconds", &p.into(), "must be greater than or equal to 0"));
+        } else if p <= min_ready {
+            errs.push(FieldError::invalid("spec.progressDeadlineSeconds", &p.into(), "must be greater than minReadySeconds"));
+        }
+    }
+}
+
 /// Completion modes, per-index back-off, pod failure and success policies, replacement policy: the upstream
 /// rules on how these fields combine (`ValidateJobSpec`), with messages that say what to change.
 fn validate_job_modes(spec: &Value, restart_policy: Option<&str>, errs: &mut Vec<FieldError>) {
@@ -898,6 +1025,41 @@ mod tests {
         assert_eq!(msgs(&validate(jobs, &job)), ["spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""]);
         let job = json!({"metadata": {"name": "j"}, "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "c"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}], "restartPolicy": "Never"}}}});
         assert_eq!(msgs(&validate(jobs, &job)), ["spec.template.metadata.labels: Invalid value: {\"a\":\"c\"}: `selector` does not match template `labels`"]);
+    }
+
+    #[test]
+    fn deployment_and_replicaset_rules() {
+        let deploys = find("apps", "v1", "deployments").unwrap();
+        let tpl = json!({"metadata": {"labels": {"app": "a"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}], "restartPolicy": "Always"}});
+        let ok = json!({"metadata": {"name": "d"}, "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "a"}}, "template": tpl,
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 1}}, "progressDeadlineSeconds": 600}});
+        assert!(validate(deploys, &ok).is_empty(), "{:?}", validate(deploys, &ok));
+        let mut bad = ok.clone();
+        bad["spec"]["replicas"] = json!(-1);
+        bad["spec"]["selector"] = json!({"matchLabels": {"app": "b"}});
+        bad["spec"]["strategy"]["rollingUpdate"] = json!({"maxSurge": 0, "maxUnavailable": "x"});
+        assert_eq!(
+            msgs(&validate(deploys, &bad)),
+            [
+                "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+                "spec.template.metadata.labels: Invalid value: {\"app\":\"a\"}: `selector` does not match template `labels`",
+                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"x\": a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+            ]
+        );
+        let mut zero = ok.clone();
+        zero["spec"]["strategy"]["rollingUpdate"] = json!({"maxSurge": 0, "maxUnavailable": "0%"});
+        assert_eq!(msgs(&validate(deploys, &zero)), ["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"0%\": may not be 0 when `maxSurge` is 0"]);
+        let mut no_sel = ok.clone();
+        no_sel["spec"].as_object_mut().unwrap().remove("selector");
+        assert!(msgs(&validate(deploys, &no_sel))[0].starts_with("spec.selector: Required value"));
+        let mut moved = ok.clone();
+        moved["spec"]["selector"] = json!({"matchLabels": {"app": "a", "x": "y"}});
+        moved["spec"]["template"]["metadata"]["labels"]["x"] = json!("y");
+        assert!(msgs(&validate_update(deploys, &moved, &ok))[0].contains("spec.selector: Invalid value: {\"matchLabels\":{\"app\":\"a\",\"x\":\"y\"}}: field is immutable"));
+        let rs = find("apps", "v1", "replicasets").unwrap();
+        let mut never = json!({"metadata": {"name": "r"}, "spec": {"selector": {"matchLabels": {"app": "a"}}, "template": tpl}});
+        never["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+        assert_eq!(msgs(&validate(rs, &never)), ["spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\""]);
     }
 
     #[test]

@@ -33,6 +33,7 @@ fn sub_kind(info: &ResourceInfo, sub: &str) -> (&'static str, &'static str, &'st
     }
     match sub {
         "binding" => ("", "v1", "Binding", &["create"]),
+        "scale" => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),
         _ => (info.group, info.version, info.kind, &["get", "patch", "update"]),
     }
 }
@@ -129,8 +130,14 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         }
         out.push(v);
         for s in subresources(r) {
-            let (_, _, k, verbs) = sub_kind(r, s);
-            out.push(json!({"name": format!("{}/{s}", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": k, "verbs": verbs}));
+            let (g, v, k, verbs) = sub_kind(r, s);
+            let mut sub = json!({"name": format!("{}/{s}", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": k, "verbs": verbs});
+            // A subresource of another group names it (upstream: `deployments/scale` is autoscaling/v1 Scale).
+            if g != r.group {
+                sub["group"] = g.into();
+                sub["version"] = v.into();
+            }
+            out.push(sub);
         }
     }
     if out.is_empty() {

@@ -489,6 +489,17 @@ async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, 
             }
             None => Ok(raw_json(reg.get_json(info, ns, name)?)),
         },
+        (Method::GET, Some(name), Some("scale")) => ok(reg.get_scale(info, ns, name)?),
+        (Method::PUT, Some(name), Some("scale")) => {
+            let body = read_body(body).await?;
+            let scale: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("Scale cannot be decoded: {e}")))?;
+            ok(reg.update_scale(info, ns, name, &scale, &write_options(&query, &headers)?).await?)
+        }
+        (Method::PATCH, Some(name), Some("scale")) => {
+            let body = read_body(body).await?;
+            let ct = header_str(&headers, header::CONTENT_TYPE);
+            ok(reg.patch_scale(info, ns, name, ct, &body, &write_options(&query, &headers)?).await?)
+        }
         (Method::POST, None, None) => {
             let body = read_body(body).await?;
             let obj = json_body(info, &headers, &body)?;

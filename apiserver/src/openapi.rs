@@ -44,6 +44,8 @@ fn kind_schema(info: &ResourceInfo, gen: &mut schemars::SchemaGenerator) -> Opti
         ("", "ConfigMap") => schema_of::<api::core::v1::ConfigMap>(gen),
         ("", "Secret") => schema_of::<api::core::v1::Secret>(gen),
         ("batch", "Job") => schema_of::<api::batch::v1::Job>(gen),
+        ("apps", "Deployment") => schema_of::<api::apps::v1::Deployment>(gen),
+        ("apps", "ReplicaSet") => schema_of::<api::apps::v1::ReplicaSet>(gen),
         ("coordination.k8s.io", "Lease") => schema_of::<api::coordination::v1::Lease>(gen),
         ("events.k8s.io", "Event") => schema_of::<api::events::v1::Event>(gen),
         _ => return None,

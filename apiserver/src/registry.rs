@@ -747,6 +747,64 @@ impl Registry {
         Ok((patched, StatusCode::OK))
     }
 
+    /// GET `{deployments,replicasets}/{name}/scale`.
+    pub fn get_scale(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+        Ok(scale_of(&self.get(info, ns, name)?))
+    }
+
+    /// PUT `.../scale`: only `spec.replicas` is taken from the Scale; its `resourceVersion`, if any, is a
+    /// precondition on the object (upstream's scale REST `Update`).
+    pub async fn update_scale(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, body: &Value, opts: &WriteOptions) -> ApiResult<Value> {
+        let replicas = scale_replicas(info, name, body)?;
+        let precondition = parse_rv(meta::meta_str(body, "resourceVersion"))?;
+        let obj = self
+            .guaranteed_update(info, ns, name, precondition, opts.dry_run, |old| {
+                let mut new = old.clone();
+                meta::set_path(&mut new, &["spec", "replicas"], json!(replicas));
+                let new = Self::prepare_update(info, None, new, old)?;
+                Ok(track_update(info, old, new, opts))
+            })
+            .await?;
+        Ok(scale_of(&obj))
+    }
+
+    /// PATCH `.../scale` (what `kubectl scale` sends): the patch applies to the current Scale, then as PUT.
+    pub async fn patch_scale(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, content_type: &str, body: &[u8], opts: &WriteOptions) -> ApiResult<Value> {
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        let patch: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid patch: {e}")))?;
+        let obj = self
+            .guaranteed_update(info, ns, name, None, opts.dry_run, |old| {
+                let mut cur = old.clone();
+                externalize(info, &mut cur);
+                let mut scale = scale_of(&cur);
+                match media {
+                    "application/json-patch+json" => {
+                        let p: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+                        json_patch::patch(&mut scale, &p)
+                            .map_err(|e| ApiError::invalid(info, name, &[validation::FieldError::invalid("patch", &Value::Null, e.to_string())]))?;
+                    }
+                    // A Scale has no lists, so a strategic merge patch merges as a merge patch does.
+                    "application/merge-patch+json" | "application/strategic-merge-patch+json" => json_patch::merge(&mut scale, &patch),
+                    other => {
+                        return Err(ApiError::unsupported_media_type(format!(
+                            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})"
+                        )))
+                    }
+                }
+                let rv = meta::meta_str(&scale, "resourceVersion");
+                if !rv.is_empty() && rv != meta::meta_str(old, "resourceVersion") {
+                    return Err(ApiError::modified(info, name));
+                }
+                let replicas = scale_replicas(info, name, &scale)?;
+                let mut new = old.clone();
+                meta::set_path(&mut new, &["spec", "replicas"], json!(replicas));
+                let new = Self::prepare_update(info, None, new, old)?;
+                Ok(track_update(info, old, new, opts))
+            })
+            .await?;
+        Ok(scale_of(&obj))
+    }
+
     /// POST pods/{name}/binding: set `spec.nodeName` once (the scheduler's write).
     pub async fn bind(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, binding: &Value) -> ApiResult<Value> {
         let target = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
@@ -951,6 +1009,39 @@ fn ssa_error(info: &ResourceInfo, name: &str, e: k1s_api::ssa::SsaError) -> ApiE
 /// Record an ordinary write in `managedFields` — only for objects that already have them (someone applied
 /// to it server-side): conflict detection needs it there, and every other object is spared the bookkeeping
 /// on the hot write path (status updates).
+/// The autoscaling/v1 Scale of a Deployment or ReplicaSet (upstream `scaleFromDeployment`): desired replicas in
+/// spec, observed replicas and the selector as a string in status.
+pub fn scale_of(obj: &Value) -> Value {
+    let md = obj.get("metadata").cloned().unwrap_or(json!({}));
+    let mut metadata = json!({});
+    for f in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+        if let Some(v) = md.get(f) {
+            metadata[f] = v.clone();
+        }
+    }
+    let selector = match k1s_api::tables::format_label_selector(obj.pointer("/spec/selector")) {
+        s if s == "<none>" => String::new(),
+        s => s,
+    };
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": metadata,
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+        "status": {"replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0), "selector": selector},
+    })
+}
+
+/// `spec.replicas` of a Scale body: a non-negative integer (upstream `ValidateScale`).
+fn scale_replicas(info: &ResourceInfo, name: &str, scale: &Value) -> ApiResult<i64> {
+    let v = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+    match v.as_i64() {
+        Some(n) if (0..=i64::from(i32::MAX)).contains(&n) => Ok(n),
+        Some(n) if n < 0 => Err(ApiError::invalid_kind("Scale", "autoscaling", name, &[validation::FieldError::invalid("spec.replicas", &v, "must be greater than or equal to 0")])),
+        _ => Err(ApiError::bad_request(format!("Scale in version \"v1\" cannot be handled as a Scale: spec.replicas of {} {name} must be an integer", info.kind))),
+    }
+}
+
 fn track_update(info: &ResourceInfo, old: &Value, new: Value, opts: &WriteOptions) -> Value {
     let tracked = old.pointer("/metadata/managedFields").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
     if !tracked || opts.field_manager.is_empty() {

@@ -189,6 +189,28 @@ impl Strategy for Jobs {
     }
 }
 
+/// apps/v1 Deployments and ReplicaSets: upstream defaults, status reset on create, and `generation` tracking
+/// spec changes so the controllers' `observedGeneration` can say when a change has been seen. Deleting one
+/// without a policy collects its dependents (Background: upstream's apps/v1 strategies answer DeleteDependents).
+struct Replicated {
+    defaults: fn(&mut Value),
+}
+impl Strategy for Replicated {
+    fn prepare_for_create(&self, _: &ResourceInfo, obj: &mut Value, _: &str) {
+        (self.defaults)(obj);
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("status");
+        }
+    }
+
+    fn has_generation(&self) -> bool {
+        true
+    }
+}
+
+static DEPLOYMENTS: Replicated = Replicated { defaults: defaults::deployment };
+static REPLICASETS: Replicated = Replicated { defaults: defaults::replicaset };
+
 /// Events written through events.k8s.io/v1 carry `eventTime`/`series`; their core/v1 view gets the deprecated
 /// fields filled from those (see `k1s_api::events::fill_deprecated` and ARCHITECTURE.md).
 struct Events;
@@ -243,6 +265,8 @@ pub fn for_resource(info: &ResourceInfo) -> &'static dyn Strategy {
         "core/nodes" => &Nodes,
         "core/secrets" => &Secrets,
         "batch/jobs" => &Jobs,
+        "apps/deployments" => &DEPLOYMENTS,
+        "apps/replicasets" => &REPLICASETS,
         "core/events" => &Events,
         _ => &Default,
     }
