@@ -41,6 +41,9 @@ pub struct Desired {
     pub deleting: bool,
     pub restart_policy: RestartPolicy,
     pub init_containers: Vec<String>,
+    /// Init containers with `restartPolicy: Always` (sidecars): started in order, kept running beside the
+    /// main containers, restarted whenever they exit, stopped once the main containers are done.
+    pub sidecars: std::collections::BTreeSet<String>,
     pub containers: Vec<String>,
     /// `activeDeadlineSeconds`.
     pub active_deadline: Option<Duration>,
@@ -54,6 +57,9 @@ pub struct ContainerObserved {
     pub state: ContainerState,
     /// A liveness or startup probe of the running attempt has failed past its threshold.
     pub unhealthy: Option<ProbeKind>,
+    /// Running and its startup probe (if any) has succeeded: what lets the next init container start after
+    /// a sidecar.
+    pub started: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +93,8 @@ pub enum Action {
     KillContainer { name: String, probe: ProbeKind },
     /// `activeDeadlineSeconds` ran out: stop every container; the Pod is Failed (DeadlineExceeded).
     DeadlineExceeded,
+    /// The main containers are done for good but sidecars still run: stop them, then the sandbox goes.
+    StopSidecars,
 }
 
 /// One probe's result as upstream's prober worker keeps it: the result changes only after `threshold`
@@ -149,8 +157,8 @@ pub fn is_terminal(d: &Desired, o: &Observed) -> bool {
     if d.restart_policy == RestartPolicy::Always {
         return false;
     }
-    // A failed init container that will not be restarted ends the Pod.
-    for name in &d.init_containers {
+    // A failed init container that will not be restarted ends the Pod; sidecars never decide the phase.
+    for name in d.init_containers.iter().filter(|n| !d.sidecars.contains(*n)) {
         match o.containers.get(name).map(|c| &c.state) {
             Some(ContainerState::Exited { exit_code, .. }) if *exit_code != 0 => return !d.restart_policy.restarts(*exit_code),
             Some(ContainerState::Exited { .. }) => continue,
@@ -176,20 +184,41 @@ pub fn compute_pod_actions(d: &Desired, o: &Observed) -> Vec<Action> {
         return if o.sandbox { vec![Action::StopSandbox] } else { vec![] };
     }
     if is_terminal(d, o) {
+        if o.containers.values().any(|c| c.state == ContainerState::Running) {
+            return vec![Action::StopSidecars];
+        }
         return if o.sandbox { vec![Action::StopSandbox] } else { vec![] };
     }
     let mut actions = Vec::new();
     if !o.sandbox {
         actions.push(Action::CreateSandbox);
     }
-    // Init containers run one at a time, in order; regular containers wait for all of them.
+    // Init containers run one at a time, in order; regular containers wait for all of them. A sidecar lets
+    // the next one start once it is started; once the main containers exist, a sidecar's restarts no
+    // longer hold anything back.
+    let main_started = d.containers.iter().any(|n| o.containers.contains_key(n));
     for name in &d.init_containers {
+        let sidecar = d.sidecars.contains(name);
         match o.containers.get(name) {
             None => {
                 actions.push(Action::StartContainer { name: name.clone(), init: true, attempt: 0 });
                 return actions;
             }
             Some(c) => match &c.state {
+                ContainerState::Running if sidecar => {
+                    if let Some(probe) = c.unhealthy {
+                        actions.push(Action::KillContainer { name: name.clone(), probe });
+                    }
+                    if !c.started && !main_started {
+                        return actions;
+                    }
+                }
+                ContainerState::Exited { finished_ago, .. } if sidecar => {
+                    actions.push(restart(name, true, c.restart_count, *finished_ago));
+                    if !main_started {
+                        return actions;
+                    }
+                }
                 ContainerState::Running => return actions,
                 ContainerState::Exited { exit_code: 0, .. } => continue,
                 ContainerState::Exited { exit_code, finished_ago } => {
@@ -235,16 +264,23 @@ mod tests {
     use super::*;
 
     fn base() -> Desired {
-        Desired { deleting: false, restart_policy: RestartPolicy::Always, init_containers: vec![], containers: vec!["app".into()], active_deadline: None }
+        Desired { deleting: false, restart_policy: RestartPolicy::Always, init_containers: vec![], sidecars: Default::default(), containers: vec!["app".into()], active_deadline: None }
     }
     fn running(n: u32) -> ContainerObserved {
-        ContainerObserved { restart_count: n, state: ContainerState::Running, unhealthy: None }
+        ContainerObserved { restart_count: n, state: ContainerState::Running, unhealthy: None, started: true }
     }
     fn exited(n: u32, code: i32, ago: u64) -> ContainerObserved {
-        ContainerObserved { restart_count: n, state: ContainerState::Exited { exit_code: code, finished_ago: Duration::from_secs(ago) }, unhealthy: None }
+        ContainerObserved { restart_count: n, state: ContainerState::Exited { exit_code: code, finished_ago: Duration::from_secs(ago) }, unhealthy: None, started: false }
     }
     fn obs(sandbox: bool, cs: &[(&str, ContainerObserved)]) -> Observed {
         Observed { sandbox, containers: cs.iter().map(|(n, c)| (n.to_string(), c.clone())).collect(), active_for: Duration::ZERO }
+    }
+    fn not_started() -> ContainerObserved {
+        ContainerObserved { started: false, ..running(0) }
+    }
+    /// A sidecar `side`, then a regular init container `i2`, then `app`.
+    fn sidecar(policy: RestartPolicy) -> Desired {
+        Desired { init_containers: vec!["side".into(), "i2".into()], sidecars: ["side".to_string()].into(), restart_policy: policy, ..base() }
     }
     fn unhealthy(kind: ProbeKind) -> ContainerObserved {
         ContainerObserved { unhealthy: Some(kind), ..running(0) }
@@ -309,6 +345,23 @@ mod tests {
                 aged(obs(true, &[("app", exited(0, 137, 0))]), 6), vec![Action::StopSandbox]),
             ("deadline exceeded under Always: no restart", with(&|d| d.active_deadline = Some(Duration::from_secs(5))),
                 aged(obs(false, &[("app", exited(0, 0, 0))]), 6), vec![]),
+            ("sidecar first, alone", sidecar(RestartPolicy::Always), obs(false, &[]), vec![Action::CreateSandbox, start_init("side", 0)]),
+            ("sidecar running but not started: wait", sidecar(RestartPolicy::Always), obs(true, &[("side", not_started())]), vec![]),
+            ("sidecar started: the next init container", sidecar(RestartPolicy::Always), obs(true, &[("side", running(0))]), vec![start_init("i2", 0)]),
+            ("sidecar beside the main container", sidecar(RestartPolicy::Always),
+                obs(true, &[("side", running(0)), ("i2", exited(0, 0, 1))]), vec![start("app", 0)]),
+            ("sidecar exited before the main containers: restart it, nothing else", sidecar(RestartPolicy::Never),
+                obs(true, &[("side", exited(0, 1, 0))]), vec![start_init("side", 1)]),
+            ("sidecar exited beside the main container: restart it with back-off, even under Never", sidecar(RestartPolicy::Never),
+                obs(true, &[("side", exited(1, 0, 2)), ("i2", exited(0, 0, 5)), ("app", running(0))]),
+                vec![Action::BackOff { name: "side".into(), wait: Duration::from_secs(8) }]),
+            ("sidecar liveness failed: kill it", sidecar(RestartPolicy::Always),
+                obs(true, &[("side", ContainerObserved { unhealthy: Some(ProbeKind::Liveness), ..running(0) }), ("i2", exited(0, 0, 5)), ("app", running(0))]),
+                vec![Action::KillContainer { name: "side".into(), probe: ProbeKind::Liveness }]),
+            ("main done under Never: stop the sidecar, then the sandbox", sidecar(RestartPolicy::Never),
+                obs(true, &[("side", running(0)), ("i2", exited(0, 0, 5)), ("app", exited(0, 0, 1))]), vec![Action::StopSidecars]),
+            ("main done, sidecar stopped: release the sandbox", sidecar(RestartPolicy::Never),
+                obs(true, &[("side", exited(0, 143, 0)), ("i2", exited(0, 0, 5)), ("app", exited(0, 0, 1))]), vec![Action::StopSandbox]),
         ];
         for (name, d, o, want) in cases {
             assert_eq!(compute_pod_actions(&d, &o), want, "case: {name}");

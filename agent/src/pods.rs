@@ -294,6 +294,7 @@ fn desired(pod: &Pod) -> Desired {
         deleting: pod.metadata.deletion_timestamp.is_some(),
         restart_policy: RestartPolicy::parse(spec.restart_policy.as_deref()),
         init_containers: spec.init_containers.iter().flatten().map(|c| c.name.clone()).collect(),
+        sidecars: spec.init_containers.iter().flatten().filter(|c| c.restart_policy.as_deref() == Some("Always")).map(|c| c.name.clone()).collect(),
         containers: spec.containers.iter().map(|c| c.name.clone()).collect(),
         active_deadline: spec.active_deadline_seconds.map(|s| Duration::from_secs(s.max(0) as u64)),
     }
@@ -407,7 +408,9 @@ impl Worker {
     fn ensure_probes(&mut self, pod: &Pod) {
         let Some(spec) = pod.spec.as_ref() else { return };
         let pod_ip = self.rt.sandbox.as_ref().and_then(|s| s.ip);
-        for c in &spec.containers {
+        // Sidecars are probed like main containers (regular init containers have no probes).
+        let sidecars = spec.init_containers.iter().flatten().filter(|c| c.restart_policy.as_deref() == Some("Always"));
+        for c in spec.containers.iter().chain(sidecars) {
             let Some(v) = self.rt.containers.get_mut(&c.name) else { continue };
             let (Some(_), Some(dir)) = (v.running.as_ref(), self.rt.dirs.get(&c.name)) else {
                 self.probes.remove(&c.name);
@@ -477,7 +480,7 @@ impl Worker {
                     let failed = |k: ProbeKind| p.counters.get(&k).is_some_and(|c| c.result == Some(false));
                     [ProbeKind::Startup, ProbeKind::Liveness].into_iter().find(|k| failed(*k))
                 });
-                Some((name.clone(), ContainerObserved { restart_count: v.restart_count, state, unhealthy }))
+                Some((name.clone(), ContainerObserved { restart_count: v.restart_count, state, unhealthy, started: v.is_started() }))
             })
             .collect();
         Observed { sandbox: self.rt.sandbox.is_some() && !self.rt.sandbox_stopped, containers, active_for: active_for(pod) }
@@ -534,6 +537,10 @@ impl Worker {
                     self.stop_sandbox().await;
                 }
                 Action::KillContainer { name, probe } => self.kill_unhealthy(pod, &name, probe),
+                Action::StopSidecars => {
+                    self.terminate(grace_period(pod)).await;
+                    min_wake(Duration::ZERO, &mut wake);
+                }
                 Action::DeadlineExceeded => {
                     events::record(&self.shared, pod, None, "Normal", "DeadlineExceeded", "Pod was active on the node longer than the specified deadline");
                     self.terminate(grace_period(pod)).await;
@@ -783,15 +790,26 @@ impl Worker {
         }
         // Probes stop with the containers: a probe failing during shutdown must not restart anything.
         self.probes.clear();
-        let mut stops = Vec::new();
+        // Main containers first, then sidecars in reverse order of start, within one grace period (upstream:
+        // sidecars outlive what they serve).
+        let sidecars: Vec<String> = self.pod.as_ref().and_then(|p| p.spec.as_ref()).map(|s| s.init_containers.iter().flatten().filter(|c| c.restart_policy.as_deref() == Some("Always")).map(|c| c.name.clone()).rev().collect()).unwrap_or_default();
+        let t0 = std::time::Instant::now();
         let pod_ip = self.rt.sandbox.as_ref().and_then(|s| s.ip);
-        for (name, v) in &self.rt.containers {
-            if let (Some(st), Some(dir)) = (v.running.clone(), self.rt.dirs.get(name).cloned()) {
-                let target = probe::target(&self.shared.runtime.cfg.exe, &dir, pod_ip);
-                stops.push(stop_with_hook(self.shared.clone(), self.pod.clone(), name.clone(), target, st, grace));
+        let mains: Vec<String> = self.rt.containers.keys().filter(|n| !sidecars.contains(n)).cloned().collect();
+        let mut rounds: Vec<Vec<String>> = vec![mains];
+        rounds.extend(sidecars.iter().map(|s| vec![s.clone()]));
+        for round in rounds {
+            let left = if grace.is_zero() { grace } else { grace.saturating_sub(t0.elapsed()).max(Duration::from_secs(2)) };
+            let mut stops = Vec::new();
+            for name in round {
+                let Some(v) = self.rt.containers.get(&name) else { continue };
+                if let (Some(st), Some(dir)) = (v.running.clone(), self.rt.dirs.get(&name).cloned()) {
+                    let target = probe::target(&self.shared.runtime.cfg.exe, &dir, pod_ip);
+                    stops.push(stop_with_hook(self.shared.clone(), self.pod.clone(), name.clone(), target, st, left));
+                }
             }
+            futures::future::join_all(stops).await;
         }
-        futures::future::join_all(stops).await;
         // Record the exits now (the pidfd watchers may not have reported yet): the terminal status needs them.
         let names: Vec<(String, u32)> = self.rt.containers.iter().filter(|(_, v)| v.running.is_some()).map(|(n, v)| (n.clone(), v.restart_count)).collect();
         for (name, attempt) in names {

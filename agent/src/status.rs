@@ -67,6 +67,7 @@ fn terminated(e: &Exit, id: &str, started: Option<&str>) -> Value {
 }
 
 fn container_status(c: &Container, v: Option<&ContainerView>, init: bool) -> Value {
+    let sidecar = init && is_sidecar(c);
     let image = c.image.clone().unwrap_or_default();
     let Some(v) = v else {
         let reason = if init { "PodInitializing" } else { "ContainerCreating" };
@@ -96,11 +97,18 @@ fn container_status(c: &Container, v: Option<&ContainerView>, init: bool) -> Val
     if !v.id.is_empty() {
         s["containerID"] = json!(format!("k1s://{}", v.id));
     }
-    if init {
+    if sidecar {
+        s["ready"] = json!(v.is_ready());
+    } else if init {
         // An init container that finished successfully counts as ready, as upstream reports it.
         s["ready"] = json!(v.exited.as_ref().is_some_and(|e| e.exit_code == 0));
     }
     s
+}
+
+/// An init container with `restartPolicy: Always`.
+pub fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
 }
 
 fn condition(old: &Value, ty: &str, status: bool, reason: Option<&str>, now: &str) -> Value {
@@ -119,11 +127,21 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
     let spec = v.pod.spec.clone().unwrap_or_default();
     // A Pod being deleted whose containers have all stopped is terminal too, as the kubelet reports it.
     let terminal = plan::is_terminal(v.desired, v.observed) || v.desired.deleting && v.containers.values().all(|c| c.running.is_none());
-    let inits_done = v.desired.init_containers.iter().all(|n| v.containers.get(n).and_then(|c| c.exited.as_ref()).is_some_and(|e| e.exit_code == 0));
-    let all_ready = spec.containers.iter().all(|c| v.containers.get(&c.name).is_some_and(ContainerView::is_ready));
+    let sidecar = |n: &String| v.desired.sidecars.contains(n);
+    // Initialized: regular init containers succeeded and sidecars started; it stays so once the main containers
+    // exist (a restarting sidecar does not un-initialize the Pod).
+    let main_exists = spec.containers.iter().any(|c| v.containers.get(&c.name).is_some_and(|x| x.running.is_some() || x.exited.is_some()));
+    let inits_done = main_exists
+        || v.desired.init_containers.iter().all(|n| {
+            let c = v.containers.get(n);
+            if sidecar(n) { c.is_some_and(ContainerView::is_started) } else { c.and_then(|c| c.exited.as_ref()).is_some_and(|e| e.exit_code == 0) }
+        });
+    // Sidecars' readiness counts for the Pod's, as upstream (1.29+).
+    let all_ready = spec.containers.iter().all(|c| v.containers.get(&c.name).is_some_and(ContainerView::is_ready))
+        && v.desired.sidecars.iter().all(|n| v.containers.get(n).is_some_and(ContainerView::is_ready));
     let deadline = plan::deadline_exceeded(v.desired, v.observed);
     let any_started = spec.containers.iter().any(|c| v.containers.get(&c.name).is_some_and(|x| x.running.is_some() || x.exited.is_some()));
-    let failed_init = v.desired.init_containers.iter().any(|n| v.containers.get(n).and_then(|c| c.exited.as_ref()).is_some_and(|e| e.exit_code != 0));
+    let failed_init = v.desired.init_containers.iter().filter(|n| !sidecar(n)).any(|n| v.containers.get(n).and_then(|c| c.exited.as_ref()).is_some_and(|e| e.exit_code != 0));
     let phase = if terminal {
         let all_ok = !failed_init && spec.containers.iter().all(|c| v.containers.get(&c.name).and_then(|x| x.exited.as_ref()).is_some_and(|e| e.exit_code == 0));
         if all_ok && !deadline { "Succeeded" } else { "Failed" }

@@ -321,3 +321,72 @@ spec:
     assert_eq!(msg("custom").as_deref(), Some("custom-path"));
     assert_eq!(msg("logs").as_deref(), Some("first\nlast-words\n"));
 }
+
+#[test]
+fn sidecar_runs_beside_the_main_container_and_the_pod_completes() {
+    let s = start();
+    // restartPolicy Never, as a Job's Pod: the sidecar starts first (its startup probe gates the next init
+    // container), is restarted when it exits, and is stopped once the main container is done.
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: side
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 5
+  volumes:
+  - name: shared
+    emptyDir: {}
+  initContainers:
+  - name: proxy
+    image: busybox
+    restartPolicy: Always
+    command: [sh, -c, 'trap \"exit 0\" TERM; sleep 1; echo up >> /shared/proxy; while [ ! -e /shared/crash ]; do sleep 0.2; done; rm /shared/crash; exit 1']
+    volumeMounts:
+    - name: shared
+      mountPath: /shared
+    startupProbe:
+      exec:
+        command: [test, -e, /shared/proxy]
+      periodSeconds: 1
+      failureThreshold: 30
+  - name: check
+    image: busybox
+    command: [test, -e, /shared/proxy]
+    volumeMounts:
+    - name: shared
+      mountPath: /shared
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'while [ ! -e /shared/done ]; do sleep 0.2; done; cat /shared/proxy']
+    volumeMounts:
+    - name: shared
+      mountPath: /shared
+",
+    );
+    let p = wait_pod(&s, "side", "Running and Ready", 30, |p| p["status"]["phase"] == "Running" && condition(p, "Ready").as_deref() == Some("True"));
+    let inits = p["status"]["initContainerStatuses"].as_array().unwrap();
+    assert!(inits[0]["state"]["running"].is_object(), "{p}");
+    assert_eq!((inits[0]["started"].as_bool(), inits[0]["ready"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(inits[1]["state"]["terminated"]["exitCode"], 0, "the init container after the sidecar saw it started");
+    let table = s.kubectl_ok(&["get", "pod", "side"]);
+    assert!(table.contains("2/2") && table.contains("Running"), "{table}");
+
+    // The sidecar exits: it is restarted (even under Never) while the main container keeps running.
+    exec_ok(&s, "side", &["touch", "/shared/crash"]);
+    let p = wait_pod(&s, "side", "sidecar restarted", 30, |p| {
+        p["status"]["initContainerStatuses"][0]["restartCount"].as_u64() >= Some(1) && p["status"]["initContainerStatuses"][0]["state"]["running"].is_object()
+    });
+    assert_eq!(p["status"]["initContainerStatuses"][0]["lastState"]["terminated"]["exitCode"], 1);
+    assert_eq!(p["status"]["phase"], "Running");
+    assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0);
+
+    // The main container finishes: the sidecar is stopped and the Pod Succeeds.
+    exec_ok(&s, "side", &["touch", "/shared/done"]);
+    let p = wait_pod(&s, "side", "Succeeded", 30, |p| p["status"]["phase"] == "Succeeded");
+    assert_eq!(p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 0);
+    assert!(p["status"]["initContainerStatuses"][0]["state"]["terminated"].is_object(), "the sidecar was stopped: {p}");
+    assert!(s.kubectl_ok(&["logs", "side", "-c", "main"]).starts_with("up\n"), "the main container saw the sidecar's file");
+}
