@@ -76,6 +76,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tokio::spawn(k1s_controllers::scheduler::run(client.clone()));
     tokio::spawn(k1s_controllers::job::run(client.clone()));
     tokio::spawn(k1s_controllers::gc::run(client.clone()));
+    tokio::spawn(k1s_controllers::replicaset::run(client.clone()));
+    tokio::spawn(k1s_controllers::deployment::run(client.clone()));
     let agent = k1s_agent::Agent::start(
         client,
         k1s_agent::AgentConfig {

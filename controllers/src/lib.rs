@@ -2,6 +2,8 @@
 //! the TTL-after-finished controller) and the garbage collector. Each keeps a pure planning core, table-tested,
 //! and an apply step that only makes API calls.
 
+pub mod deployment;
 pub mod gc;
 pub mod job;
+pub mod replicaset;
 pub mod scheduler;

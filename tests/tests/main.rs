@@ -7,4 +7,5 @@ mod gc;
 mod jobs;
 mod kubectl;
 mod lifecycle;
+mod replication;
 mod scheduler;

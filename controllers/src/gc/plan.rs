@@ -187,7 +187,7 @@ mod tests {
         let mut elsewhere = cm("o", &[]);
         elsewhere.namespace = Some("other".into());
         let mut foreign = cm("d", &[]);
-        foreign.owners = vec![OwnerRef { api_version: "apps/v1".into(), kind: "ReplicaSet".into(), name: "rs".into(), uid: "rs1".into(), block: true }];
+        foreign.owners = vec![OwnerRef { api_version: "apps/v1".into(), kind: "StatefulSet".into(), name: "ss".into(), uid: "ss1".into(), block: true }];
 
         #[allow(clippy::type_complexity)]
         let cases: Vec<(&str, Vec<Node>, &str, HashMap<String, OwnerState>, Vec<Action>)> = vec![
@@ -248,6 +248,6 @@ mod tests {
         assert_eq!(r("batch/v1", "Job").map(|i| i.plural), Some("jobs"));
         assert_eq!(r("v1", "ConfigMap").map(|i| i.plural), Some("configmaps"));
         assert_eq!(r("v1", "Namespace").map(|i| i.namespaced), Some(false));
-        assert!(r("apps/v1", "ReplicaSet").is_none());
+        assert!(r("apps/v1", "StatefulSet").is_none());
     }
 }
