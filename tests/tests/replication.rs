@@ -216,3 +216,77 @@ fn rollout_finishes_across_a_server_restart() {
         (pods.len() == 4 && pods.iter().all(|p| is_ready(p) && env_of(p)[0]["value"] == "2") && old_scaled_down && rss.len() == 2).then_some(())
     });
 }
+
+#[test]
+fn kubectl_verbs_recreate_pause_restart_and_bare_replicasets() {
+    let s = start();
+    // `kubectl create deployment` (a typed client: protobuf body), with a command after `--`.
+    let out = s.kubectl_ok(&["create", "deployment", "mk", "--image=busybox", "--replicas=2", "--", "sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]);
+    assert!(out.contains("deployment.apps/mk created"), "{out}");
+    rollout_status(&s, "mk");
+    let describe = s.kubectl_ok(&["describe", "deployment", "mk"]);
+    for want in ["Replicas:", "2 desired | 2 updated | 2 total | 2 available | 0 unavailable", "RollingUpdateStrategy:  25% max unavailable, 25% max surge", "NewReplicaSet:", "ScalingReplicaSet"] {
+        assert!(describe.contains(want), "describe lacks {want:?}:\n{describe}");
+    }
+
+    // Paused: a template change starts no rollout until resumed.
+    s.kubectl_ok(&["rollout", "pause", "deployment/mk"]);
+    s.kubectl_ok(&["set", "env", "deployment/mk", "A=1"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(items(s.get_json(&["rs", "-l", "app=mk"])).len(), 1, "a paused Deployment made a new ReplicaSet");
+    let d = s.get_json(&["deployment", "mk"]);
+    assert!(d["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Progressing" && c["reason"] == "DeploymentPaused"), "{d}");
+    s.kubectl_ok(&["rollout", "resume", "deployment/mk"]);
+    rollout_status(&s, "mk");
+    assert_eq!(items(s.get_json(&["rs", "-l", "app=mk"])).len(), 2);
+    // restart: a template annotation, so a third ReplicaSet.
+    s.kubectl_ok(&["rollout", "restart", "deployment/mk"]);
+    rollout_status(&s, "mk");
+    assert_eq!(items(s.get_json(&["rs", "-l", "app=mk"])).len(), 3);
+
+    // Recreate: every old Pod is gone before a new one exists.
+    s.apply(&deployment("rec", 2, "1", "1").replace("    type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 1\n      maxUnavailable: 1\n", "    type: Recreate\n"));
+    rollout_status(&s, "rec");
+    let old: Vec<String> = live_pods(&s, "rec").iter().map(uid).collect();
+    s.kubectl_ok(&["set", "env", "deployment/rec", "B=2"]);
+    s.wait_for("the Recreate rollout", Duration::from_secs(60), || {
+        let pods = items(s.get_json(&["pods", "-l", "app=rec"]));
+        let old_left = pods.iter().any(|p| old.contains(&uid(p)));
+        let new = pods.iter().filter(|p| !old.contains(&uid(p))).count();
+        assert!(!(old_left && new > 0), "old and new Pods at once under Recreate");
+        (!old_left && new == 2 && pods.iter().all(is_ready)).then_some(())
+    });
+
+    // A bare ReplicaSet adopts a matching orphan and makes up the rest.
+    s.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: stray
+  labels:
+    app: bare
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+"#,
+    );
+    s.apply(&deployment("bare", 3, "1", "1").replace("kind: Deployment", "kind: ReplicaSet").replace("  strategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 1\n      maxUnavailable: 1\n", ""));
+    s.wait_for("the ReplicaSet to adopt and fill up", Duration::from_secs(60), || {
+        let rs = s.get_json(&["rs", "bare"]);
+        let stray = s.get_json(&["pod", "stray"]);
+        let owned = stray["metadata"]["ownerReferences"][0]["name"] == "bare";
+        (owned && live_pods(&s, "bare").len() == 3 && rs["status"]["readyReplicas"] == 3 && rs["status"]["fullyLabeledReplicas"] == 3).then_some(())
+    });
+    let table = s.kubectl_ok(&["get", "rs", "bare"]);
+    assert!(table.lines().nth(1).is_some_and(|l| l.split_whitespace().take(4).collect::<Vec<_>>() == ["bare", "3", "3", "3"]), "{table}");
+    // Relabelled: released, and replaced.
+    s.kubectl_ok(&["label", "pod", "stray", "app=gone", "--overwrite"]);
+    s.wait_for("release and replacement", Duration::from_secs(60), || {
+        let stray = s.get_json(&["pod", "stray"]);
+        (stray["metadata"]["ownerReferences"].as_array().is_none_or(|o| o.is_empty()) && live_pods(&s, "bare").len() == 3).then_some(())
+    });
+}
