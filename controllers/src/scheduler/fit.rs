@@ -339,6 +339,9 @@ pub struct NodeFacts {
     pub allowed_pods: i64,
 }
 
+/// How old a Ready heartbeat may be: the agent re-reports every 60 s, upstream's grace period is 40 s.
+const NODE_STALE_SECONDS: i64 = 100;
+
 fn taint(key: &str) -> Taint {
     Taint { key: key.into(), effect: "NoSchedule".into(), value: None, time_added: None }
 }
@@ -355,7 +358,18 @@ impl NodeFacts {
         let conds = status.and_then(|s| s.conditions.as_deref()).unwrap_or_default();
         let cond = |t: &str| conds.iter().find(|c| c.type_ == t).map(|c| c.status.as_str());
         let mut derived = Vec::new();
+        // A Ready condition nobody has renewed for longer than the agent's report period plus upstream's
+        // node-monitor grace period is what the node lifecycle controller would mark Unknown: a Node object
+        // left behind (another --node-name before a restart, or one created by hand) must not attract Pods
+        // that no agent will ever run. k1s's own agent lives in the server, so its Node is never stale while
+        // the scheduler runs; the check matters when Nodes are (re)listed.
+        let stale = conds
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .and_then(|c| c.last_heartbeat_time.as_ref())
+            .is_some_and(|t| k8s_openapi::jiff::Timestamp::now().as_second() - t.0.as_second() > NODE_STALE_SECONDS);
         match cond("Ready") {
+            Some("True") if stale => derived.push(taint("node.kubernetes.io/unreachable")),
             Some("True") => {}
             Some("False") => derived.push(taint("node.kubernetes.io/not-ready")),
             // Unknown, or never reported: the node lifecycle controller calls that unreachable.
@@ -859,6 +873,8 @@ mod tests {
             ("Exists with an empty key tolerates everything", tainted(json!({"key": "anything", "value": "x", "effect": "NoExecute"})), json!([{"operator": "Exists"}]), Ok(())),
             ("another effect", tainted(json!({"key": "k", "effect": "NoSchedule"})), json!([{"key": "k", "operator": "Exists", "effect": "NoExecute"}]), Err("node(s) had untolerated taint {k: }")),
             ("a NotReady node is tainted not-ready", node(json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}})), json!([]), Err("node(s) had untolerated taint {node.kubernetes.io/not-ready: }")),
+            ("a Ready node whose heartbeat stopped is unreachable", node(json!({"status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "2020-01-01T00:00:00Z"}]}})), json!([]), Err("node(s) had untolerated taint {node.kubernetes.io/unreachable: }")),
+            ("a Ready node with a fresh heartbeat fits", node(json!({"status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": k8s_openapi::jiff::Timestamp::now().to_string()}]}})), json!([]), Ok(())),
             ("an Unknown node is tainted unreachable", node(json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}})), json!([]), Err("node(s) had untolerated taint {node.kubernetes.io/unreachable: }")),
             ("a node without status is unreachable", NodeFacts::of(&serde_json::from_value(json!({"metadata": {"name": "bare"}})).unwrap()), json!([]), Err("node(s) had untolerated taint {node.kubernetes.io/unreachable: }")),
             ("the not-ready taint can be tolerated", node(json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}})), json!([{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}]), Ok(())),
