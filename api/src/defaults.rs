@@ -45,11 +45,25 @@ fn container(c: &mut Value) {
     }
 }
 
+/// Upstream `SetDefaults_Pod`: a limit without a request requests the limit (Pods only, not templates), so the
+/// scheduler, the QoS class and `kubectl describe` all see the same requests.
+fn requests_from_limits(spec: &mut Value) {
+    for list in ["initContainers", "containers"] {
+        for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
+            let Some(limits) = c.pointer("/resources/limits").and_then(Value::as_object).cloned() else { continue };
+            for (k, v) in limits {
+                default_path(c, &["resources", "requests", k.as_str()], v);
+            }
+        }
+    }
+}
+
 /// Pod defaults on create, including what upstream's `DefaultTolerationSeconds` admission adds: tolerate
 /// `not-ready` and `unreachable` nodes for 300 s before eviction, unless the pod already says otherwise.
 pub fn pod(obj: &mut Value) {
     if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
         pod_spec(spec);
+        requests_from_limits(spec);
         let tolerations = spec.as_object_mut().expect("object").entry("tolerations").or_insert_with(|| json!([]));
         if let Some(list) = tolerations.as_array_mut() {
             for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
@@ -138,8 +152,9 @@ pub fn replicaset(obj: &mut Value) {
 pub fn on_update(storage: &str, obj: &mut Value) {
     match storage {
         "core/pods" => {
-            if let Some(spec) = obj.get_mut("spec") {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
                 pod_spec(spec);
+                requests_from_limits(spec);
             }
         }
         "batch/jobs" => {
@@ -168,6 +183,18 @@ pub fn secret(obj: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_become_requests_where_none_are_set() {
+        let mut p = json!({"spec": {"containers": [{"name": "a", "image": "busybox",
+            "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}, "requests": {"cpu": "100m"}}}]}});
+        pod(&mut p);
+        assert_eq!(p["spec"]["containers"][0]["resources"]["requests"], json!({"cpu": "100m", "memory": "64Mi"}));
+        // Templates are not Pods: a Job's template keeps what it says.
+        let mut t = json!({"containers": [{"name": "a", "image": "busybox", "resources": {"limits": {"memory": "64Mi"}}}]});
+        pod_spec(&mut t);
+        assert!(t["containers"][0]["resources"].get("requests").is_none());
+    }
 
     #[test]
     fn pod_defaults_like_upstream() {
