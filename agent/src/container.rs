@@ -247,6 +247,8 @@ pub struct Identity {
     pub capabilities: Vec<u32>,
     pub no_new_privs: bool,
     pub readonly_rootfs: bool,
+    /// `seccompProfile: RuntimeDefault` (the container's over the Pod's).
+    pub seccomp_default: bool,
 }
 
 pub fn identity(pod: &Pod, c: &Container, img: &ImageConfig, layers: &[PathBuf]) -> Result<Identity, ConfigError> {
@@ -266,6 +268,12 @@ pub fn identity(pod: &Pod, c: &Container, img: &ImageConfig, layers: &[PathBuf])
         }
     }
     let privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
+    let seccomp = sc.and_then(|s| s.seccomp_profile.as_ref()).or(psc.and_then(|p| p.seccomp_profile.as_ref()));
+    let seccomp_default = match seccomp.map(|p| p.type_.as_str()) {
+        None | Some("Unconfined") => false,
+        Some("RuntimeDefault") => true,
+        Some(other) => return Err(ConfigError(format!("seccomp profile type {other:?} is not supported by k1s (RuntimeDefault and Unconfined are)"))),
+    };
     let add: Vec<String> = sc.and_then(|s| s.capabilities.as_ref()).and_then(|c| c.add.clone()).unwrap_or_default();
     let drop: Vec<String> = sc.and_then(|s| s.capabilities.as_ref()).and_then(|c| c.drop.clone()).unwrap_or_default();
     Ok(Identity {
@@ -278,6 +286,7 @@ pub fn identity(pod: &Pod, c: &Container, img: &ImageConfig, layers: &[PathBuf])
         // security_context.go); the default (unset) allows escalation.
         no_new_privs: sc.and_then(|s| s.allow_privilege_escalation) == Some(false) && !privileged,
         readonly_rootfs: sc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
+        seccomp_default,
     })
 }
 

@@ -98,6 +98,12 @@ fn enter_and_run(dir: &Path, command: &[String]) -> Result<i32, String> {
 fn become_and_exec(spec: &ContainerSpec, command: &[String]) -> String {
     let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
     let _ = std::env::set_current_dir(cwd);
+    // The container's seccomp filter holds for what is exec'd into it too (kubectl exec, exec probes).
+    if spec.seccomp_default && !spec.privileged {
+        if let Err(e) = crate::runtime::seccomp::install(&crate::runtime::seccomp::runtime_default(&spec.capabilities)) {
+            return format!("installing the seccomp filter: {e}");
+        }
+    }
     if !spec.privileged {
         if let Err(e) = caps::drop_bounding(&spec.capabilities, caps::last_cap()) {
             return format!("dropping capabilities: {e}");

@@ -9,6 +9,13 @@ pub use crate::probe::ProbeKind;
 /// Restart back-off as the kubelet does it: immediately the first time, then 10 s doubling up to 5 minutes.
 pub const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// A container that ran this long before it exited starts its back-off afresh (upstream: twice the maximum).
+pub const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// Whether an attempt that ran for `ran_for` resets the back-off.
+pub fn backoff_resets(ran_for: Duration) -> bool {
+    ran_for >= BACKOFF_RESET
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPolicy {
@@ -54,6 +61,8 @@ pub struct Desired {
 pub struct ContainerObserved {
     /// How many times it has been restarted (= the latest attempt number).
     pub restart_count: u32,
+    /// The restarts that count for back-off: those since the back-off was last reset.
+    pub backoff_restarts: u32,
     pub state: ContainerState,
     /// A liveness or startup probe of the running attempt has failed past its threshold.
     pub unhealthy: Option<ProbeKind>,
@@ -66,7 +75,7 @@ pub struct ContainerObserved {
 pub enum ContainerState {
     Running,
     /// Ended with this exit code; `finished_ago` = time since it ended.
-    Exited { exit_code: i32, finished_ago: Duration },
+    Exited { exit_code: i32, finished_ago: Duration, ran_for: Duration },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -213,17 +222,17 @@ pub fn compute_pod_actions(d: &Desired, o: &Observed) -> Vec<Action> {
                         return actions;
                     }
                 }
-                ContainerState::Exited { finished_ago, .. } if sidecar => {
-                    actions.push(restart(name, true, c.restart_count, *finished_ago));
+                ContainerState::Exited { .. } if sidecar => {
+                    actions.push(restart(name, true, c));
                     if !main_started {
                         return actions;
                     }
                 }
                 ContainerState::Running => return actions,
                 ContainerState::Exited { exit_code: 0, .. } => continue,
-                ContainerState::Exited { exit_code, finished_ago } => {
+                ContainerState::Exited { exit_code, .. } => {
                     if d.restart_policy.restarts(*exit_code) {
-                        actions.push(restart(name, true, c.restart_count, *finished_ago));
+                        actions.push(restart(name, true, c));
                     }
                     return actions;
                 }
@@ -239,9 +248,9 @@ pub fn compute_pod_actions(d: &Desired, o: &Observed) -> Vec<Action> {
                         actions.push(Action::KillContainer { name: name.clone(), probe });
                     }
                 }
-                ContainerState::Exited { exit_code, finished_ago } => {
+                ContainerState::Exited { exit_code, .. } => {
                     if d.restart_policy.restarts(*exit_code) {
-                        actions.push(restart(name, false, c.restart_count, *finished_ago));
+                        actions.push(restart(name, false, c));
                     }
                 }
             },
@@ -250,10 +259,12 @@ pub fn compute_pod_actions(d: &Desired, o: &Observed) -> Vec<Action> {
     actions
 }
 
-fn restart(name: &str, init: bool, restart_count: u32, finished_ago: Duration) -> Action {
-    let wait = backoff(restart_count);
+fn restart(name: &str, init: bool, c: &ContainerObserved) -> Action {
+    let ContainerState::Exited { finished_ago, ran_for, .. } = c.state else { return Action::BackOff { name: name.into(), wait: Duration::ZERO } };
+    // After a long clean run the back-off starts over, as if this were the first exit.
+    let wait = if backoff_resets(ran_for) { Duration::ZERO } else { backoff(c.backoff_restarts) };
     if finished_ago >= wait {
-        Action::StartContainer { name: name.into(), init, attempt: restart_count + 1 }
+        Action::StartContainer { name: name.into(), init, attempt: c.restart_count + 1 }
     } else {
         Action::BackOff { name: name.into(), wait: wait - finished_ago }
     }
@@ -267,13 +278,25 @@ mod tests {
         Desired { deleting: false, restart_policy: RestartPolicy::Always, init_containers: vec![], sidecars: Default::default(), containers: vec!["app".into()], active_deadline: None }
     }
     fn running(n: u32) -> ContainerObserved {
-        ContainerObserved { restart_count: n, state: ContainerState::Running, unhealthy: None, started: true }
+        ContainerObserved { restart_count: n, backoff_restarts: n, state: ContainerState::Running, unhealthy: None, started: true }
     }
     fn exited(n: u32, code: i32, ago: u64) -> ContainerObserved {
-        ContainerObserved { restart_count: n, state: ContainerState::Exited { exit_code: code, finished_ago: Duration::from_secs(ago) }, unhealthy: None, started: false }
+        ContainerObserved {
+            restart_count: n,
+            backoff_restarts: n,
+            state: ContainerState::Exited { exit_code: code, finished_ago: Duration::from_secs(ago), ran_for: Duration::from_secs(1) },
+            unhealthy: None,
+            started: false,
+        }
     }
     fn obs(sandbox: bool, cs: &[(&str, ContainerObserved)]) -> Observed {
         Observed { sandbox, containers: cs.iter().map(|(n, c)| (n.to_string(), c.clone())).collect(), active_for: Duration::ZERO }
+    }
+    fn ran(mut c: ContainerObserved, secs: u64) -> ContainerObserved {
+        if let ContainerState::Exited { ran_for, .. } = &mut c.state {
+            *ran_for = Duration::from_secs(secs);
+        }
+        c
     }
     fn not_started() -> ContainerObserved {
         ContainerObserved { started: false, ..running(0) }
@@ -345,6 +368,12 @@ mod tests {
                 aged(obs(true, &[("app", exited(0, 137, 0))]), 6), vec![Action::StopSandbox]),
             ("deadline exceeded under Always: no restart", with(&|d| d.active_deadline = Some(Duration::from_secs(5))),
                 aged(obs(false, &[("app", exited(0, 0, 0))]), 6), vec![]),
+            ("ran 10 minutes: back-off starts over", base(), obs(true, &[("app", ran(exited(5, 1, 0), 600))]), vec![start("app", 6)]),
+            ("next crash after a reset: the first step again", base(),
+                obs(true, &[("app", ContainerObserved { backoff_restarts: 1, ..exited(6, 1, 3) })]),
+                vec![Action::BackOff { name: "app".into(), wait: Duration::from_secs(7) }]),
+            ("ran 9 minutes: back-off goes on", base(), obs(true, &[("app", ran(exited(5, 1, 0), 540))]),
+                vec![Action::BackOff { name: "app".into(), wait: Duration::from_secs(160) }]),
             ("sidecar first, alone", sidecar(RestartPolicy::Always), obs(false, &[]), vec![Action::CreateSandbox, start_init("side", 0)]),
             ("sidecar running but not started: wait", sidecar(RestartPolicy::Always), obs(true, &[("side", not_started())]), vec![]),
             ("sidecar started: the next init container", sidecar(RestartPolicy::Always), obs(true, &[("side", running(0))]), vec![start_init("i2", 0)]),

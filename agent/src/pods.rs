@@ -173,6 +173,7 @@ pub fn recover(rt: &Runtime) -> HashMap<String, PodRuntime> {
                         waiting: None,
                         probe_ready: None,
                         probe_started: None,
+                        backoff_base: 0,
                     },
                     dir,
                 ))
@@ -472,7 +473,8 @@ impl Worker {
                 let state = if v.running.is_some() {
                     ContainerState::Running
                 } else if let Some(e) = &v.exited {
-                    ContainerState::Exited { exit_code: e.exit_code, finished_ago: since(&e.finished_at) }
+                    let ran_for = v.started_at.as_deref().map(|st| since(st).saturating_sub(since(&e.finished_at))).unwrap_or(Duration::ZERO);
+                    ContainerState::Exited { exit_code: e.exit_code, finished_ago: since(&e.finished_at), ran_for }
                 } else {
                     return None;
                 };
@@ -480,7 +482,7 @@ impl Worker {
                     let failed = |k: ProbeKind| p.counters.get(&k).is_some_and(|c| c.result == Some(false));
                     [ProbeKind::Startup, ProbeKind::Liveness].into_iter().find(|k| failed(*k))
                 });
-                Some((name.clone(), ContainerObserved { restart_count: v.restart_count, state, unhealthy, started: v.is_started() }))
+                Some((name.clone(), ContainerObserved { restart_count: v.restart_count, backoff_restarts: v.restart_count.saturating_sub(v.backoff_base), state, unhealthy, started: v.is_started() }))
             })
             .collect();
         Observed { sandbox: self.rt.sandbox.is_some() && !self.rt.sandbox_stopped, containers, active_for: active_for(pod) }
@@ -512,7 +514,7 @@ impl Worker {
                 }
                 Action::BackOff { name, wait } => {
                     if let Some(v) = self.rt.containers.get_mut(&name) {
-                        let msg = format!("back-off {}s restarting failed container={name} pod={}_{}({})", plan::backoff(v.restart_count).as_secs(),
+                        let msg = format!("back-off {}s restarting failed container={name} pod={}_{}({})", plan::backoff(v.restart_count.saturating_sub(v.backoff_base)).as_secs(),
                             pod.metadata.name.as_deref().unwrap_or(""), pod.metadata.namespace.as_deref().unwrap_or(""), self.uid);
                         if v.waiting.as_ref().map(|w| w.0.as_str()) != Some("CrashLoopBackOff") {
                             events::record(&self.shared, pod, Some(&name), "Warning", "BackOff", "Back-off restarting failed container");
@@ -671,7 +673,15 @@ impl Worker {
             });
         }
         let last = prev.as_ref().and_then(|p| p.exited.clone().map(|e| (e, p.id.clone(), p.started_at.clone()))).or_else(|| prev.as_ref().and_then(|p| p.last.clone()));
-        let mut view = ContainerView { restart_count: attempt, id: cspec.id.clone(), image: image_name.clone(), image_id: image.id.clone(), last, ..Default::default() };
+        // The back-off starts over after a long clean run: count restarts from the previous attempt then.
+        let backoff_base = prev.as_ref().map_or(0, |p| {
+            let ran_for = match (&p.started_at, &p.exited) {
+                (Some(st), Some(e)) => since(st).saturating_sub(since(&e.finished_at)),
+                _ => Duration::ZERO,
+            };
+            if plan::backoff_resets(ran_for) { p.restart_count } else { p.backoff_base }
+        });
+        let mut view = ContainerView { restart_count: attempt, id: cspec.id.clone(), image: image_name.clone(), image_id: image.id.clone(), last, backoff_base, ..Default::default() };
         let result = self.shared.runtime.start_container(&cspec, &dir, &limits).await;
         events::record(&self.shared, pod, Some(name), "Normal", "Created", &format!("Created container: {name}"));
         self.rt.dirs.insert(name.into(), dir.clone());
@@ -773,6 +783,7 @@ impl Worker {
             capabilities: who.capabilities,
             no_new_privs: who.no_new_privs,
             readonly_rootfs: who.readonly_rootfs,
+            seccomp_default: who.seccomp_default,
             log_path: self.shared.runtime.log_path(&self.uid, &c.name, attempt),
             log_max_bytes: self.shared.runtime.cfg.log_max_bytes,
         };

@@ -27,6 +27,8 @@ pub struct ContainerView {
     pub probe_ready: Option<bool>,
     /// Whether the startup probe has succeeded; `None` when it has no startup probe.
     pub probe_started: Option<bool>,
+    /// The restart count at which the back-off was last reset (after a long clean run).
+    pub backoff_base: u32,
 }
 
 impl ContainerView {

@@ -390,3 +390,41 @@ spec:
     assert!(p["status"]["initContainerStatuses"][0]["state"]["terminated"].is_object(), "the sidecar was stopped: {p}");
     assert!(s.kubectl_ok(&["logs", "side", "-c", "main"]).starts_with("up\n"), "the main container saw the sidecar's file");
 }
+
+#[test]
+fn seccomp_runtime_default_blocks_a_syscall_unconfined_does_not() {
+    let s = start();
+    // unshare(2) of a user namespace needs no capability, but RuntimeDefault refuses unshare to containers
+    // without CAP_SYS_ADMIN (containerd's profile).
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: sec
+spec:
+  restartPolicy: Never
+  securityContext:
+    seccompProfile:
+      type: RuntimeDefault
+  containers:
+  - name: confined
+    image: busybox
+    command: [sh, -c, 'if unshare -U true 2>/dev/null; then echo allowed; else echo blocked; fi; sleep 3600']
+  - name: free
+    image: busybox
+    securityContext:
+      seccompProfile:
+        type: Unconfined
+    command: [sh, -c, 'if unshare -U true 2>/dev/null; then echo allowed; else echo blocked; fi; sleep 3600']
+",
+    );
+    wait_pod(&s, "sec", "Running", 30, |p| p["status"]["phase"] == "Running");
+    let logs = |c: &str| s.wait_for(&format!("{c} logs"), Duration::from_secs(10), || Some(s.kubectl_ok(&["logs", "sec", "-c", c])).filter(|l| !l.is_empty()));
+    assert_eq!(logs("confined"), "blocked\n");
+    assert_eq!(logs("free"), "allowed\n");
+    // What is exec'd into the container is filtered too.
+    let out = s.kubectl(&["exec", "sec", "-c", "confined", "--", "unshare", "-U", "true"]);
+    assert!(!out.status.success(), "exec under RuntimeDefault: {}", String::from_utf8_lossy(&out.stderr));
+    let out = s.kubectl(&["exec", "sec", "-c", "free", "--", "unshare", "-U", "true"]);
+    assert!(out.status.success(), "exec unconfined: {}", String::from_utf8_lossy(&out.stderr));
+}

@@ -102,6 +102,11 @@ fn setup_and_exec(spec: &ContainerSpec, dir: &Path, fds: InitFds) -> R<std::conv
     }
     let program = resolve_program(spec)?;
 
+    // Installed while still root with every capability (so no no_new_privs is needed, as runc does without
+    // it); what init calls after this (capset, setuid, execve) is allowed by the filter.
+    if spec.seccomp_default && !spec.privileged {
+        ctx(super::seccomp::install(&super::seccomp::runtime_default(&spec.capabilities)), || "installing the seccomp filter".into())?;
+    }
     let last = caps::last_cap();
     if !spec.privileged {
         ctx(caps::drop_bounding(&spec.capabilities, last), || "dropping capabilities".into())?;

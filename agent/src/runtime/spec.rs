@@ -45,6 +45,9 @@ pub struct ContainerSpec {
     pub capabilities: Vec<u32>,
     pub no_new_privs: bool,
     pub readonly_rootfs: bool,
+    /// `seccompProfile: RuntimeDefault` (unset and `Unconfined`: no filter, as upstream's default).
+    #[serde(default)]
+    pub seccomp_default: bool,
     /// CRI-format log file the shim writes stdout/stderr into.
     pub log_path: PathBuf,
     /// Rotate the log once it grows past this many bytes (one rotated file is kept, as `<log>.1`).
