@@ -245,6 +245,12 @@ impl Controller {
 
     fn put_pod(&mut self, p: Pod) {
         let uid = p.metadata.uid.clone().unwrap_or_default();
+        // Only Pods a Job controls (or that still carry its finalizer) matter here; keeping the others would
+        // cost memory per Pod for nothing.
+        if controller_job(&p).is_none() && !plan::has_tracking_finalizer(&p) {
+            self.pods.remove(&uid);
+            return;
+        }
         if let Some(old) = self.pods.get(&uid) {
             if rv(&old.metadata) > rv(&p.metadata) {
                 return;
