@@ -774,7 +774,9 @@ impl Worker {
             gid: who.gid,
             supplementary_gids: who.groups,
             netns: sb.netns.clone(),
-            ipcns: sb.ipcns.clone(),
+            // hostIPC: no setns, so the container stays in the host's IPC namespace (the shim's).
+            ipcns: if pod.spec.as_ref().and_then(|s| s.host_ipc) == Some(true) { None } else { sb.ipcns.clone() },
+            host_pid: pod.spec.as_ref().and_then(|s| s.host_pid) == Some(true),
             utsns: sb.utsns.clone(),
             cgroup_procs: vec![],
             oom_file: None,

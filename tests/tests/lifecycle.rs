@@ -428,3 +428,63 @@ spec:
     let out = s.kubectl(&["exec", "sec", "-c", "free", "--", "unshare", "-U", "true"]);
     assert!(out.status.success(), "exec unconfined: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn host_pid_and_host_ipc_share_the_hosts_namespaces() {
+    let s = start();
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: hostns
+spec:
+  hostPID: true
+  hostIPC: true
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, '3600']
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ownns
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, '3600']
+",
+    );
+    wait_pod(&s, "hostns", "Running", 30, |p| p["status"]["phase"] == "Running");
+    wait_pod(&s, "ownns", "Running", 30, |p| p["status"]["phase"] == "Running");
+    let host = |ns: &str| std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap().display().to_string();
+    for ns in ["pid", "ipc"] {
+        let inside = exec_ok(&s, "hostns", &["readlink", &format!("/proc/self/ns/{ns}")]);
+        assert_eq!(inside.trim(), host(ns), "hostPID/hostIPC: the host's {ns} namespace");
+        let own = exec_ok(&s, "ownns", &["readlink", &format!("/proc/self/ns/{ns}")]);
+        assert_ne!(own.trim(), host(ns), "a Pod's own {ns} namespace");
+    }
+    // Under hostPID the container's process is not PID 1 and sees the host's processes.
+    let pid1 = exec_ok(&s, "ownns", &["cat", "/proc/1/comm"]);
+    assert_eq!(pid1.trim(), "sleep");
+    let ps = exec_ok(&s, "hostns", &["sh", "-c", "ls /proc | grep -c '^[0-9]'"]);
+    assert!(ps.trim().parse::<u32>().unwrap() > 10, "the host's processes: {ps}");
+
+    // shareProcessNamespace is refused out loud, not ignored.
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: shared
+spec:
+  shareProcessNamespace: true
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, '3600']
+",
+    );
+    let p = wait_pod(&s, "shared", "CreateContainerConfigError", 30, |p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CreateContainerConfigError");
+    assert!(p["status"]["containerStatuses"][0]["state"]["waiting"]["message"].as_str().unwrap().contains("shareProcessNamespace"), "{p}");
+}

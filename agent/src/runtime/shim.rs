@@ -120,8 +120,11 @@ fn run(dir: &Path) -> Result<(), String> {
             .collect::<Result<_, _>>()?,
     };
 
-    // The next child is PID 1 of a new pid namespace (unshare(NEWPID) only affects children).
-    unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare(CLONE_NEWPID): {e}"))?;
+    // The next child is PID 1 of a new pid namespace (unshare(NEWPID) only affects children), unless the Pod
+    // asked for the host's (hostPID).
+    if !spec.host_pid {
+        unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare(CLONE_NEWPID): {e}"))?;
+    }
     // SAFETY: this process is single-threaded.
     let child = match unsafe { fork() } {
         Ok(ForkResult::Child) => {

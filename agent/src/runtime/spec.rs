@@ -45,6 +45,9 @@ pub struct ContainerSpec {
     pub capabilities: Vec<u32>,
     pub no_new_privs: bool,
     pub readonly_rootfs: bool,
+    /// `hostPID`: the container stays in the host's pid namespace (no new one; /proc shows the host's).
+    #[serde(default)]
+    pub host_pid: bool,
     /// `seccompProfile: RuntimeDefault` (unset and `Unconfined`: no filter, as upstream's default).
     #[serde(default)]
     pub seccomp_default: bool,
