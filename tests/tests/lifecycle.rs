@@ -488,3 +488,135 @@ spec:
     let p = wait_pod(&s, "shared", "CreateContainerConfigError", 30, |p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CreateContainerConfigError");
     assert!(p["status"]["containerStatuses"][0]["state"]["waiting"]["message"].as_str().unwrap().contains("shareProcessNamespace"), "{p}");
 }
+
+fn table_status(s: &Server, pod: &str) -> String {
+    let t = s.kubectl_ok(&["get", "pod", pod, "--no-headers"]);
+    t.split_whitespace().nth(2).unwrap_or("").to_string()
+}
+
+#[test]
+fn init_containers_in_order_and_their_failures() {
+    let s = start();
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: inits
+spec:
+  volumes:
+  - name: work
+    emptyDir: {}
+  initContainers:
+  - name: first
+    image: busybox
+    command: [sh, -c, 'sleep 2; echo one > /work/f']
+    volumeMounts: [{name: work, mountPath: /work}]
+  - name: second
+    image: busybox
+    command: [sh, -c, 'echo two >> /work/f']
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'cat /work/f; exec sleep 3600']
+    volumeMounts: [{name: work, mountPath: /work}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: initfail
+spec:
+  restartPolicy: Never
+  initContainers:
+  - name: check
+    image: busybox
+    command: [sh, -c, 'exit 3']
+  containers:
+  - name: main
+    image: busybox
+    command: [sleep, '3600']
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: initloop
+spec:
+  initContainers:
+  - name: check
+    image: busybox
+    command: [sh, -c, 'exit 1']
+  containers:
+  - name: main
+    image: busybox
+    command: [sleep, '3600']
+",
+    );
+    s.wait_for("Init:0/2", Duration::from_secs(20), || Some(()).filter(|_| table_status(&s, "inits") == "Init:0/2"));
+    wait_pod(&s, "inits", "Running", 30, |p| p["status"]["phase"] == "Running");
+    assert_eq!(s.wait_for("main's logs", Duration::from_secs(10), || Some(s.kubectl_ok(&["logs", "inits"])).filter(|l| !l.is_empty())), "one\ntwo\n");
+
+    // Never + a failing init container: the Pod fails and the main container never runs.
+    let p = wait_pod(&s, "initfail", "Failed", 30, |p| p["status"]["phase"] == "Failed");
+    assert_eq!(p["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"], 3);
+    assert!(p["status"]["containerStatuses"][0]["state"]["waiting"].is_object(), "main never ran: {p}");
+    assert_eq!(table_status(&s, "initfail"), "Init:Error");
+
+    // Always + a failing init container: retried with back-off, shown as Init:CrashLoopBackOff.
+    s.wait_for("Init:CrashLoopBackOff", Duration::from_secs(30), || Some(()).filter(|_| table_status(&s, "initloop") == "Init:CrashLoopBackOff"));
+    let p = pod_json(&s, "initloop").unwrap();
+    assert!(p["status"]["initContainerStatuses"][0]["restartCount"].as_u64() >= Some(1));
+    assert_eq!(p["status"]["initContainerStatuses"][0]["lastState"]["terminated"]["exitCode"], 1);
+    assert!(p["status"]["containerStatuses"][0]["state"]["waiting"].is_object(), "main never ran: {p}");
+}
+
+#[test]
+fn security_context_refuses_root_and_drops_capabilities() {
+    let s = start();
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: nonroot
+spec:
+  securityContext:
+    runAsNonRoot: true
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, '3600']
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: caps
+spec:
+  containers:
+  - name: dropped
+    image: busybox
+    command: [sh, -c, 'touch /tmp/x; if chown 1 /tmp/x 2>/dev/null; then echo chown-ok; else echo chown-denied; fi; exec sleep 3600']
+    securityContext:
+      capabilities:
+        drop: [CHOWN]
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: true
+  - name: default
+    image: busybox
+    command: [sh, -c, 'touch /tmp/x; if chown 1 /tmp/x 2>/dev/null; then echo chown-ok; else echo chown-denied; fi; exec sleep 3600']
+",
+    );
+    let p = wait_pod(&s, "nonroot", "CreateContainerConfigError", 30, |p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CreateContainerConfigError");
+    assert_eq!(p["status"]["containerStatuses"][0]["state"]["waiting"]["message"], "container has runAsNonRoot and image will run as root");
+
+    wait_pod(&s, "caps", "Running", 30, |p| p["status"]["phase"] == "Running");
+    let logs = |c: &str| s.wait_for(&format!("{c} logs"), Duration::from_secs(10), || Some(s.kubectl_ok(&["logs", "caps", "-c", c])).filter(|l| !l.is_empty()));
+    // readOnlyRootFilesystem: /tmp is on the root filesystem, so touch fails and chown has nothing to change.
+    assert!(logs("dropped").contains("chown-denied"));
+    assert_eq!(logs("default"), "chown-ok\n");
+    let status = s.kubectl_ok(&["exec", "caps", "-c", "dropped", "--", "cat", "/proc/self/status"]);
+    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).unwrap_or("").to_string();
+    assert_eq!(field("NoNewPrivs:"), "1");
+    let cap_bnd = u64::from_str_radix(&field("CapBnd:"), 16).unwrap();
+    assert_eq!(cap_bnd & 1, 0, "CAP_CHOWN (bit 0) is gone from the bounding set: {cap_bnd:x}");
+    let out = s.kubectl(&["exec", "caps", "-c", "dropped", "--", "touch", "/new-file"]);
+    assert!(!out.status.success(), "the root filesystem is read-only");
+}
