@@ -243,6 +243,19 @@ fn kubectl_verbs_recreate_pause_restart_and_bare_replicasets() {
     s.kubectl_ok(&["rollout", "restart", "deployment/mk"]);
     rollout_status(&s, "mk");
     assert_eq!(items(s.get_json(&["rs", "-l", "app=mk"])).len(), 3);
+    // set image: another name for the one local image is another template.
+    s.kubectl_ok(&["set", "image", "deployment/mk", "busybox=busybox:latest"]);
+    rollout_status(&s, "mk");
+    assert_eq!(items(s.get_json(&["rs", "-l", "app=mk"])).len(), 4);
+    assert!(live_pods(&s, "mk").iter().all(|p| p["spec"]["containers"][0]["image"] == "busybox:latest"));
+    // Scaling in the middle of a rollout is spread over the ReplicaSets and ends at the new count.
+    s.kubectl_ok(&["set", "env", "deployment/mk", "C=3"]);
+    s.kubectl_ok(&["scale", "deployment/mk", "--replicas=4"]);
+    rollout_status(&s, "mk");
+    s.wait_for("4 replicas of the latest template", Duration::from_secs(60), || {
+        let pods = live_pods(&s, "mk");
+        (pods.len() == 4 && pods.iter().all(|p| is_ready(p) && p["spec"]["containers"][0]["env"].as_array().is_some_and(|e| e.iter().any(|v| v["name"] == "C")))).then_some(())
+    });
 
     // Recreate: every old Pod is gone before a new one exists.
     s.apply(&deployment("rec", 2, "1", "1").replace("    type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 1\n      maxUnavailable: 1\n", "    type: Recreate\n"));

@@ -293,14 +293,9 @@ pub fn plan(input: &Input) -> Plan {
         c.plan.status = Some(status(&c, input));
         return c.plan;
     }
-    if paused {
-        // Upstream `sync`: scaling only, no new ReplicaSet; the one active ReplicaSet follows `replicas`.
-        let active: Vec<&ReplicaSet> = rss.iter().copied().filter(|rs| replicas(rs) > 0).collect();
-        match (active.as_slice(), c.new) {
-            ([only], _) => c.scale(only, desired),
-            ([], Some(n)) => c.scale(n, desired),
-            _ => {}
-        }
+    if paused || (scaling_event(&c) && c.new.is_some()) {
+        // Upstream `sync`: a paused Deployment, or a `replicas` change, is only scaled (no new ReplicaSet).
+        scale(&mut c);
     } else if c.new.is_none() {
         let replicas = if is_recreate(d) {
             if c.old.iter().any(|rs| replicas(rs) > 0) || input.old_pods_running {
@@ -356,6 +351,99 @@ pub fn plan(input: &Input) -> Plan {
     }
     c.plan.status = Some(status(&c, input));
     c.plan
+}
+
+fn desired_annotation(rs: &ReplicaSet) -> Option<i32> {
+    rs.metadata.annotations.as_ref()?.get(DESIRED_REPLICAS)?.parse().ok()
+}
+
+/// Upstream `isScalingEvent`: an active ReplicaSet was sized for another `replicas` than the Deployment's now.
+fn scaling_event(c: &Ctx) -> bool {
+    c.old.iter().copied().chain(c.new).filter(|rs| replicas(rs) > 0).any(|rs| desired_annotation(rs).is_some_and(|n| n != c.desired))
+}
+
+/// Upstream `scale`: one active ReplicaSet takes the whole count; a saturated new one sends the old ones to 0;
+/// otherwise (RollingUpdate) a change is spread over the active ReplicaSets in proportion to their size, the
+/// leftover to the largest.
+fn scale(c: &mut Ctx) {
+    let mut olds: Vec<&ReplicaSet> = c.old.clone();
+    olds.reverse(); // newest first
+    let active: Vec<&ReplicaSet> = olds.iter().copied().chain(c.new).filter(|rs| replicas(rs) > 0).collect();
+    match (active.as_slice(), c.new, olds.first()) {
+        ([], Some(n), _) => return c.scale(n, c.desired),
+        ([], None, Some(o)) => return c.scale(o, c.desired),
+        ([], None, None) => return,
+        ([only], _, _) => return c.scale(only, c.desired),
+        _ => {}
+    }
+    if let Some(n) = c.new {
+        let saturated = replicas(n) == c.desired && desired_annotation(n) == Some(c.desired) && st(n).2 == c.desired;
+        if saturated {
+            for rs in active.iter().filter(|rs| rs.metadata.uid != n.metadata.uid) {
+                c.scale(rs, 0);
+            }
+            return;
+        }
+    }
+    if is_recreate(c.d) {
+        return;
+    }
+    let (surge, _) = fenceposts(c.d);
+    let all: i32 = active.iter().map(|rs| replicas(rs)).sum();
+    let allowed = if c.desired > 0 { c.desired + surge } else { 0 };
+    let to_add = allowed - all;
+    let mut sorted = active.clone();
+    let created = |rs: &ReplicaSet| rs.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    // ReplicaSetsBySizeNewer to scale up, BySizeOlder to scale down: the largest first.
+    if to_add > 0 {
+        sorted.sort_by(|a, b| replicas(b).cmp(&replicas(a)).then_with(|| created(b).cmp(&created(a))));
+    } else {
+        sorted.sort_by(|a, b| replicas(b).cmp(&replicas(a)).then_with(|| created(a).cmp(&created(b))));
+    }
+    let mut added = 0;
+    let mut sizes: Vec<i32> = Vec::new();
+    for rs in &sorted {
+        let p = if to_add != 0 { proportion(c, rs, to_add, added) } else { 0 };
+        sizes.push(replicas(rs) + p);
+        added += p;
+    }
+    if to_add != 0 {
+        sizes[0] = (sizes[0] + to_add - added).max(0);
+    }
+    for (rs, size) in sorted.iter().zip(sizes) {
+        c.scale(rs, size);
+    }
+}
+
+/// Upstream `GetProportion` with `getReplicaSetFraction`: the ReplicaSet's share of the change, from its size
+/// against the `max-replicas` it was last sized for.
+fn proportion(c: &Ctx, rs: &ReplicaSet, to_add: i32, added: i32) -> i32 {
+    let r = replicas(rs);
+    if r == 0 || to_add == added {
+        return 0;
+    }
+    let fraction = if c.desired == 0 {
+        -r
+    } else {
+        let (surge, _) = fenceposts(c.d);
+        let annotated = rs
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(MAX_REPLICAS))
+            .and_then(|v| v.parse::<i32>().ok())
+            .unwrap_or_else(|| c.d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0));
+        if annotated == 0 {
+            return 0;
+        }
+        (f64::from(r) * f64::from(c.desired + surge) / f64::from(annotated)).round() as i32 - r
+    };
+    let allowed = to_add - added;
+    if to_add > 0 {
+        fraction.min(allowed)
+    } else {
+        fraction.max(allowed)
+    }
 }
 
 /// Upstream `NewRSNewReplicas` for RollingUpdate: scale the new ReplicaSet up as far as maxSurge allows.
@@ -631,6 +719,14 @@ mod tests {
         r
     }
 
+    /// A ReplicaSet last sized for `desired` replicas with at most `max`.
+    fn with_max(mut r: ReplicaSet, desired: i32, max: i32) -> ReplicaSet {
+        let a = r.metadata.annotations.get_or_insert_with(Default::default);
+        a.insert(DESIRED_REPLICAS.into(), desired.to_string());
+        a.insert(MAX_REPLICAS.into(), max.to_string());
+        r
+    }
+
     /// The plan's writes as (kind, ReplicaSet template env or name, replicas).
     fn writes(p: &Plan) -> Vec<(&'static str, String, i32)> {
         p.actions
@@ -735,6 +831,13 @@ mod tests {
             },
             Case { name: "Recreate waits for old Pods to be gone", d: d_recreate.clone(), rss: vec![rs(&d, "old", 1, 0, 0, 100)], old_pods: true, want: vec![] },
             Case { name: "Recreate then creates the new ReplicaSet at full size", d: d_recreate.clone(), rss: vec![rs(&d, "old", 1, 0, 0, 100)], old_pods: false, want: vec![("create", "new".into(), 3)] },
+            Case {
+                name: "a replicas change mid-rollout is spread in proportion (upstream's example: 10 → 15, 8 old + 5 new of max 13)",
+                d: deploy(15, rolling(json!(3), json!(2)), "new"),
+                rss: vec![with_max(rs(&d, "old", 1, 8, 8, 100), 10, 13), with_max(rs(&d, "new", 2, 5, 0, 1), 10, 13)],
+                old_pods: true,
+                want: vec![("scale", old_name.clone(), 11), ("scale", new_name(&d), 7)],
+            },
             Case { name: "a paused Deployment starts no rollout", d: paused.clone(), rss: vec![rs(&d, "old", 1, 3, 3, 100)], old_pods: true, want: vec![] },
         ];
         for c in cases {
