@@ -324,6 +324,26 @@ fn image_user(user: &str, layers: &[PathBuf]) -> Result<(u32, u32), ConfigError>
     Ok((uid, gid))
 }
 
+/// The kubelet's OOM score policy (pkg/kubelet/qos/policy.go): Guaranteed -997, BestEffort 1000, Burstable
+/// by the share of the node's memory the container requests, kept within 2..=999 so it always ranks between.
+pub fn oom_score_adj(qos: &str, memory_request: u64, memory_capacity: u64) -> i32 {
+    match qos {
+        "Guaranteed" => -997,
+        "BestEffort" => 1000,
+        _ => {
+            let share = if memory_capacity == 0 { 0 } else { (1000u128 * u128::from(memory_request) / u128::from(memory_capacity)) as i64 };
+            let adj = 1000 - share;
+            if adj < 3 {
+                2
+            } else if adj >= 1000 {
+                999
+            } else {
+                adj as i32
+            }
+        }
+    }
+}
+
 /// The mounts of one container: its volumeMounts (resolved to host paths by the volume manager) and the
 /// Pod's /etc files (unless the container mounts its own over them).
 pub fn mounts(c: &Container, volumes: &BTreeMap<String, PathBuf>, etc_dir: &Path) -> Result<Vec<Mount>, ConfigError> {
@@ -368,6 +388,22 @@ mod tests {
 
     fn env(v: &[(&str, &str)]) -> Vec<(String, String)> {
         v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn oom_score_by_qos_class() {
+        let gi: u64 = 1 << 30;
+        let cases = [
+            ("Guaranteed", gi, 4 * gi, -997),
+            ("BestEffort", 0, 4 * gi, 1000),
+            ("Burstable", gi, 4 * gi, 750),
+            ("Burstable", 0, 4 * gi, 999),
+            ("Burstable", 4 * gi, 4 * gi, 2),
+            ("Burstable", 8 * gi, 4 * gi, 2),
+        ];
+        for (qos, req, cap, want) in cases {
+            assert_eq!(oom_score_adj(qos, req, cap), want, "{qos} {req}/{cap}");
+        }
     }
 
     #[test]

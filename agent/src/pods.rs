@@ -777,6 +777,7 @@ impl Worker {
             // hostIPC: no setns, so the container stays in the host's IPC namespace (the shim's).
             ipcns: if pod.spec.as_ref().and_then(|s| s.host_ipc) == Some(true) { None } else { sb.ipcns.clone() },
             host_pid: pod.spec.as_ref().and_then(|s| s.host_pid) == Some(true),
+            oom_score_adj: pod.status.as_ref().and_then(|s| s.qos_class.as_deref()).map(|qos| container::oom_score_adj(qos, q("requests", "memory").unwrap_or(0.0) as u64, crate::node::memory_bytes())),
             utsns: sb.utsns.clone(),
             cgroup_procs: vec![],
             oom_file: None,

@@ -620,3 +620,56 @@ spec:
     let out = s.kubectl(&["exec", "caps", "-c", "dropped", "--", "touch", "/new-file"]);
     assert!(!out.status.success(), "the root filesystem is read-only");
 }
+
+#[test]
+fn qos_class_sets_the_oom_score() {
+    let s = start();
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: guaranteed
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, 'cat /proc/self/oom_score_adj; exec sleep 3600']
+    resources:
+      limits: {cpu: 100m, memory: 64Mi}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: burstable
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, 'cat /proc/self/oom_score_adj; exec sleep 3600']
+    resources:
+      requests: {memory: 1Mi}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: besteffort
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, 'cat /proc/self/oom_score_adj; exec sleep 3600']
+",
+    );
+    // Lowering a score needs a host that allows it (some sandboxes refuse even root): Guaranteed gets -997
+    // where it can, and never more than it inherited.
+    let inherited: i32 = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap().trim().parse().unwrap();
+    let can_lower = std::process::Command::new("sh").args(["-c", "echo -997 > /proc/self/oom_score_adj"]).status().unwrap().success();
+    let guaranteed = if can_lower { -997 } else { inherited };
+    for (pod, qos, adj) in [("guaranteed", "Guaranteed", guaranteed), ("burstable", "Burstable", 999), ("besteffort", "BestEffort", 1000)] {
+        let p = wait_pod(&s, pod, "Running", 30, |p| p["status"]["phase"] == "Running");
+        assert_eq!(p["status"]["qosClass"], qos);
+        let got = s.wait_for(&format!("{pod} logs"), Duration::from_secs(10), || s.kubectl_ok(&["logs", pod]).trim().parse::<i32>().ok());
+        assert_eq!(got, adj, "{pod}: the container's oom_score_adj");
+        assert_eq!(pod_json(&s, pod).unwrap()["status"]["containerStatuses"][0]["restartCount"], 0);
+    }
+}

@@ -102,6 +102,12 @@ fn setup_and_exec(spec: &ContainerSpec, dir: &Path, fds: InitFds) -> R<std::conv
     }
     let program = resolve_program(spec)?;
 
+    // Before capabilities go: lowering oom_score_adj (Guaranteed's -997) needs CAP_SYS_RESOURCE. Best effort,
+    // as runc in nested setups: a host that refuses to lower it (some sandboxes do, even to root) keeps the
+    // inherited score rather than failing the container.
+    if let Some(adj) = spec.oom_score_adj {
+        let _ = std::fs::write("/proc/self/oom_score_adj", adj.to_string());
+    }
     // Installed while still root with every capability (so no no_new_privs is needed, as runc does without
     // it); what init calls after this (capset, setuid, execve) is allowed by the filter.
     if spec.seccomp_default && !spec.privileged {

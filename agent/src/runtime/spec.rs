@@ -45,6 +45,9 @@ pub struct ContainerSpec {
     pub capabilities: Vec<u32>,
     pub no_new_privs: bool,
     pub readonly_rootfs: bool,
+    /// The container's `oom_score_adj` from its QoS class (the kubelet's policy); `None` leaves the inherited one.
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
     /// `hostPID`: the container stays in the host's pid namespace (no new one; /proc shows the host's).
     #[serde(default)]
     pub host_pid: bool,
