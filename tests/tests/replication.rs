@@ -303,3 +303,42 @@ spec:
         (stray["metadata"]["ownerReferences"].as_array().is_none_or(|o| o.is_empty()) && live_pods(&s, "bare").len() == 3).then_some(())
     });
 }
+
+#[test]
+fn progress_deadline_and_replicaset_adoption() {
+    let s = start();
+    // A rollout whose Pods can never start (no such image) stops progressing: the deadline says so and
+    // `kubectl rollout status` fails with upstream's message.
+    s.apply(&deployment("slow", 2, "1", "0").replace("  replicas: 2\n", "  replicas: 2\n  progressDeadlineSeconds: 3\n"));
+    rollout_status(&s, "slow");
+    s.kubectl_ok(&["set", "image", "deployment/slow", "main=k1s.invalid/none:1"]);
+    s.wait_for("ProgressDeadlineExceeded", Duration::from_secs(30), || {
+        let d = s.get_json(&["deployment", "slow"]);
+        d["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Progressing" && c["status"] == "False" && c["reason"] == "ProgressDeadlineExceeded").cloned()
+    });
+    let out = s.kubectl(&["rollout", "status", "deployment/slow", "--timeout=20s"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("exceeded its progress deadline"), "{err}");
+    // maxUnavailable 0: both old Pods kept serving.
+    assert_eq!(live_pods(&s, "slow").iter().filter(|p| is_ready(p)).count(), 2);
+
+    // An orphaned ReplicaSet (its Deployment deleted with --cascade=orphan) is adopted by a new Deployment with
+    // the same selector and template, and its Pods are kept.
+    s.apply(&deployment("keep", 2, "1", "1"));
+    rollout_status(&s, "keep");
+    let pods: Vec<String> = live_pods(&s, "keep").iter().map(uid).collect();
+    s.kubectl_ok(&["delete", "deployment", "keep", "--cascade=orphan"]);
+    s.wait_for("the ReplicaSet orphaned", Duration::from_secs(30), || {
+        let rss = replicasets(&s, "keep");
+        (rss.len() == 1 && rss[0]["metadata"]["ownerReferences"].as_array().is_none_or(|o| o.is_empty())).then_some(())
+    });
+    s.apply(&deployment("keep", 2, "1", "1"));
+    rollout_status(&s, "keep");
+    let d = s.get_json(&["deployment", "keep"]);
+    s.wait_for("adoption", Duration::from_secs(30), || {
+        let rss = replicasets(&s, "keep");
+        (rss.len() == 1 && rss[0]["metadata"]["ownerReferences"][0]["uid"] == d["metadata"]["uid"]).then_some(())
+    });
+    let now: Vec<String> = live_pods(&s, "keep").iter().map(uid).collect();
+    assert_eq!(now, pods, "the adopted ReplicaSet's Pods were kept");
+}

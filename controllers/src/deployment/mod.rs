@@ -100,6 +100,15 @@ fn controller_uid(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectM
     meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)).map(|o| o.uid.clone())
 }
 
+/// The Deployment's selector matches the ReplicaSet's labels (an empty or invalid selector matches nothing).
+fn selects(d: &Deployment, rs: &ReplicaSet) -> bool {
+    let Some(sel) = d.spec.as_ref().and_then(|s| serde_json::to_value(&s.selector).ok()) else { return false };
+    match k1s_api::selectors::LabelSelector::from_label_selector_json(&sel) {
+        Ok(s) if !s.is_empty() => s.matches(&rs.metadata.labels.clone().unwrap_or_default()),
+        _ => false,
+    }
+}
+
 fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
@@ -255,6 +264,21 @@ impl Controller {
             .values()
             .filter(|rs| rs.metadata.namespace.as_deref() == Some(key.0.as_str()) && controller_uid(&rs.metadata).as_deref() == Some(uid.as_str()))
             .collect();
+        // Upstream `ClaimReplicaSets`: a ReplicaSet without a controller that the selector matches is adopted
+        // first (conditional on the resourceVersion read), then planned with on the next sync.
+        if d.metadata.deletion_timestamp.is_none() {
+            let orphans: Vec<ReplicaSet> = self
+                .rss
+                .values()
+                .filter(|rs| rs.metadata.namespace.as_deref() == Some(key.0.as_str()) && controller_uid(&rs.metadata).is_none() && rs.metadata.deletion_timestamp.is_none())
+                .filter(|rs| selects(&d, rs))
+                .cloned()
+                .collect();
+            if !orphans.is_empty() {
+                self.adopt(key, &d, orphans).await;
+                return;
+            }
+        }
         let template = d.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
         let old_rs: Vec<String> = rss
             .iter()
@@ -272,6 +296,34 @@ impl Controller {
                 }
             }
         }
+    }
+
+    async fn adopt(&mut self, key: &Key, d: &Deployment, orphans: Vec<ReplicaSet>) {
+        let api: Api<ReplicaSet> = Api::namespaced(self.client(), &key.0);
+        let reference = k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: key.1.clone(),
+            uid: d.metadata.uid.clone().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        };
+        let mut delay = Duration::ZERO;
+        for rs in orphans {
+            let mut owners = rs.metadata.owner_references.clone().unwrap_or_default();
+            owners.push(reference.clone());
+            let patch = json!({"metadata": {"ownerReferences": owners, "resourceVersion": rs.metadata.resource_version}});
+            match api.patch(rs.metadata.name.as_deref().unwrap_or(""), &PatchParams::default(), &Patch::Merge(patch)).await {
+                Ok(x) => {
+                    self.rss.insert(x.metadata.uid.clone().unwrap_or_default(), x);
+                }
+                Err(e) => {
+                    tracing::debug!(deployment = ?key, error = %e, "adopting a replicaset");
+                    delay = RETRY;
+                }
+            }
+        }
+        self.enqueue(key.clone(), delay);
     }
 
     async fn apply(&mut self, key: &Key, d: &Deployment, p: plan::Plan) -> Result<(), Duration> {
