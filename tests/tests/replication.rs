@@ -4,6 +4,9 @@
 //! ReplicaSets and Pods, and finishes a rollout across a server restart. The harness's Drop guard
 //! (`k1s reset`) removes all kernel state afterwards, pass or fail.
 //!
+//! The `api` section at the end checks the apps/v1 surface in process (router, no socket): discovery, defaults,
+//! validation messages, the scale subresource, status and Table output.
+//!
 //! Network rule: these tests send no traffic except kubectl's to the server on loopback.
 
 use std::collections::HashMap;
@@ -341,4 +344,135 @@ fn progress_deadline_and_replicaset_adoption() {
     });
     let now: Vec<String> = live_pods(&s, "keep").iter().map(uid).collect();
     assert_eq!(now, pods, "the adopted ReplicaSet's Pods were kept");
+}
+
+/// The apps/v1 API surface through the in-process router.
+mod api {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::Router;
+    use http::{header, Method, Request, StatusCode};
+    use http_body_util::BodyExt;
+    use k1s_apiserver::ApiServer;
+    use k1s_store::MemStore;
+    use serde_json::{json, Value};
+    use tower::ServiceExt;
+
+    const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
+
+    async fn router() -> Router {
+        let api = ApiServer::new(Arc::new(MemStore::new()), "127.0.0.1:6443".into());
+        api.bootstrap().await.expect("bootstrap");
+        api.router()
+    }
+
+    async fn call(r: &Router, method: Method, uri: &str, body: Option<Value>, content_type: &str, accept: &str) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri).header(header::ACCEPT, accept);
+        let body = match body {
+            Some(v) => {
+                req = req.header(header::CONTENT_TYPE, content_type);
+                Body::from(serde_json::to_vec(&v).unwrap())
+            }
+            None => Body::empty(),
+        };
+        let resp = r.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn get(r: &Router, uri: &str) -> (StatusCode, Value) {
+        call(r, Method::GET, uri, None, "", "application/json").await
+    }
+
+    fn web() -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+               "spec": {"selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+    }
+
+    #[tokio::test]
+    async fn discovery_lists_apps_with_short_names_and_scale() {
+        let r = router().await;
+        let (s, list) = get(&r, "/apis/apps/v1").await;
+        assert_eq!(s, StatusCode::OK);
+        let find = |name: &str| list["resources"].as_array().unwrap().iter().find(|x| x["name"] == name).cloned().unwrap_or(Value::Null);
+        assert_eq!(find("deployments")["shortNames"], json!(["deploy"]));
+        assert_eq!(find("replicasets")["shortNames"], json!(["rs"]));
+        assert_eq!(find("deployments")["categories"], json!(["all"]));
+        let scale = find("deployments/scale");
+        assert_eq!((scale["group"].as_str(), scale["version"].as_str(), scale["kind"].as_str()), (Some("autoscaling"), Some("v1"), Some("Scale")));
+        let (_, agg) = call(&r, Method::GET, "/apis", None, "", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList").await;
+        let apps = agg["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apps").expect("apps group");
+        let deploys = apps["versions"][0]["resources"].as_array().unwrap().iter().find(|x| x["resource"] == "deployments").unwrap();
+        let sub = deploys["subresources"].as_array().unwrap().iter().find(|x| x["subresource"] == "scale").unwrap();
+        assert_eq!(sub["responseKind"], json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}));
+        let (s, doc) = get(&r, "/openapi/v3/apis/apps/v1").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"].is_object());
+    }
+
+    #[tokio::test]
+    async fn defaults_validation_scale_status_and_table() {
+        let r = router().await;
+        let (s, d) = call(&r, Method::POST, DEPLOYS, Some(web()), "application/json", "application/json").await;
+        assert_eq!(s, StatusCode::CREATED, "{d}");
+        assert_eq!(d["metadata"]["generation"], 1);
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"], json!({"maxSurge": "25%", "maxUnavailable": "25%"}));
+        assert_eq!((d["spec"]["revisionHistoryLimit"].as_i64(), d["spec"]["progressDeadlineSeconds"].as_i64()), (Some(10), Some(600)));
+        assert!(d.get("status").is_none_or(Value::is_null));
+
+        // A selector that does not match the template: 422 naming the field.
+        let mut bad = web();
+        bad["metadata"]["name"] = json!("bad");
+        bad["spec"]["selector"] = json!({"matchLabels": {"app": "other"}});
+        let (s, st) = call(&r, Method::POST, DEPLOYS, Some(bad), "application/json", "application/json").await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(st["message"].as_str().unwrap().contains("spec.template.metadata.labels: Invalid value: {\"app\":\"web\"}: `selector` does not match template `labels`"), "{st}");
+
+        // The scale subresource: GET, merge PATCH (kubectl scale), JSON patch, PUT with a stale resourceVersion.
+        let (s, sc) = get(&r, &format!("{DEPLOYS}/web/scale")).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(sc["apiVersion"], "autoscaling/v1");
+        assert_eq!((sc["spec"]["replicas"].as_i64(), sc["status"]["selector"].as_str()), (Some(1), Some("app=web")));
+        let (s, sc) = call(&r, Method::PATCH, &format!("{DEPLOYS}/web/scale"), Some(json!({"spec": {"replicas": 5}})), "application/merge-patch+json", "application/json").await;
+        assert_eq!((s, sc["spec"]["replicas"].as_i64()), (StatusCode::OK, Some(5)));
+        let (_, d) = get(&r, &format!("{DEPLOYS}/web")).await;
+        assert_eq!((d["spec"]["replicas"].as_i64(), d["metadata"]["generation"].as_i64()), (Some(5), Some(2)));
+        let (s, sc) = call(&r, Method::PATCH, &format!("{DEPLOYS}/web/scale"), Some(json!([{"op": "replace", "path": "/spec/replicas", "value": 2}])), "application/json-patch+json", "application/json").await;
+        assert_eq!((s, sc["spec"]["replicas"].as_i64()), (StatusCode::OK, Some(2)));
+        let stale = json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "web", "namespace": "default", "resourceVersion": "1"}, "spec": {"replicas": 3}});
+        let (s, _) = call(&r, Method::PUT, &format!("{DEPLOYS}/web/scale"), Some(stale), "application/json", "application/json").await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        let negative = json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "web"}, "spec": {"replicas": -1}});
+        let (s, st) = call(&r, Method::PUT, &format!("{DEPLOYS}/web/scale"), Some(negative), "application/json", "application/json").await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(st["message"].as_str().unwrap().contains("spec.replicas: Invalid value: -1: must be greater than or equal to 0"), "{st}");
+
+        // The selector is immutable.
+        let (_, mut d) = get(&r, &format!("{DEPLOYS}/web")).await;
+        d["spec"]["selector"] = json!({"matchLabels": {"app": "web", "x": "y"}});
+        d["spec"]["template"]["metadata"]["labels"]["x"] = json!("y");
+        let (s, st) = call(&r, Method::PUT, &format!("{DEPLOYS}/web"), Some(d), "application/json", "application/json").await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(st["message"].as_str().unwrap().contains("spec.selector") && st["message"].as_str().unwrap().contains("field is immutable"), "{st}");
+
+        // Status only through /status, and a status write leaves spec alone.
+        let (_, mut d) = get(&r, &format!("{DEPLOYS}/web")).await;
+        d["status"] = json!({"replicas": 2, "readyReplicas": 1, "updatedReplicas": 2, "availableReplicas": 1});
+        d["spec"]["replicas"] = json!(9);
+        let (s, after) = call(&r, Method::PUT, &format!("{DEPLOYS}/web/status"), Some(d), "application/json", "application/json").await;
+        assert_eq!(s, StatusCode::OK, "{after}");
+        assert_eq!((after["spec"]["replicas"].as_i64(), after["status"]["readyReplicas"].as_i64()), (Some(2), Some(1)));
+
+        // Table: upstream's columns and cells.
+        let (s, t) = call(&r, Method::GET, DEPLOYS, None, "", "application/json;as=Table;v=v1;g=meta.k8s.io").await;
+        assert_eq!(s, StatusCode::OK);
+        let names: Vec<&str> = t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["Name", "Ready", "Up-to-date", "Available", "Age", "Containers", "Images", "Selector"]);
+        let cells = &t["rows"][0]["cells"];
+        assert_eq!((&cells[0], &cells[1], &cells[2], &cells[3]), (&json!("web"), &json!("1/2"), &json!(2), &json!(1)));
+    }
 }
