@@ -344,6 +344,12 @@ fn progress_deadline_and_replicaset_adoption() {
     });
     let now: Vec<String> = live_pods(&s, "keep").iter().map(uid).collect();
     assert_eq!(now, pods, "the adopted ReplicaSet's Pods were kept");
+
+    // Foreground: the Deployment is gone only after its ReplicaSet, which waits for its Pods (both references
+    // block the owner's deletion).
+    s.kubectl_ok(&["delete", "deployment", "keep", "--cascade=foreground", "--timeout=60s"]);
+    assert!(replicasets(&s, "keep").is_empty());
+    assert!(items(s.get_json(&["pods", "-l", "app=keep"])).is_empty(), "Pods left after a foreground delete returned");
 }
 
 /// The apps/v1 API surface through the in-process router.
