@@ -344,6 +344,36 @@ pub fn oom_score_adj(qos: &str, memory_request: u64, memory_capacity: u64) -> i3
     }
 }
 
+/// The Pod cgroup's memory limit as the kubelet computes it (cm/helpers_linux.go ResourceConfigForPod): the
+/// Pod-level `resources.limits.memory` when set, else — only when every container has a memory limit — the
+/// larger of (main containers + sidecars) and each init container with the sidecars started before it, plus
+/// the Pod's overhead.
+pub fn pod_memory_limit(spec: &k8s_openapi::api::core::v1::PodSpec) -> Option<i64> {
+    let q = |m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| -> Option<i64> {
+        m.and_then(|m| m.get("memory")).and_then(|q| k1s_api::validation::parse_quantity(&q.0)).map(|b| b as i64)
+    };
+    if let Some(l) = q(spec.resources.as_ref().and_then(|r| r.limits.as_ref())) {
+        return Some(l);
+    }
+    let limit = |c: &Container| q(c.resources.as_ref().and_then(|r| r.limits.as_ref()));
+    let mut sidecars = 0i64;
+    let mut init_peak = 0i64;
+    for c in spec.init_containers.iter().flatten() {
+        let l = limit(c)?;
+        if c.restart_policy.as_deref() == Some("Always") {
+            sidecars += l;
+            init_peak = init_peak.max(sidecars);
+        } else {
+            init_peak = init_peak.max(sidecars + l);
+        }
+    }
+    let mut main = sidecars;
+    for c in &spec.containers {
+        main += limit(c)?;
+    }
+    Some(main.max(init_peak) + q(spec.overhead.as_ref()).unwrap_or(0))
+}
+
 /// The mounts of one container: its volumeMounts (resolved to host paths by the volume manager) and the
 /// Pod's /etc files (unless the container mounts its own over them).
 pub fn mounts(c: &Container, volumes: &BTreeMap<String, PathBuf>, etc_dir: &Path) -> Result<Vec<Mount>, ConfigError> {
@@ -388,6 +418,27 @@ mod tests {
 
     fn env(v: &[(&str, &str)]) -> Vec<(String, String)> {
         v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn pod_memory_limit_as_the_kubelet() {
+        use k8s_openapi::api::core::v1::{PodSpec, ResourceRequirements};
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        let mem = |v: &str| Some(ResourceRequirements { limits: Some([("memory".to_string(), Quantity(v.into()))].into()), ..Default::default() });
+        let c = |name: &str, limit: Option<&str>, always: bool| Container {
+            name: name.into(),
+            resources: limit.and_then(mem),
+            restart_policy: always.then(|| "Always".to_string()),
+            ..Default::default()
+        };
+        let spec = |inits: Vec<Container>, mains: Vec<Container>| PodSpec { init_containers: Some(inits), containers: mains, ..Default::default() };
+        assert_eq!(pod_memory_limit(&spec(vec![], vec![c("a", Some("100"), false), c("b", Some("50"), false)])), Some(150));
+        assert_eq!(pod_memory_limit(&spec(vec![], vec![c("a", Some("100"), false), c("b", None, false)])), None, "one unlimited container: no Pod limit");
+        assert_eq!(pod_memory_limit(&spec(vec![c("i", Some("500"), false)], vec![c("a", Some("100"), false)])), Some(500), "a bigger init container");
+        assert_eq!(pod_memory_limit(&spec(vec![c("s", Some("30"), true), c("i", Some("100"), false)], vec![c("a", Some("100"), false)])), Some(130), "sidecar beside both");
+        let mut pod_level = spec(vec![], vec![c("a", None, false)]);
+        pod_level.resources = mem("64Mi");
+        assert_eq!(pod_memory_limit(&pod_level), Some(64 << 20), "pod-level resources");
     }
 
     #[test]

@@ -594,6 +594,7 @@ impl Worker {
             hostname: &hostname,
             host_network: spec.host_network.unwrap_or(false),
             host_aliases: aliases,
+            memory_limit: container::pod_memory_limit(&spec),
         };
         let sb = self.shared.runtime.run_sandbox(&req).await?;
         self.rt.sandbox = Some(sb);

@@ -673,3 +673,35 @@ spec:
         assert_eq!(pod_json(&s, pod).unwrap()["status"]["containerStatuses"][0]["restartCount"], 0);
     }
 }
+
+#[test]
+fn pod_cgroup_gets_the_pods_memory_limit() {
+    let s = start();
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: limited
+spec:
+  containers:
+  - name: a
+    image: busybox
+    command: [sleep, '3600']
+    resources:
+      limits: {memory: 64Mi}
+  - name: b
+    image: busybox
+    command: [sleep, '3600']
+    resources:
+      limits: {memory: 32Mi}
+",
+    );
+    let p = wait_pod(&s, "limited", "Running", 30, |p| p["status"]["phase"] == "Running");
+    let uid = p["metadata"]["uid"].as_str().unwrap();
+    let pod_cg = format!("{}/pod{uid}", s.id.cgroup_parent);
+    let limit = [format!("/sys/fs/cgroup/memory/{pod_cg}/memory.limit_in_bytes"), format!("/sys/fs/cgroup/{pod_cg}/memory.max")]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(f).ok())
+        .expect("the Pod's memory cgroup");
+    assert_eq!(limit.trim(), (96u64 << 20).to_string(), "64Mi + 32Mi");
+}

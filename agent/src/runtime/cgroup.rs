@@ -52,12 +52,14 @@ pub fn ensure_parent(parent: &str) -> Result<(), CgroupError> {
         .map_err(|source| CgroupError { path: parent.into(), what: "create", source })
 }
 
-pub fn create_pod(parent: &str, pod_uid: &str) -> Result<(), CgroupError> {
+/// The Pod's cgroup: a pids limit, and a memory limit when the Pod has one (the kubelet's pod-level cgroup).
+pub fn create_pod(parent: &str, pod_uid: &str, memory_limit: Option<i64>) -> Result<(), CgroupError> {
     let path = pod_path(parent, pod_uid);
     let cg = Cgroup::new_with_specified_controllers(hierarchies::auto(), &path, Some(controllers()))
         .map_err(|source| CgroupError { path: path.clone(), what: "create", source })?;
     let mut res = Resources::default();
     res.pid.maximum_number_of_processes = Some(cgroups_rs::MaxValue::Value(POD_PIDS_MAX));
+    res.memory.memory_hard_limit = memory_limit;
     cg.apply(&res).map_err(|source| CgroupError { path, what: "set pids.max", source })
 }
 

@@ -81,6 +81,8 @@ pub struct SandboxRequest<'a> {
     pub host_network: bool,
     /// Extra `/etc/hosts` lines (hostAliases).
     pub host_aliases: Vec<(String, Vec<String>)>,
+    /// The Pod cgroup's memory limit (pod-level resources, or the containers' limits summed).
+    pub memory_limit: Option<i64>,
 }
 
 #[derive(Clone)]
@@ -129,8 +131,8 @@ impl Runtime {
         }
         std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
         let parent = self.cfg.cgroup_parent.clone();
-        let uid = req.uid.to_string();
-        tokio::task::spawn_blocking(move || cgroup::create_pod(&parent, &uid)).await.expect("cgroup task")?;
+        let (uid, memory_limit) = (req.uid.to_string(), req.memory_limit);
+        tokio::task::spawn_blocking(move || cgroup::create_pod(&parent, &uid, memory_limit)).await.expect("cgroup task")?;
         let ns_dir = self.ns_dir(req.uid);
         let pn = if req.host_network {
             self.net.setup_host_network_pod(req.uid, &ns_dir).await
