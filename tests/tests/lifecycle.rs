@@ -705,3 +705,56 @@ spec:
         .expect("the Pod's memory cgroup");
     assert_eq!(limit.trim(), (96u64 << 20).to_string(), "64Mi + 32Mi");
 }
+
+#[test]
+fn http_and_sleep_pre_stop_hooks() {
+    let s = start();
+    let out = HostDir::new("httphook");
+    s.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: httphook
+spec:
+  terminationGracePeriodSeconds: 6
+  volumes:
+  - name: out
+    hostPath:
+      path: {}
+  containers:
+  - name: web
+    image: busybox
+    # A CGI script records the preStop GET (with its header) in the hostPath.
+    command: [sh, -c, 'mkdir -p /www/cgi-bin && printf \"#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho \\\"stop \\$HTTP_X_HOOK\\\" > /out/prestop\\n\" > /www/cgi-bin/stop && chmod +x /www/cgi-bin/stop && exec httpd -f -p 8080 -h /www']
+    volumeMounts:
+    - name: out
+      mountPath: /out
+    lifecycle:
+      preStop:
+        httpGet:
+          path: /cgi-bin/stop
+          port: 8080
+          httpHeaders:
+          - name: X-Hook
+            value: k1s
+  - name: sleeper
+    image: busybox
+    command: [sh, -c, 'trap \"date +%s > /out/term; exit 0\" TERM; while true; do sleep 1 & wait; done']
+    volumeMounts:
+    - name: out
+      mountPath: /out
+    lifecycle:
+      preStop:
+        sleep:
+          seconds: 3
+",
+        out.0.display()
+    ));
+    wait_pod(&s, "httphook", "Running", 30, |p| p["status"]["phase"] == "Running");
+    std::thread::sleep(Duration::from_secs(1));
+    let t0 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    s.kubectl_ok(&["delete", "pod", "httphook", "--wait=true", "--timeout=60s"]);
+    assert_eq!(std::fs::read_to_string(out.0.join("prestop")).unwrap_or_default(), "stop k1s\n", "the preStop httpGet reached the container");
+    let term: u64 = std::fs::read_to_string(out.0.join("term")).unwrap().trim().parse().unwrap();
+    assert!(term >= t0 + 2, "SIGTERM came after the 3 s preStop sleep: delete at {t0}, TERM at {term}");
+}
