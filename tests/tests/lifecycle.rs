@@ -758,3 +758,61 @@ spec:
     let term: u64 = std::fs::read_to_string(out.0.join("term")).unwrap().trim().parse().unwrap();
     assert!(term >= t0 + 2, "SIGTERM came after the 3 s preStop sleep: delete at {t0}, TERM at {term}");
 }
+
+/// A grpc.health.v1 server on loopback (HTTP/2 without TLS, through axum): SERVING while `serving` is set.
+fn grpc_health_server(serving: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let port = std_listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let check = move || {
+                let status = if serving.load(std::sync::atomic::Ordering::SeqCst) { 1u8 } else { 2u8 };
+                async move {
+                    // A framed HealthCheckResponse { status } (field 1, varint).
+                    ([(http::header::CONTENT_TYPE, "application/grpc")], vec![0u8, 0, 0, 0, 2, 0x08, status])
+                }
+            };
+            let router = axum::Router::new().route("/grpc.health.v1.Health/Check", axum::routing::post(check));
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            let _ = axum::serve(listener, router).await;
+        });
+    });
+    port
+}
+
+#[test]
+fn grpc_readiness_probe_on_a_host_network_pod() {
+    let s = start();
+    let serving = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = grpc_health_server(serving.clone());
+    // hostNetwork: the Pod's "IP" is the host, so the probe goes to loopback, where the test serves.
+    s.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: grpc
+spec:
+  hostNetwork: true
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, '3600']
+    readinessProbe:
+      grpc:
+        port: {port}
+      periodSeconds: 1
+      failureThreshold: 1
+"
+    ));
+    wait_pod(&s, "grpc", "Running", 30, |p| p["status"]["phase"] == "Running");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(condition(&pod_json(&s, "grpc").unwrap(), "Ready").as_deref(), Some("False"));
+    let ev = events(&s, "grpc");
+    assert!(ev.iter().any(|(r, m)| r == "Unhealthy" && m.contains("NOT_SERVING")), "{ev:?}");
+    serving.store(true, std::sync::atomic::Ordering::SeqCst);
+    wait_pod(&s, "grpc", "Ready", 10, |p| condition(p, "Ready").as_deref() == Some("True"));
+    serving.store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_pod(&s, "grpc", "not Ready", 10, |p| condition(p, "Ready").as_deref() == Some("False"));
+}
