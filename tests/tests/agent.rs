@@ -425,13 +425,31 @@ spec:
     image: busybox
     command: [sh, -c, 'sleep 4; exit 7']
 ");
+    s.apply(&SLEEPER.replace("name: sleeper", "name: half"));
     let before = wait_ready(&s, "sleeper");
     wait_phase(&s, "exits-later", "Running");
+    let half = wait_ready(&s, "half");
     let cs = |p: &Value| p["status"]["containerStatuses"][0].clone();
     s.kill9();
+    // Make "half" look as if the server died between setting its sandbox up and recording it: namespaces
+    // mounted and an IP claimed, but no sandbox.json and no containers.
+    let uid = half["metadata"]["uid"].as_str().expect("uid").to_string();
+    let pod_dir = s.dir.join("pods").join(&uid);
+    kill_pod_processes(&s, &uid, &pod_dir);
+    std::fs::remove_file(pod_dir.join("sandbox.json")).expect("sandbox.json");
+    std::fs::remove_dir_all(pod_dir.join("containers")).expect("containers");
+    assert!(s.dir.join("run").join(&uid).join("ns").join("net").exists(), "the half-made sandbox's netns is still pinned");
     // While the server is down, one container exits; its shim records the exit.
     std::thread::sleep(Duration::from_secs(5));
     s.restart().expect("restart");
+    // The half-made sandbox is released and made again: the Pod runs.
+    let half = s.wait_for("the half-made Pod runs again", Duration::from_secs(30), || {
+        let p = pod_json(&s, "half")?;
+        let running = p["status"]["containerStatuses"][0]["state"]["running"].is_object() && p["status"]["podIP"].is_string();
+        running.then_some(p)
+    });
+    assert!(half["status"]["podIP"].is_string());
+    assert_eq!(exec_ok(&s, "half", &["hostname"]).trim(), "half");
     let after = wait_ready(&s, "sleeper");
     assert_eq!(cs(&after)["containerID"], cs(&before)["containerID"], "the container was not restarted");
     assert_eq!(cs(&after)["restartCount"], 0);
@@ -439,6 +457,37 @@ spec:
     assert_eq!(exec_ok(&s, "sleeper", &["hostname"]).trim(), "sleeper");
     let p = wait_phase(&s, "exits-later", "Failed");
     assert_eq!(cs(&p)["state"]["terminated"]["exitCode"], 7, "{p}");
+}
+
+/// Kill every process of a Pod: its containers (from the Pod's pids cgroup, v1 or v2) and their shims.
+fn kill_pod_processes(s: &Server, uid: &str, pod_dir: &std::path::Path) {
+    let mut pids = Vec::new();
+    let parent = &s.id.cgroup_parent;
+    for root in [format!("/sys/fs/cgroup/pids/{parent}/pod{uid}"), format!("/sys/fs/cgroup/{parent}/pod{uid}")] {
+        let mut stack = vec![std::path::PathBuf::from(root)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                }
+            }
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+    }
+    let needle = pod_dir.as_os_str().as_encoded_bytes();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmd.windows(needle.len()).any(|w| w == needle) {
+            pids.push(pid);
+        }
+    }
+    assert!(!pids.is_empty(), "found the Pod's processes");
+    for pid in pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    std::thread::sleep(Duration::from_millis(300));
 }
 
 #[test]

@@ -130,6 +130,12 @@ impl Runtime {
             return Ok(info);
         }
         std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+        // No sandbox.json but namespaces on the run tmpfs: the server died between setting this sandbox up and
+        // recording it. Release what it made (mounts, veth, IP claim, cgroup) and start it afresh.
+        if self.ns_dir(req.uid).exists() {
+            let (rt, uid) = (self.clone(), req.uid.to_string());
+            tokio::task::spawn_blocking(move || rt.release_sandbox(&uid)).await.expect("sandbox release task")?;
+        }
         let parent = self.cfg.cgroup_parent.clone();
         let (uid, memory_limit) = (req.uid.to_string(), req.memory_limit);
         tokio::task::spawn_blocking(move || cgroup::create_pod(&parent, &uid, memory_limit)).await.expect("cgroup task")?;
