@@ -199,16 +199,16 @@ fn deployment_scales_rolls_over_undoes_and_is_collected() {
 #[test]
 fn rollout_finishes_across_a_server_restart() {
     let mut s = start();
-    // minReadySeconds holds each step for 3 s after a new Pod is ready: a quiet moment mid-rollout to kill the
-    // server in (the agent's recovery of a sandbox killed half set up is another issue's).
+    // minReadySeconds holds each step for 3 s after a new Pod is ready, so the rollout is reliably still under
+    // way when the server is killed (whatever the agent was doing then: Pods may be half set up).
     s.apply(&deployment("api", 4, "25%", "25%").replace("  replicas: 4\n", "  replicas: 4\n  minReadySeconds: 3\n"));
     rollout_status(&s, "api");
     s.kubectl_ok(&["set", "env", "deployment/api", "GEN=2"]);
-    s.wait_for("the rollout to be under way with every Pod ready", Duration::from_secs(60), || {
+    s.wait_for("the rollout to be under way", Duration::from_secs(60), || {
         let rss = replicasets(&s, "api");
         let pods = items(s.get_json(&["pods", "-l", "app=api"]));
-        let new_ready = pods.iter().filter(|p| is_ready(p) && env_of(p)[0]["value"] == "2").count();
-        (rss.len() == 2 && (1..4).contains(&new_ready) && pods.iter().all(is_ready)).then_some(())
+        let new = pods.iter().filter(|p| env_of(p)[0]["value"] == "2").count();
+        (rss.len() == 2 && (1..4).contains(&new)).then_some(())
     });
     s.restart().expect("restart");
     rollout_status(&s, "api");
