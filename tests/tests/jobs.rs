@@ -138,7 +138,10 @@ spec:
         assert!(count(&j, "active") <= 2, "status.active never exceeds parallelism: {}", j["status"]);
         if condition(&j, "Complete").is_some() {
             assert_eq!(count(&j, "succeeded"), 5);
+            // (Listed again: the list above may predate the last Pod's success.)
+            let pods = job_pods(&s, "five");
             assert_eq!(pods.iter().filter(|p| phase(p) == "Succeeded").count(), 5, "exactly 5 Pods ran");
+            assert_eq!(pods.len(), 5, "no Pod beyond the 5 completions");
             break;
         }
         assert!(Instant::now() < deadline, "job five did not complete: {}", j["status"]);
