@@ -36,6 +36,8 @@ pub struct AgentConfig {
     pub cgroup_parent: String,
     /// Container log files are rotated past this size.
     pub log_max_bytes: u64,
+    /// The Node's `pods` capacity (the kubelet's --max-pods).
+    pub max_pods: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,7 @@ impl Agent {
             data_dir: cfg.data_dir.clone(),
             host_ip: node::host_ip(),
             pod_cidr: cfg.pod_cidr.clone(),
+            max_pods: cfg.max_pods,
         };
         node::register(&client, &node).await.map_err(|source| AgentError::Register { node: cfg.node_name.clone(), source })?;
 

@@ -15,7 +15,6 @@ pub const LEASE_SECONDS: i32 = 40;
 pub const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// How often the Node's conditions are re-reported when nothing changes (heartbeat).
 pub const STATUS_EVERY: Duration = Duration::from_secs(60);
-pub const MAX_PODS: u32 = 110;
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -24,6 +23,7 @@ pub struct NodeConfig {
     pub data_dir: std::path::PathBuf,
     pub host_ip: Ipv4Addr,
     pub pod_cidr: String,
+    pub max_pods: u32,
 }
 
 /// Total memory in bytes (/proc/meminfo MemTotal).
@@ -107,12 +107,12 @@ fn status(cfg: &NodeConfig, transitions: &BTreeMap<String, (String, String)>) ->
     let mem = memory_bytes();
     let (disk_total, _) = disk(&cfg.data_dir);
     let capacity = json!({
-        "cpu": cpus.to_string(), "memory": format!("{}Ki", mem / 1024), "pods": MAX_PODS.to_string(),
+        "cpu": cpus.to_string(), "memory": format!("{}Ki", mem / 1024), "pods": cfg.max_pods.to_string(),
         "ephemeral-storage": format!("{}Ki", disk_total / 1024),
     });
     // The kubelet reserves its eviction threshold (100Mi) from allocatable memory; nothing else is reserved.
     let allocatable = json!({
-        "cpu": cpus.to_string(), "memory": format!("{}Ki", mem.saturating_sub(100 * 1024 * 1024) / 1024), "pods": MAX_PODS.to_string(),
+        "cpu": cpus.to_string(), "memory": format!("{}Ki", mem.saturating_sub(100 * 1024 * 1024) / 1024), "pods": cfg.max_pods.to_string(),
         "ephemeral-storage": format!("{}", disk_total * 9 / 10),
     });
     let uname = nix::sys::utsname::uname().ok();

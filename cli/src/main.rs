@@ -62,6 +62,9 @@ pub struct ServerArgs {
     /// cgroup under which every Pod's cgroup is created.
     #[arg(long, default_value = "k1s")]
     pub cgroup_parent: String,
+    /// Pods this node takes at most (the kubelet's --max-pods; the scheduler counts against it).
+    #[arg(long, default_value_t = 110)]
+    pub max_pods: u32,
     /// sled page cache in MiB (reads are served from memory; this only speeds up opening a large database).
     #[arg(long, default_value_t = 8)]
     pub store_cache_mb: u64,

@@ -88,6 +88,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             pod_cidr: args.pod_cidr.clone(),
             cgroup_parent: args.cgroup_parent.clone(),
             log_max_bytes: 10 * 1024 * 1024,
+            max_pods: args.max_pods,
         },
     )
     .await

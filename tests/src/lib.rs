@@ -76,6 +76,8 @@ pub struct Server {
     pub token: String,
     pub ca_pem: String,
     pub listen: String,
+    /// Extra `k1s server` flags.
+    pub extra: Vec<String>,
 }
 
 impl Server {
@@ -90,6 +92,11 @@ impl Server {
 
     /// Start a server on an existing data dir (a restart), with `listen` (port 0 = any).
     pub fn start_in(dir: &Path, id: Identity, listen: &str) -> anyhow::Result<Server> {
+        Server::start_with(dir, id, listen, &[])
+    }
+
+    /// [`Server::start_in`] with more `k1s server` flags (kept for restarts).
+    pub fn start_with(dir: &Path, id: Identity, listen: &str, extra: &[&str]) -> anyhow::Result<Server> {
         let kubeconfig = dir.join("kubeconfig.yaml");
         // The server rewrites it once the API serves; its appearance is the readiness signal.
         let _ = std::fs::remove_file(&kubeconfig);
@@ -100,6 +107,7 @@ impl Server {
             .arg(dir)
             .args(["--listen", listen, "--node-name", &id.node_name, "--bridge", &id.bridge])
             .args(["--pod-cidr", &id.pod_cidr, "--cgroup-parent", &id.cgroup_parent])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -115,6 +123,7 @@ impl Server {
             token: String::new(),
             ca_pem: String::new(),
             listen: listen.to_string(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         s.wait_ready(Duration::from_secs(30))?;
         Ok(s)
@@ -267,7 +276,8 @@ impl Server {
         self.kill9();
         let port = self.url.rsplit(':').next().unwrap_or("0").to_string();
         let listen = format!("127.0.0.1:{port}");
-        let mut next = Server::start_in(&self.dir, self.id.clone(), &listen)?;
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let mut next = Server::start_with(&self.dir, self.id.clone(), &listen, &extra)?;
         self.child = next.child.take();
         self.url = next.url.clone();
         self.token = next.token.clone();

@@ -73,7 +73,8 @@ async fn main() -> anyhow::Result<()> {
     let dir = tmp.path().join("data");
     let server = tokio::task::spawn_blocking({
         let dir = dir.clone();
-        move || Server::start_in(&dir, Identity::unique(), "127.0.0.1:0")
+        // 141 Pods run at once here: more than the kubelet's default of 110 the scheduler would hold to.
+        move || Server::start_with(&dir, Identity::unique(), "127.0.0.1:0", &["--max-pods", "250"])
     })
     .await??;
     let pid = server.pid().context("pid")?;
