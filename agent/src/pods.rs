@@ -137,7 +137,10 @@ fn since(ts: &str) -> Duration {
 pub fn recover(rt: &Runtime) -> HashMap<String, PodRuntime> {
     let mut out = HashMap::new();
     for sb in rt.list_sandboxes() {
-        if !runtime::sandbox_alive(&sb) {
+        // A finished Pod's sandbox was released on purpose (namespaces unmounted, the "stopped" marker): it is
+        // not a reboot's victim, and its exit records must stay so the Pod stays finished and is not run again.
+        let stopped = std::fs::metadata(rt.pod_dir(&sb.uid).join("stopped")).is_ok();
+        if !stopped && !runtime::sandbox_alive(&sb) {
             // The machine rebooted: the namespaces and every container are gone. Start the Pod afresh.
             tracing::info!(pod = %sb.uid, "sandbox did not survive a reboot; it will be recreated");
             let _ = rt.release_sandbox(&sb.uid);
@@ -190,7 +193,7 @@ pub fn recover(rt: &Runtime) -> HashMap<String, PodRuntime> {
                 pr.dirs.insert(name, dir);
             }
         }
-        pr.sandbox_stopped = std::fs::metadata(rt.pod_dir(&sb.uid).join("stopped")).is_ok();
+        pr.sandbox_stopped = stopped;
         out.insert(sb.uid.clone(), pr);
     }
     out

@@ -426,6 +426,20 @@ spec:
     command: [sh, -c, 'sleep 4; exit 7']
 ");
     s.apply(&SLEEPER.replace("name: sleeper", "name: half"));
+    s.apply("apiVersion: v1
+kind: Pod
+metadata:
+  name: done-before
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'echo finished once']
+");
+    let done = wait_phase(&s, "done-before", "Succeeded");
+    // Its sandbox is released once it finished; give the agent a moment to do so before the kill.
+    std::thread::sleep(Duration::from_millis(500));
     let before = wait_ready(&s, "sleeper");
     wait_phase(&s, "exits-later", "Running");
     let half = wait_ready(&s, "half");
@@ -449,6 +463,11 @@ spec:
         running.then_some(p)
     });
     assert!(half["status"]["podIP"].is_string());
+    // A Pod that had finished before the kill stays finished: not run again, its logs kept.
+    std::thread::sleep(Duration::from_secs(2));
+    let still = wait_phase(&s, "done-before", "Succeeded");
+    assert_eq!(cs(&still)["containerID"], cs(&done)["containerID"], "the finished Pod was not run again");
+    assert_eq!(s.kubectl_ok(&["logs", "done-before"]).trim(), "finished once");
     assert_eq!(exec_ok(&s, "half", &["hostname"]).trim(), "half");
     let after = wait_ready(&s, "sleeper");
     assert_eq!(cs(&after)["containerID"], cs(&before)["containerID"], "the container was not restarted");
