@@ -4,6 +4,7 @@
 
 pub mod deployment;
 pub mod gc;
+mod informer;
 pub mod job;
 pub mod replicaset;
 pub mod scheduler;

@@ -37,6 +37,12 @@ pub fn require_root() {
     );
 }
 
+/// A server for a root end-to-end test (fails loudly when not root).
+pub fn start_root() -> Server {
+    require_root();
+    Server::start().expect("server starts")
+}
+
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Names that keep parallel test servers apart.
@@ -195,6 +201,15 @@ impl Server {
         let out = child.wait_with_output().expect("kubectl apply");
         assert!(out.status.success(), "kubectl apply failed: {}\n{manifest}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// An object as JSON, or None when kubectl cannot get it (absent).
+    pub fn try_get_json(&self, what: &[&str]) -> Option<serde_json::Value> {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&["-o", "json"]);
+        let out = self.kubectl(&args);
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("kubectl -o json"))
     }
 
     /// An object as JSON (`kubectl get -o json`).

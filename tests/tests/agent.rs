@@ -8,17 +8,12 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use k1s_tests::{require_root, Identity, Server};
+use k1s_tests::{require_root, start_root as start, Identity, Server};
 use serde_json::Value;
 
-fn start() -> Server {
-    require_root();
-    Server::start().expect("server starts")
-}
 
 fn pod_json(s: &Server, name: &str) -> Option<Value> {
-    let out = s.kubectl(&["get", "pod", name, "-o", "json"]);
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("json"))
+    s.try_get_json(&["pod", name])
 }
 
 fn wait_ready(s: &Server, name: &str) -> Value {

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, ObjectReference, P
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k1s_apiserver::ApiServer;
 use k1s_store::MemStore;
-use k1s_tests::{require_root, Server};
+use k1s_tests::{start_root as start, Server};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event as RecorderEvent, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
@@ -429,10 +429,6 @@ async fn events_expire_after_their_ttl() {
 // End to end (root)
 // ---------------------------------------------------------------------------------------------
 
-fn start() -> Server {
-    require_root();
-    Server::start().expect("server starts")
-}
 
 fn uid_of(s: &Server, what: &[&str]) -> String {
     s.get_json(what)["metadata"]["uid"].as_str().expect("uid").to_string()

@@ -7,17 +7,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use k1s_tests::{require_root, Server};
+use k1s_tests::{start_root as start, Server};
 use serde_json::Value;
 
-fn start() -> Server {
-    require_root();
-    Server::start().expect("server starts")
-}
 
 fn pod_json(s: &Server, name: &str) -> Option<Value> {
-    let out = s.kubectl(&["get", "pod", name, "-o", "json"]);
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("json"))
+    s.try_get_json(&["pod", name])
 }
 
 fn condition(p: &Value, ty: &str) -> Option<String> {

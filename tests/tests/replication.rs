@@ -12,13 +12,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use k1s_tests::{require_root, Server};
+use k1s_tests::{start_root as start, Server};
 use serde_json::Value;
 
-fn start() -> Server {
-    require_root();
-    Server::start().expect("server starts")
-}
 
 /// A Deployment of busybox Pods that exit at once on SIGTERM (so scale-downs and rollouts are quick).
 fn deployment(name: &str, replicas: u32, surge: &str, unavailable: &str) -> String {

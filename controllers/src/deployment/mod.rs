@@ -12,7 +12,6 @@ pub mod plan;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -23,12 +22,12 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::informer::{forward, key_of, rv, DelayQueue, Key, RETRY};
+use crate::replicaset::plan::controller_uid;
+
 use plan::Action;
 
-/// A failed API call is retried after this long.
-const RETRY: Duration = Duration::from_secs(1);
 
-type Key = (String, String);
 
 /// The lists being received by each watch's initial (re)list, until its InitDone.
 #[derive(Default)]
@@ -47,32 +46,13 @@ enum Input {
 /// Run the Deployment controller forever.
 pub async fn run(client: Client) {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(forward(watcher(Api::<Deployment>::all(client.clone()), watcher::Config::default()), tx.clone(), |e| Input::Deploy(Box::new(e))));
-    tokio::spawn(forward(watcher(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default()), tx.clone(), |e| Input::Rs(Box::new(e))));
-    tokio::spawn(forward(watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()), tx, |e| Input::Pod(Box::new(e))));
+    tokio::spawn(forward(watcher(Api::<Deployment>::all(client.clone()), watcher::Config::default()), tx.clone(), |e| Input::Deploy(Box::new(e)), "deployment controller"));
+    tokio::spawn(forward(watcher(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default()), tx.clone(), |e| Input::Rs(Box::new(e)), "deployment controller"));
+    tokio::spawn(forward(watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()), tx, |e| Input::Pod(Box::new(e)), "deployment controller"));
     let recorder = Recorder::new(client.clone(), Reporter { controller: "deployment-controller".into(), instance: None });
     Controller { client: Some(client), recorder: Some(recorder), ..Default::default() }.run(rx).await;
 }
 
-async fn forward<K, S>(stream: S, tx: mpsc::UnboundedSender<Input>, wrap: fn(watcher::Event<K>) -> Input)
-where
-    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
-{
-    let mut stream = std::pin::pin!(stream);
-    while let Some(ev) = stream.next().await {
-        match ev {
-            Ok(ev) => {
-                if tx.send(wrap(ev)).is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "deployment controller watch failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-}
 
 #[derive(Default)]
 struct Controller {
@@ -85,20 +65,10 @@ struct Controller {
     pods: HashMap<String, String>,
     relist: Relists,
     synced: [bool; 3],
-    queue: HashMap<Key, Instant>,
+    queue: DelayQueue,
 }
 
-fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key {
-    (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
-}
 
-fn rv(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> u64 {
-    meta.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-fn controller_uid(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<String> {
-    meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)).map(|o| o.uid.clone())
-}
 
 /// The Deployment's selector matches the ReplicaSet's labels (an empty or invalid selector matches nothing).
 fn selects(d: &Deployment, rs: &ReplicaSet) -> bool {
@@ -120,7 +90,7 @@ impl Controller {
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
         loop {
-            let next = self.queue.values().min().copied();
+            let next = self.queue.next();
             tokio::select! {
                 ev = rx.recv() => {
                     let Some(ev) = ev else { return };
@@ -134,32 +104,24 @@ impl Controller {
             if !self.synced.iter().all(|s| *s) {
                 continue;
             }
-            let now = Instant::now();
-            let due: Vec<Key> = self.queue.iter().filter(|(_, t)| **t <= now).map(|(k, _)| k.clone()).collect();
-            for k in due {
-                self.queue.remove(&k);
+            for k in self.queue.take_due() {
                 self.sync(&k).await;
             }
         }
     }
 
-    fn enqueue(&mut self, key: Key, after: Duration) {
-        let at = Instant::now() + after;
-        let e = self.queue.entry(key).or_insert(at);
-        *e = (*e).min(at);
-    }
 
     fn enqueue_all(&mut self) {
         let keys: Vec<Key> = self.deploys.keys().cloned().collect();
         for k in keys {
-            self.enqueue(k, Duration::ZERO);
+            self.queue.add(k, Duration::ZERO);
         }
     }
 
     fn wake_owner_of_rs(&mut self, rs_uid: &str) {
-        if let Some(d) = self.rss.get(rs_uid).and_then(|rs| controller_uid(&rs.metadata)) {
+        if let Some(d) = self.rss.get(rs_uid).and_then(|rs| controller_uid(&rs.metadata)).map(str::to_string) {
             if let Some(k) = self.deploy_keys.get(&d).cloned() {
-                self.enqueue(k, Duration::ZERO);
+                self.queue.add(k, Duration::ZERO);
             }
         }
     }
@@ -238,7 +200,7 @@ impl Controller {
         }
         self.deploy_keys.insert(d.metadata.uid.clone().unwrap_or_default(), key.clone());
         self.deploys.insert(key.clone(), d);
-        self.enqueue(key, Duration::ZERO);
+        self.queue.add(key, Duration::ZERO);
     }
 
     fn put_rs(&mut self, r: ReplicaSet) {
@@ -252,7 +214,7 @@ impl Controller {
 
     fn put_pod(&mut self, p: &Pod) {
         if let Some(rs) = controller_uid(&p.metadata) {
-            self.pods.insert(p.metadata.uid.clone().unwrap_or_default(), rs);
+            self.pods.insert(p.metadata.uid.clone().unwrap_or_default(), rs.to_string());
         }
     }
 
@@ -262,7 +224,7 @@ impl Controller {
         let rss: Vec<&ReplicaSet> = self
             .rss
             .values()
-            .filter(|rs| rs.metadata.namespace.as_deref() == Some(key.0.as_str()) && controller_uid(&rs.metadata).as_deref() == Some(uid.as_str()))
+            .filter(|rs| rs.metadata.namespace.as_deref() == Some(key.0.as_str()) && controller_uid(&rs.metadata) == Some(uid.as_str()))
             .collect();
         // Upstream `ClaimReplicaSets`: a ReplicaSet without a controller that the selector matches is adopted
         // first (conditional on the resourceVersion read), then planned with on the next sync.
@@ -289,10 +251,10 @@ impl Controller {
         let now = k8s_openapi::jiff::Timestamp::now();
         let p = plan::plan(&plan::Input { deployment: &d, rss, old_pods_running, now });
         match self.apply(key, &d, p).await {
-            Err(delay) => self.enqueue(key.clone(), delay),
+            Err(delay) => self.queue.add(key.clone(), delay),
             Ok(()) => {
                 if let Some(after) = self.deploys.get(key).and_then(|d| plan::deadline_requeue(d, now)) {
-                    self.enqueue(key.clone(), after);
+                    self.queue.add(key.clone(), after);
                 }
             }
         }
@@ -323,7 +285,7 @@ impl Controller {
                 }
             }
         }
-        self.enqueue(key.clone(), delay);
+        self.queue.add(key.clone(), delay);
     }
 
     async fn apply(&mut self, key: &Key, d: &Deployment, p: plan::Plan) -> Result<(), Duration> {
@@ -343,7 +305,7 @@ impl Controller {
                         let name = rs.metadata.name.clone().unwrap_or_default();
                         let existing = rs_api.get_opt(&name).await.ok().flatten();
                         let ours = existing.as_ref().is_some_and(|x| {
-                            controller_uid(&x.metadata) == d.metadata.uid
+                            controller_uid(&x.metadata) == d.metadata.uid.as_deref()
                                 && plan::equal_ignore_hash(x.spec.as_ref().and_then(|s| s.template.as_ref()).unwrap_or(&Default::default()), &d.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default())
                         });
                         if let (Some(x), true) = (existing, ours) {

@@ -12,7 +12,6 @@ pub mod plan;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
@@ -23,14 +22,11 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::informer::{forward, key_of, rv, DelayQueue, Expectations, Key, RETRY};
+
 use plan::{EventType, Plan, PodRef, TRACKING_FINALIZER};
 
-/// Expectations older than this are dropped (a watch event was missed; upstream waits 5 minutes).
-const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
-/// A failed API call is retried after this long.
-const RETRY: Duration = Duration::from_secs(1);
 
-type Key = (String, String);
 
 /// The loop's one input type.
 enum Input {
@@ -38,49 +34,18 @@ enum Input {
     Pod(Box<watcher::Event<Pod>>),
 }
 
-#[derive(Default)]
-struct Expectations {
-    creates: i64,
-    deletes: HashSet<String>,
-    since: Option<Instant>,
-}
-
-impl Expectations {
-    fn met(&self) -> bool {
-        (self.creates <= 0 && self.deletes.is_empty()) || self.since.is_some_and(|t| t.elapsed() > EXPECTATION_TIMEOUT)
-    }
-}
 
 /// Run the Job controller forever.
 pub async fn run(client: Client) {
     let (tx, rx) = mpsc::unbounded_channel();
     let jobs: Api<Job> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    tokio::spawn(forward(watcher(jobs, watcher::Config::default()), tx.clone(), |e| Input::Job(Box::new(e))));
-    tokio::spawn(forward(watcher(pods, watcher::Config::default()), tx, |e| Input::Pod(Box::new(e))));
+    tokio::spawn(forward(watcher(jobs, watcher::Config::default()), tx.clone(), |e| Input::Job(Box::new(e)), "job controller"));
+    tokio::spawn(forward(watcher(pods, watcher::Config::default()), tx, |e| Input::Pod(Box::new(e)), "job controller"));
     let recorder = Recorder::new(client.clone(), Reporter { controller: "job-controller".into(), instance: None });
     Controller::new_client(client, recorder).run(rx).await;
 }
 
-async fn forward<K, S>(stream: S, tx: mpsc::UnboundedSender<Input>, wrap: fn(watcher::Event<K>) -> Input)
-where
-    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
-{
-    let mut stream = std::pin::pin!(stream);
-    while let Some(ev) = stream.next().await {
-        match ev {
-            Ok(ev) => {
-                if tx.send(wrap(ev)).is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "job controller watch failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-}
 
 #[derive(Default)]
 struct Controller {
@@ -94,19 +59,12 @@ struct Controller {
     pod_relist: Option<Vec<Pod>>,
     jobs_synced: bool,
     pods_synced: bool,
-    queue: HashMap<Key, Instant>,
+    queue: DelayQueue,
     expect: HashMap<String, Expectations>,
     removed_finalizers: HashSet<String>,
     orphans: HashSet<String>,
 }
 
-fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key {
-    (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
-}
-
-fn rv(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> u64 {
-    meta.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
-}
 
 /// The UID of the Job that controls a Pod, if any.
 fn controller_job(p: &Pod) -> Option<&str> {
@@ -124,7 +82,7 @@ impl Controller {
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
         loop {
-            let next = self.queue.values().min().copied();
+            let next = self.queue.next();
             tokio::select! {
                 ev = rx.recv() => {
                     let Some(ev) = ev else { return };
@@ -138,10 +96,7 @@ impl Controller {
             if !(self.jobs_synced && self.pods_synced) {
                 continue;
             }
-            let now = Instant::now();
-            let due: Vec<Key> = self.queue.iter().filter(|(_, t)| **t <= now).map(|(k, _)| k.clone()).collect();
-            for k in due {
-                self.queue.remove(&k);
+            for k in self.queue.take_due() {
                 self.sync(&k).await;
             }
             for uid in std::mem::take(&mut self.orphans) {
@@ -150,11 +105,6 @@ impl Controller {
         }
     }
 
-    fn enqueue(&mut self, key: Key, after: Duration) {
-        let at = Instant::now() + after;
-        let e = self.queue.entry(key).or_insert(at);
-        *e = (*e).min(at);
-    }
 
     fn handle(&mut self, ev: Input) {
         match ev {
@@ -171,7 +121,7 @@ impl Controller {
                     self.jobs_synced = true;
                     let keys: Vec<Key> = self.jobs.keys().cloned().collect();
                     for k in keys {
-                        self.enqueue(k, Duration::ZERO);
+                        self.queue.add(k, Duration::ZERO);
                     }
                 }
                 watcher::Event::Apply(j) => self.put_job(j),
@@ -204,7 +154,7 @@ impl Controller {
                     self.pods_synced = true;
                     let keys: Vec<Key> = self.jobs.keys().cloned().collect();
                     for k in keys {
-                        self.enqueue(k, Duration::ZERO);
+                        self.queue.add(k, Duration::ZERO);
                     }
                 }
                 watcher::Event::Apply(p) => self.put_pod(p),
@@ -221,7 +171,7 @@ impl Controller {
                             e.deletes.remove(&uid);
                         }
                         if let Some(k) = self.job_keys.get(j).cloned() {
-                            self.enqueue(k, Duration::ZERO);
+                            self.queue.add(k, Duration::ZERO);
                         }
                     }
                 }
@@ -240,7 +190,7 @@ impl Controller {
         let uid = j.metadata.uid.clone().unwrap_or_default();
         self.job_keys.insert(uid, key.clone());
         self.jobs.insert(key.clone(), j);
-        self.enqueue(key, Duration::ZERO);
+        self.queue.add(key, Duration::ZERO);
     }
 
     fn put_pod(&mut self, p: Pod) {
@@ -276,7 +226,7 @@ impl Controller {
                     if finished && plan::has_tracking_finalizer(&p) {
                         self.orphans.insert(uid.clone());
                     }
-                    self.enqueue(k, Duration::ZERO);
+                    self.queue.add(k, Duration::ZERO);
                 }
                 None if plan::has_tracking_finalizer(&p) && self.jobs_synced => {
                     self.orphans.insert(uid.clone());
@@ -307,7 +257,7 @@ impl Controller {
             .cloned()
             .collect();
         if let Err(delay) = self.apply(key, &job, p, with_finalizer).await {
-            self.enqueue(key.clone(), delay);
+            self.queue.add(key.clone(), delay);
         }
     }
 
@@ -455,10 +405,10 @@ impl Controller {
                 }
             }
             // Its TTL, if any, starts now.
-            self.enqueue(key.clone(), Duration::ZERO);
+            self.queue.add(key.clone(), Duration::ZERO);
         }
         if let Some(d) = p.requeue_after {
-            self.enqueue(key.clone(), d);
+            self.queue.add(key.clone(), d);
         }
         if failed {
             return Err(RETRY);
@@ -477,7 +427,7 @@ impl Controller {
         let expires = at.as_millisecond() + i64::from(ttl) * 1000;
         let left = expires - now.as_millisecond();
         if left > 0 {
-            self.enqueue(key.clone(), Duration::from_millis(left as u64));
+            self.queue.add(key.clone(), Duration::from_millis(left as u64));
             return;
         }
         let jobs: Api<Job> = Api::namespaced(self.client(), &key.0);
@@ -486,7 +436,7 @@ impl Controller {
             Err(_) => return,
         };
         if fresh.metadata.uid != job.metadata.uid || fresh.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished) != Some(ttl) {
-            self.enqueue(key.clone(), Duration::ZERO);
+            self.queue.add(key.clone(), Duration::ZERO);
             return;
         }
         let dp = DeleteParams {
@@ -499,7 +449,7 @@ impl Controller {
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
             Err(e) => {
                 tracing::warn!(job = ?key, error = %e, "deleting an expired job");
-                self.enqueue(key.clone(), RETRY);
+                self.queue.add(key.clone(), RETRY);
             }
         }
     }

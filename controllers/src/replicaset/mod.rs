@@ -7,10 +7,9 @@
 
 pub mod plan;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -21,62 +20,28 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::informer::{forward, key_of, rv, DelayQueue, Expectations, Key, RETRY};
 
-/// Expectations older than this are dropped (a watch event was missed).
-const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
-/// A failed API call is retried after this long.
-const RETRY: Duration = Duration::from_secs(1);
 
-type Key = (String, String);
+
 
 enum Input {
     Rs(Box<watcher::Event<ReplicaSet>>),
     Pod(Box<watcher::Event<Pod>>),
 }
 
-#[derive(Default)]
-struct Expectations {
-    creates: i64,
-    deletes: HashSet<String>,
-    since: Option<Instant>,
-}
-
-impl Expectations {
-    fn met(&self) -> bool {
-        (self.creates <= 0 && self.deletes.is_empty()) || self.since.is_some_and(|t| t.elapsed() > EXPECTATION_TIMEOUT)
-    }
-}
 
 /// Run the ReplicaSet controller forever.
 pub async fn run(client: Client) {
     let (tx, rx) = mpsc::unbounded_channel();
     let rss: Api<ReplicaSet> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    tokio::spawn(forward(watcher(rss, watcher::Config::default()), tx.clone(), |e| Input::Rs(Box::new(e))));
-    tokio::spawn(forward(watcher(pods, watcher::Config::default()), tx, |e| Input::Pod(Box::new(e))));
+    tokio::spawn(forward(watcher(rss, watcher::Config::default()), tx.clone(), |e| Input::Rs(Box::new(e)), "replicaset controller"));
+    tokio::spawn(forward(watcher(pods, watcher::Config::default()), tx, |e| Input::Pod(Box::new(e)), "replicaset controller"));
     let recorder = Recorder::new(client.clone(), Reporter { controller: "replicaset-controller".into(), instance: None });
     Controller { client: Some(client), recorder: Some(recorder), ..Default::default() }.run(rx).await;
 }
 
-async fn forward<K, S>(stream: S, tx: mpsc::UnboundedSender<Input>, wrap: fn(watcher::Event<K>) -> Input)
-where
-    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
-{
-    let mut stream = std::pin::pin!(stream);
-    while let Some(ev) = stream.next().await {
-        match ev {
-            Ok(ev) => {
-                if tx.send(wrap(ev)).is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "replicaset controller watch failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-}
 
 #[derive(Default)]
 struct Controller {
@@ -89,17 +54,10 @@ struct Controller {
     pod_relist: Option<Vec<Pod>>,
     rss_synced: bool,
     pods_synced: bool,
-    queue: HashMap<Key, Instant>,
+    queue: DelayQueue,
     expect: HashMap<String, Expectations>,
 }
 
-fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key {
-    (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
-}
-
-fn rv(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> u64 {
-    meta.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
-}
 
 impl Controller {
     fn client(&self) -> Client {
@@ -108,7 +66,7 @@ impl Controller {
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
         loop {
-            let next = self.queue.values().min().copied();
+            let next = self.queue.next();
             tokio::select! {
                 ev = rx.recv() => {
                     let Some(ev) = ev else { return };
@@ -122,37 +80,29 @@ impl Controller {
             if !(self.rss_synced && self.pods_synced) {
                 continue;
             }
-            let now = Instant::now();
-            let due: Vec<Key> = self.queue.iter().filter(|(_, t)| **t <= now).map(|(k, _)| k.clone()).collect();
-            for k in due {
-                self.queue.remove(&k);
+            for k in self.queue.take_due() {
                 self.sync(&k).await;
             }
         }
     }
 
-    fn enqueue(&mut self, key: Key, after: Duration) {
-        let at = Instant::now() + after;
-        let e = self.queue.entry(key).or_insert(at);
-        *e = (*e).min(at);
-    }
 
     fn enqueue_all(&mut self) {
         let keys: Vec<Key> = self.rss.keys().cloned().collect();
         for k in keys {
-            self.enqueue(k, Duration::ZERO);
+            self.queue.add(k, Duration::ZERO);
         }
     }
 
     /// A Pod changed: wake its controller, or, for an orphan, every ReplicaSet of its namespace (one may adopt it).
     fn wake_for(&mut self, p: &Pod) {
         match plan::controller_uid(&p.metadata).and_then(|u| self.rs_keys.get(u)).cloned() {
-            Some(k) => self.enqueue(k, Duration::ZERO),
+            Some(k) => self.queue.add(k, Duration::ZERO),
             None if plan::controller_uid(&p.metadata).is_none() => {
                 let ns = p.metadata.namespace.clone().unwrap_or_default();
                 let keys: Vec<Key> = self.rss.keys().filter(|k| k.0 == ns).cloned().collect();
                 for k in keys {
-                    self.enqueue(k, Duration::ZERO);
+                    self.queue.add(k, Duration::ZERO);
                 }
             }
             None => {}
@@ -220,7 +170,7 @@ impl Controller {
         }
         self.rs_keys.insert(r.metadata.uid.clone().unwrap_or_default(), key.clone());
         self.rss.insert(key.clone(), r);
-        self.enqueue(key, Duration::ZERO);
+        self.queue.add(key, Duration::ZERO);
     }
 
     fn put_pod(&mut self, p: Pod) {
@@ -261,7 +211,7 @@ impl Controller {
         let expectations_met = self.expect.get(&uid).is_none_or(Expectations::met);
         let p = plan::plan(&plan::Input { rs: &rs, pods, expectations_met, now: k8s_openapi::jiff::Timestamp::now() });
         if let Err(delay) = self.apply(key, &rs, p).await {
-            self.enqueue(key.clone(), delay);
+            self.queue.add(key.clone(), delay);
         }
     }
 
@@ -388,7 +338,7 @@ impl Controller {
             }
         }
         if let Some(d) = p.requeue_after {
-            self.enqueue(key.clone(), d);
+            self.queue.add(key.clone(), d);
         }
         if failed {
             return Err(RETRY);
