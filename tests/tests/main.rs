@@ -7,5 +7,6 @@ mod gc;
 mod jobs;
 mod kubectl;
 mod lifecycle;
+mod logs;
 mod replication;
 mod scheduler;
