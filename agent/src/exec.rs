@@ -41,9 +41,25 @@ pub fn spawn(rt: &Runtime, uid: &str, container: &str, command: &[String], stdin
     cmd.spawn().map_err(ExecError::Spawn)
 }
 
-/// Entry point of `k1s nsexec DIR -- CMD...` (single-threaded: setns into a mount namespace requires it).
-pub fn nsexec_main(dir: &Path, command: &[String]) -> i32 {
-    match enter_and_run(dir, command) {
+/// Start the exec helper on a new terminal from the container's own devpts (`kubectl exec -t`): the command
+/// gets the slave side as stdin, stdout, stderr and controlling terminal; the caller gets the master.
+pub fn spawn_tty(rt: &Runtime, uid: &str, container: &str, command: &[String]) -> Result<(tokio::process::Child, std::os::fd::OwnedFd), ExecError> {
+    let dir = running_dir(rt, uid, container).ok_or_else(|| ExecError::NotRunning(format!("container {container} is not running")))?;
+    let state: State = spec::read_json(&dir.join(spec::STATE)).map_err(ExecError::Spawn)?;
+    // Through the container's root, so the terminal is one of the container's (`tty` names a /dev/pts/N
+    // that exists there).
+    let (master, slave) = crate::runtime::pty::open(Path::new(&format!("/proc/{}/root/dev/ptmx", state.pid))).map_err(ExecError::Spawn)?;
+    let mut cmd = tokio::process::Command::new(&rt.cfg.exe);
+    cmd.arg("nsexec").arg(&dir).arg("--tty").arg("--").args(command);
+    let dup = |f: &std::os::fd::OwnedFd| f.try_clone().map(std::process::Stdio::from).map_err(ExecError::Spawn);
+    cmd.stdin(dup(&slave)?).stdout(dup(&slave)?).stderr(std::process::Stdio::from(slave)).kill_on_drop(true);
+    let child = cmd.spawn().map_err(ExecError::Spawn)?;
+    Ok((child, master))
+}
+
+/// Entry point of `k1s nsexec DIR [--tty] -- CMD...` (single-threaded: setns into a mount namespace requires it).
+pub fn nsexec_main(dir: &Path, command: &[String], tty: bool) -> i32 {
+    match enter_and_run(dir, command, tty) {
         Ok(code) => code,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "k1s exec: {e}");
@@ -53,7 +69,7 @@ pub fn nsexec_main(dir: &Path, command: &[String]) -> i32 {
     }
 }
 
-fn enter_and_run(dir: &Path, command: &[String]) -> Result<i32, String> {
+fn enter_and_run(dir: &Path, command: &[String], tty: bool) -> Result<i32, String> {
     let spec: ContainerSpec = spec::read_json(&dir.join(spec::SPEC)).map_err(|e| e.to_string())?;
     let state: State = spec::read_json(&dir.join(spec::STATE)).map_err(|e| e.to_string())?;
     if command.is_empty() {
@@ -78,6 +94,12 @@ fn enter_and_run(dir: &Path, command: &[String]) -> Result<i32, String> {
     // SAFETY: single-threaded process; the child only sets its identity and execs.
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
+            // A terminal session of its own, with stdin as its controlling terminal: job control and ^C reach
+            // the command as on any login.
+            if tty {
+                let _ = nix::unistd::setsid();
+                let _ = crate::runtime::pty::make_controlling(0);
+            }
             let err = become_and_exec(&spec, command);
             let _ = writeln!(std::io::stderr(), "{err}");
             // SAFETY: leave without unwinding into the parent's state.

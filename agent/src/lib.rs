@@ -16,8 +16,10 @@ pub mod node;
 pub mod plan;
 pub mod probe;
 pub mod pods;
+pub mod portforward;
 pub mod runtime;
 pub mod status;
+pub mod stdio;
 pub mod volumes;
 
 use std::collections::HashMap;
@@ -144,7 +146,18 @@ impl Agent {
         logs::open(&self.shared.runtime, uid, pod_name, container, opts)
     }
 
-    pub fn exec(&self, uid: &str, container: &str, command: &[String], stdin: bool) -> Result<tokio::process::Child, exec::ExecError> {
-        exec::spawn(&self.shared.runtime, uid, container, command, stdin)
+    /// `kubectl exec`: a command in a running container, piped or on a terminal.
+    pub fn exec(&self, uid: &str, container: &str, command: &[String], streams: stdio::Streams) -> Result<stdio::Session, exec::ExecError> {
+        stdio::exec(&self.shared.runtime, uid, container, command, streams)
+    }
+
+    /// `kubectl port-forward`: a connection to `port` on the Pod's loopback, from inside its netns.
+    pub async fn port_forward(&self, uid: &str, port: u16) -> Result<tokio::net::TcpStream, portforward::PortForwardError> {
+        portforward::connect(&self.shared.runtime, uid, port).await
+    }
+
+    /// `kubectl attach`: the running container's own stdio.
+    pub async fn attach(&self, uid: &str, container: &str, streams: stdio::Streams) -> Result<stdio::Session, exec::ExecError> {
+        stdio::attach(&self.shared.runtime, uid, container, streams).await
     }
 }

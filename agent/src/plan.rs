@@ -52,6 +52,8 @@ pub struct Desired {
     /// main containers, restarted whenever they exit, stopped once the main containers are done.
     pub sidecars: std::collections::BTreeSet<String>,
     pub containers: Vec<String>,
+    /// Ephemeral containers (`kubectl debug`): started once, never restarted, not part of the phase.
+    pub ephemeral: Vec<String>,
     /// `activeDeadlineSeconds`.
     pub active_deadline: Option<Duration>,
 }
@@ -202,6 +204,10 @@ pub fn compute_pod_actions(d: &Desired, o: &Observed) -> Vec<Action> {
     if !o.sandbox {
         actions.push(Action::CreateSandbox);
     }
+    // Upstream: ephemeral containers may start even before initialization completes, and never restart.
+    for name in d.ephemeral.iter().filter(|n| !o.containers.contains_key(*n)) {
+        actions.push(Action::StartContainer { name: name.clone(), init: false, attempt: 0 });
+    }
     // Init containers run one at a time, in order; regular containers wait for all of them. A sidecar lets
     // the next one start once it is started; once the main containers exist, a sidecar's restarts no
     // longer hold anything back.
@@ -275,7 +281,7 @@ mod tests {
     use super::*;
 
     fn base() -> Desired {
-        Desired { deleting: false, restart_policy: RestartPolicy::Always, init_containers: vec![], sidecars: Default::default(), containers: vec!["app".into()], active_deadline: None }
+        Desired { deleting: false, restart_policy: RestartPolicy::Always, init_containers: vec![], sidecars: Default::default(), containers: vec!["app".into()], ephemeral: vec![], active_deadline: None }
     }
     fn running(n: u32) -> ContainerObserved {
         ContainerObserved { restart_count: n, backoff_restarts: n, state: ContainerState::Running, unhealthy: None, started: true }
@@ -328,6 +334,21 @@ mod tests {
         };
         let cases: Vec<(&str, Desired, Observed, Vec<Action>)> = vec![
             ("new pod: sandbox then its container", base(), obs(false, &[]), vec![Action::CreateSandbox, start("app", 0)]),
+            (
+                "an ephemeral container starts once, even while init containers run",
+                with(&|d| {
+                    d.init_containers = vec!["i".into()];
+                    d.ephemeral = vec!["dbg".into()];
+                }),
+                obs(true, &[("i", running(0))]),
+                vec![start("dbg", 0)],
+            ),
+            (
+                "an ephemeral container that exited is not restarted, whatever the policy",
+                with(&|d| d.ephemeral = vec!["dbg".into()]),
+                obs(true, &[("app", running(0)), ("dbg", exited(0, 1, 100))]),
+                vec![],
+            ),
             ("running: nothing", base(), obs(true, &[("app", running(0))]), vec![]),
             ("deleting: kill the pod", with(&|d| d.deleting = true), obs(true, &[("app", running(0))]), vec![Action::KillPod]),
             ("Always, first exit: restart now", base(), obs(true, &[("app", exited(0, 0, 0))]), vec![start("app", 1)]),

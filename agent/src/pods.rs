@@ -86,9 +86,11 @@ fn grace_period(pod: &Pod) -> Duration {
 }
 
 /// A container of the Pod by name, init containers included.
-fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
+fn find_container(pod: &Pod, name: &str) -> Option<Container> {
     let spec = pod.spec.as_ref()?;
-    spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == name)
+    spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == name).cloned().or_else(|| {
+        spec.ephemeral_containers.iter().flatten().find(|c| c.name == name).map(status::ephemeral_as_container)
+    })
 }
 
 /// Stop one container as the kubelet does: its preStop hook first, bounded by the grace period, then SIGTERM
@@ -97,7 +99,7 @@ async fn stop_with_hook(shared: Arc<Shared>, pod: Option<Pod>, name: String, tar
     let t0 = std::time::Instant::now();
     let hook = pod.as_ref().and_then(|p| find_container(p, &name)).and_then(|c| {
         let h = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
-        Some(probe::hook_handler(h, c).unwrap_or_else(|e| Handler::Invalid(e.0)))
+        Some(probe::hook_handler(h, &c).unwrap_or_else(|e| Handler::Invalid(e.0)))
     });
     let mut grace = grace;
     if let (Some(h), false) = (hook, grace.is_zero()) {
@@ -300,6 +302,7 @@ fn desired(pod: &Pod) -> Desired {
         init_containers: spec.init_containers.iter().flatten().map(|c| c.name.clone()).collect(),
         sidecars: spec.init_containers.iter().flatten().filter(|c| c.restart_policy.as_deref() == Some("Always")).map(|c| c.name.clone()).collect(),
         containers: spec.containers.iter().map(|c| c.name.clone()).collect(),
+        ephemeral: spec.ephemeral_containers.iter().flatten().map(|c| c.name.clone()).collect(),
         active_deadline: spec.active_deadline_seconds.map(|s| Duration::from_secs(s.max(0) as u64)),
     }
 }
@@ -378,7 +381,7 @@ impl Worker {
         if exit.message.is_none() && exit.start_error.is_none() {
             let c = self.pod.as_ref().and_then(|p| find_container(p, name));
             let dir = self.shared.runtime.container_dir(&self.uid, name, attempt);
-            exit.message = termination_message(c, &dir, &self.shared.runtime.log_path(&self.uid, name, attempt), &exit);
+            exit.message = termination_message(c.as_ref(), &dir, &self.shared.runtime.log_path(&self.uid, name, attempt), &exit);
         }
         exit
     }
@@ -576,8 +579,8 @@ impl Worker {
         // A probe's own terminationGracePeriodSeconds overrides the Pod's (upstream, 1.25+).
         let probe_grace = find_container(pod, name)
             .and_then(|c| match kind {
-                ProbeKind::Liveness => c.liveness_probe.as_ref(),
-                _ => c.startup_probe.as_ref(),
+                ProbeKind::Liveness => c.liveness_probe,
+                _ => c.startup_probe,
             })
             .and_then(|p| p.termination_grace_period_seconds);
         let grace = probe_grace.map(|s| Duration::from_secs(s.max(0) as u64)).unwrap_or_else(|| grace_period(pod));
@@ -608,7 +611,17 @@ impl Worker {
     /// Start one container; returns when to retry if it could not start yet.
     async fn start(&mut self, pod: &Pod, name: &str, init: bool, attempt: u32) -> Option<Duration> {
         let spec = pod.spec.clone().unwrap_or_default();
-        let c: Container = if init { spec.init_containers.iter().flatten().find(|c| c.name == name).cloned() } else { spec.containers.iter().find(|c| c.name == name).cloned() }?;
+        let ephemeral = spec.ephemeral_containers.iter().flatten().find(|c| c.name == name);
+        let c: Container = if init {
+            spec.init_containers.iter().flatten().find(|c| c.name == name).cloned()
+        } else {
+            spec.containers.iter().find(|c| c.name == name).cloned().or_else(|| ephemeral.map(status::ephemeral_as_container))
+        }?;
+        // `kubectl debug --target`: the ephemeral container joins the target's pid namespace (if it runs).
+        let pid_ns = ephemeral
+            .and_then(|e| e.target_container_name.as_deref())
+            .and_then(|t| self.rt.containers.get(t)?.running.as_ref())
+            .map(|st| PathBuf::from(format!("/proc/{}/ns/pid", st.pid)));
         let sb = self.rt.sandbox.clone()?;
         let image_name = c.image.clone().unwrap_or_default();
 
@@ -648,6 +661,7 @@ impl Worker {
         let dir = self.shared.runtime.container_dir(&self.uid, name, attempt);
         let _ = std::fs::remove_dir_all(&dir);
         let mut cspec = cspec;
+        cspec.pid_ns = pid_ns;
         if let Some(path) = c.termination_message_path.as_deref().filter(|p| !p.is_empty()) {
             // Like the kubelet: a host file bind-mounted at terminationMessagePath, read after the exit (the
             // container's own mounts die with it). World-writable so any user in the container can write it.
@@ -791,6 +805,10 @@ impl Worker {
             no_new_privs: who.no_new_privs,
             readonly_rootfs: who.readonly_rootfs,
             seccomp_default: who.seccomp_default,
+            stdin: c.stdin == Some(true),
+            stdin_once: c.stdin_once == Some(true),
+            tty: c.tty == Some(true),
+            pid_ns: None,
             log_path: self.shared.runtime.log_path(&self.uid, &c.name, attempt),
             log_max_bytes: self.shared.runtime.cfg.log_max_bytes,
         };

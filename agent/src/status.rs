@@ -108,6 +108,16 @@ fn container_status(c: &Container, v: Option<&ContainerView>, init: bool) -> Val
     s
 }
 
+/// An ephemeral container as the container it describes (upstream converts the same way: the common fields
+/// are a Container's, and `targetContainerName` is the only addition).
+pub fn ephemeral_as_container(e: &k8s_openapi::api::core::v1::EphemeralContainer) -> Container {
+    let mut v = serde_json::to_value(e).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("targetContainerName");
+    }
+    serde_json::from_value(v).unwrap_or_default()
+}
+
 /// An init container with `restartPolicy: Always`.
 pub fn is_sidecar(c: &Container) -> bool {
     c.restart_policy.as_deref() == Some("Always")
@@ -173,6 +183,18 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
     });
     if let Some(inits) = &spec.init_containers {
         st["initContainerStatuses"] = json!(inits.iter().map(|c| container_status(c, v.containers.get(&c.name), true)).collect::<Vec<_>>());
+    }
+    if let Some(ecs) = spec.ephemeral_containers.as_ref().filter(|e| !e.is_empty()) {
+        // Never ready (upstream: they take no part in the Pod's readiness).
+        let statuses: Vec<Value> = ecs
+            .iter()
+            .map(|e| {
+                let mut s = container_status(&ephemeral_as_container(e), v.containers.get(&e.name), false);
+                s["ready"] = json!(false);
+                s
+            })
+            .collect();
+        st["ephemeralContainerStatuses"] = json!(statuses);
     }
     // The API server sets qosClass at creation and it never changes (upstream); the status carries it on.
     if let Some(q) = v.pod.status.as_ref().and_then(|s| s.qos_class.as_ref()) {

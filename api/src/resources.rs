@@ -159,7 +159,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &["status", "binding"],
+        subresources: &["status", "binding", "ephemeralcontainers"],
         storage: "core/pods",
         field_labels: &[
             "spec.nodeName",

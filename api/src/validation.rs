@@ -415,6 +415,54 @@ pub fn validate_update(info: &ResourceInfo, new: &Value, old: &Value) -> Vec<Fie
     errs
 }
 
+/// An update through `pods/{name}/ephemeralcontainers` (upstream `ValidatePodEphemeralContainersUpdate`):
+/// ephemeral containers may only be added; a new one may not set what only a long-lived container has
+/// (ports, probes, lifecycle, resources), and its `targetContainerName` must name a container of the Pod.
+pub fn validate_ephemeral_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    let list = |v: &Value| v.pointer("/spec/ephemeralContainers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let (new_list, old_list) = (list(new), list(old));
+    let name_of = |c: &Value| c.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let mut errs = Vec::new();
+    for o in &old_list {
+        let name = name_of(o);
+        match new_list.iter().position(|n| name_of(n) == name) {
+            None => errs.push(FieldError::forbidden("spec.ephemeralContainers", format!("existing ephemeral containers \"{name}\" may not be removed"))),
+            Some(i) if &new_list[i] != o => {
+                errs.push(FieldError::forbidden(format!("spec.ephemeralContainers[{i}]"), format!("existing ephemeral containers \"{name}\" may not be changed")))
+            }
+            Some(_) => {}
+        }
+    }
+    let regular: Vec<String> = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|l| new.pointer(&format!("/spec/{l}")).and_then(Value::as_array).cloned().unwrap_or_default())
+        .map(|c| name_of(&c))
+        .collect();
+    for (i, c) in new_list.iter().enumerate() {
+        if old_list.iter().any(|o| name_of(o) == name_of(c)) {
+            continue;
+        }
+        let cp = format!("spec.ephemeralContainers[{i}]");
+        for f in ["ports", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "resources", "resizePolicy", "restartPolicy"] {
+            let set = match c.get(f) {
+                None | Some(Value::Null) => false,
+                Some(Value::Object(m)) => !m.is_empty(),
+                Some(Value::Array(a)) => !a.is_empty(),
+                Some(_) => true,
+            };
+            if set {
+                errs.push(FieldError::forbidden(format!("{cp}.{f}"), "cannot be set for an Ephemeral Container"));
+            }
+        }
+        if let Some(t) = c.get("targetContainerName").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            if !regular.iter().any(|n| n == t) {
+                errs.push(FieldError::not_found(format!("{cp}.targetContainerName"), &Value::String(t.into()), "the target must be one of the Pod's containers or init containers"));
+            }
+        }
+    }
+    errs
+}
+
 fn validate_config_keys(obj: &Value, fields: &[&str], errs: &mut Vec<FieldError>) {
     for f in fields {
         if let Some(m) = obj.get(*f).and_then(Value::as_object) {

@@ -16,7 +16,10 @@ pub mod namespaces;
 pub mod node;
 pub mod openapi;
 pub mod openapi_v2;
+pub mod portforward;
 pub mod registry;
+pub mod remotecommand_spdy;
+pub mod spdy;
 pub mod strategy;
 pub mod streaming;
 pub mod table;
@@ -258,9 +261,9 @@ async fn dispatch(State(api): State<ApiServer>, req: Request) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `pods/{name}/log` and `pods/{name}/exec` paths: (resource, namespace, name, subresource).
+/// `pods/{name}/log`, `exec`, `attach` and `portforward` paths: (resource, namespace, name, subresource).
 fn node_target(path: &str) -> Option<(&'static ResourceInfo, String, String, streaming::Subresource)> {
-    if !path.ends_with("/log") && !path.ends_with("/exec") {
+    if !matches!(path.rsplit('/').next(), Some("log" | "exec" | "attach" | "portforward")) {
         return None;
     }
     match parse_path(path) {
@@ -481,7 +484,7 @@ async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, 
                 None => Ok(raw_json(reg.list_json(info, ns, &opts)?)),
             }
         }
-        (Method::GET, Some(name), None | Some("status")) => match as_table {
+        (Method::GET, Some(name), None | Some("status") | Some("ephemeralcontainers")) => match as_table {
             Some(inc) => {
                 let obj = reg.get(info, ns, name)?;
                 let md = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
@@ -513,14 +516,14 @@ async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, 
             let status = reg.bind(info, ns, name, &binding).await?;
             Ok(json_response(StatusCode::CREATED, &status))
         }
-        (Method::PUT, Some(name), None | Some("status")) => {
+        (Method::PUT, Some(name), None | Some("status") | Some("ephemeralcontainers")) => {
             let body = read_body(body).await?;
             let obj = json_body(info, &headers, &body)?;
             let warnings = check_fields(info, &obj, &body, field_validation(&query)?)?;
             let updated = reg.update(info, ns, name, obj, sub, &write_options(&query, &headers)?).await?;
             Ok(with_warnings(StatusCode::OK, &updated, &warnings))
         }
-        (Method::PATCH, Some(name), None | Some("status")) => {
+        (Method::PATCH, Some(name), None | Some("status") | Some("ephemeralcontainers")) => {
             let body = read_body(body).await?;
             let ct = header_str(&headers, header::CONTENT_TYPE);
             let wopts = write_options(&query, &headers)?;

@@ -58,6 +58,17 @@ pub struct ExecRequest {
     pub tty: bool,
 }
 
+/// `pods/attach`, checked: at least one stream, an existing container. Whether the session is on a terminal
+/// is the container's `tty` (the connector says so in [`ExecSession::tty`]), not the request's.
+#[derive(Debug, Clone)]
+pub struct AttachRequest {
+    pub pod: Pod,
+    pub container: String,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
 /// A running command. The streams that were asked for are `Some`.
 ///
 /// The API server reads `stdout` and `stderr` to EOF before it awaits `exit`, so every byte reaches the
@@ -72,6 +83,8 @@ pub struct ExecSession {
     pub resize: Option<tokio::sync::mpsc::Sender<(u16, u16)>>,
     /// Resolves when the command ends.
     pub exit: Pin<Box<dyn Future<Output = Result<ExitStatus, NodeError>> + Send>>,
+    /// The session is on a terminal: one output stream, nothing may be sent on stderr's channel.
+    pub tty: bool,
 }
 
 impl std::fmt::Debug for ExecSession {
@@ -122,6 +135,14 @@ pub enum NodeError {
     Internal(String),
 }
 
+/// A connection to a port inside a Pod's network namespace (`pods/{name}/portforward`): bytes both ways,
+/// `shutdown` half-closes it.
+pub type PodConnection = Pin<Box<dyn PodStream>>;
+
+/// What [`PodConnection`] boxes: any async byte stream (a `tokio::net::TcpStream` from the agent).
+pub trait PodStream: AsyncRead + AsyncWrite + Send {}
+impl<T: AsyncRead + AsyncWrite + Send> PodStream for T {}
+
 /// The node agent, as the API server sees it. Implemented by the agent; installed with
 /// [`crate::ApiServer::set_node_connector`].
 pub trait NodeConnector: Send + Sync + 'static {
@@ -130,4 +151,10 @@ pub trait NodeConnector: Send + Sync + 'static {
     /// Start a command in a container. Errors here become the HTTP answer (no WebSocket upgrade); errors
     /// from [`ExecSession::exit`] reach the client as a Failure `Status` on the error channel.
     fn exec(&self, req: ExecRequest) -> BoxFuture<'static, Result<ExecSession, NodeError>>;
+    /// Attach to a running container's own stdio. The session's `exit` resolves (with code 0) when the
+    /// container's output ends.
+    fn attach(&self, req: AttachRequest) -> BoxFuture<'static, Result<ExecSession, NodeError>>;
+    /// Connect to `port` on the Pod's loopback, inside its network namespace (the host's for a hostNetwork
+    /// Pod), as the kubelet's port-forward does. Called once per forwarded connection.
+    fn port_forward(&self, pod: Pod, port: u16) -> BoxFuture<'static, Result<PodConnection, NodeError>>;
 }

@@ -584,6 +584,18 @@ impl Registry {
             let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
             new["metadata"] = old_meta;
             strategy.prepare_for_status_update(&mut new, old);
+        } else if sub == Some("ephemeralcontainers") {
+            // Upstream `dropNonEphemeralContainerUpdates`: the old Pod with only its ephemeral containers taken
+            // from the request, defaulted like any container.
+            let mut pod = old.clone();
+            let ecs = new.pointer("/spec/ephemeralContainers").cloned().unwrap_or(Value::Null);
+            meta::set_path(&mut pod, &["spec", "ephemeralContainers"], ecs);
+            k1s_api::defaults::on_update(info.storage, &mut pod);
+            let errs = validation::validate_ephemeral_update(&pod, old);
+            if !errs.is_empty() {
+                return Err(ApiError::invalid(info, meta::name(old), &errs));
+            }
+            new = pod;
         } else {
             {
                 let om = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();

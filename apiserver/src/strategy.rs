@@ -96,6 +96,19 @@ impl Strategy for Pods {
         copy_field(new, old, "spec");
     }
 
+    /// Ephemeral containers change only through `pods/{name}/ephemeralcontainers` (upstream keeps the old
+    /// ones on a Pod update), so an update of the Pod cannot remove a debugging session.
+    fn prepare_for_update(&self, _: &ResourceInfo, new: &mut Value, old: &Value) {
+        copy_field(new, old, "status");
+        let ecs = old.pointer("/spec/ephemeralContainers").cloned();
+        if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+            match ecs {
+                Some(e) => spec.insert("ephemeralContainers".into(), e),
+                None => spec.remove("ephemeralContainers"),
+            };
+        }
+    }
+
     fn delete_mode(&self, obj: &Value, requested_grace: Option<i64>) -> DeleteMode {
         // Upstream: an unbound pod, or one already finished, goes at once; otherwise the kubelet must confirm.
         let node = obj.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");

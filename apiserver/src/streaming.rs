@@ -32,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::error::{ApiError, ApiResult};
-use crate::node::{ByteStream, ExecRequest, ExecSession, ExitStatus, LogRequest, NodeConnector, NodeError};
+use crate::node::{AttachRequest, ByteStream, ExecRequest, ExecSession, ExitStatus, LogRequest, NodeConnector, NodeError};
 use crate::ApiServer;
 
 /// A subresource served by the node rather than the store.
@@ -40,10 +40,12 @@ use crate::ApiServer;
 pub enum Subresource {
     Log,
     Exec,
+    Attach,
+    PortForward,
 }
 
 /// The node subresources of core/v1 pods, in discovery order.
-const POD_SUBRESOURCES: &[&str] = &["exec", "log"];
+const POD_SUBRESOURCES: &[&str] = &["attach", "exec", "log", "portforward"];
 
 impl Subresource {
     /// The node subresource `sub` of `info`, if it has one by that name.
@@ -54,6 +56,8 @@ impl Subresource {
         match sub {
             "log" => Some(Subresource::Log),
             "exec" => Some(Subresource::Exec),
+            "attach" => Some(Subresource::Attach),
+            "portforward" => Some(Subresource::PortForward),
             _ => None,
         }
     }
@@ -63,6 +67,8 @@ impl Subresource {
         match sub {
             "log" => Some(("Pod", &["get"])),
             "exec" => Some(("PodExecOptions", &["create", "get"])),
+            "attach" => Some(("PodAttachOptions", &["create", "get"])),
+            "portforward" => Some(("PodPortForwardOptions", &["create", "get"])),
             _ => None,
         }
     }
@@ -98,12 +104,20 @@ const CLOSE: u8 = 255;
 /// otherwise hold the session until it exits (the known "exec hangs after `cmd &`" behaviour upstream).
 const EXIT_DRAIN: Duration = Duration::from_secs(2);
 
-/// Serve `GET pods/{name}/log` or `pods/{name}/exec` for the pod `ns/name`.
+/// Serve `GET pods/{name}/log`, `pods/{name}/exec` or `pods/{name}/attach` for the pod `ns/name`.
 pub(crate) async fn serve(api: &ApiServer, info: &'static ResourceInfo, ns: &str, name: &str, sub: Subresource, parts: Parts) -> ApiResult<Response> {
     let params = Params::parse(&parts.uri)?;
     match sub {
         Subresource::Log => log(api, info, ns, name, &parts.method, &params).await,
-        Subresource::Exec => exec(api, info, ns, name, parts, &params).await,
+        Subresource::Exec => exec(api, info, ns, name, parts, &params, false).await,
+        Subresource::Attach => exec(api, info, ns, name, parts, &params, true).await,
+        Subresource::PortForward => {
+            let pod = get_pod(api, info, ns, name)?;
+            if node_name(&pod).is_empty() {
+                return Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")));
+            }
+            crate::portforward::serve(connector(api)?, pod, name, parts).await
+        }
     }
 }
 
@@ -316,6 +330,23 @@ struct ExecOptions {
 }
 
 impl ExecOptions {
+    /// `PodAttachOptions`: the same streams, no command.
+    fn parse_attach(params: &Params) -> ApiResult<ExecOptions> {
+        let tty = params.flag("tty");
+        let opts = ExecOptions {
+            container: params.first("container").filter(|c| !c.is_empty()).map(str::to_string),
+            command: Vec::new(),
+            stdin: params.flag("stdin"),
+            stdout: params.flag("stdout"),
+            stderr: params.flag("stderr") && !tty,
+            tty,
+        };
+        if !opts.stdin && !opts.stdout && !opts.stderr {
+            return Err(ApiError::bad_request("you must specify at least 1 of stdin, stdout, stderr"));
+        }
+        Ok(opts)
+    }
+
     fn parse(params: &Params) -> ApiResult<ExecOptions> {
         let tty = params.flag("tty");
         let opts = ExecOptions {
@@ -377,11 +408,14 @@ fn choose_protocol(headers: &HeaderMap) -> ApiResult<&'static str> {
     })
 }
 
-async fn exec(api: &ApiServer, info: &ResourceInfo, ns: &str, name: &str, mut parts: Parts, params: &Params) -> ApiResult<Response> {
+/// `pods/exec`, or with `attach` `pods/attach`: the same streams over the same transports; attach joins the
+/// container's own stdio instead of starting a command.
+async fn exec(api: &ApiServer, info: &ResourceInfo, ns: &str, name: &str, mut parts: Parts, params: &Params, attach: bool) -> ApiResult<Response> {
+    let what = if attach { "pods/attach" } else { "pods/exec" };
     if parts.method != Method::GET && parts.method != Method::POST {
-        return Err(ApiError::method_not_allowed(&parts.method, "pods/exec"));
+        return Err(ApiError::method_not_allowed(&parts.method, what));
     }
-    let opts = ExecOptions::parse(params)?;
+    let opts = if attach { ExecOptions::parse_attach(params)? } else { ExecOptions::parse(params)? };
     let pod = get_pod(api, info, ns, name)?;
     let container = choose_container(&pod, name, opts.container.as_deref())?;
     if node_name(&pod).is_empty() {
@@ -392,10 +426,26 @@ async fn exec(api: &ApiServer, info: &ResourceInfo, ns: &str, name: &str, mut pa
         // SPDY: issue 7. kubectl before 1.30, and 1.30+ with KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false, or
         // after a refused WebSocket handshake, come here.
         Transport::Spdy => {
-            return Err(ApiError::bad_request(
-                "pods/exec over SPDY/3.1 is not supported yet (a later k1s feature); connect with a WebSocket and the \
-                 v5.channel.k8s.io subprotocol instead, as kubectl 1.30 and later do by default",
-            ))
+            let protocol = crate::remotecommand_spdy::negotiate(&parts.headers)?;
+            let on_upgrade = parts
+                .extensions
+                .remove::<hyper::upgrade::OnUpgrade>()
+                .ok_or_else(|| ApiError::bad_request(format!("{what}: this connection cannot be upgraded to SPDY/3.1 (it needs HTTP/1.1)")))?;
+            let node = connector(api)?;
+            let command = opts.command.clone();
+            let streams = crate::remotecommand_spdy::Streams { stdin: opts.stdin, stdout: opts.stdout, stderr: opts.stderr, tty: opts.tty };
+            let session = if attach {
+                node.attach(AttachRequest { pod, container, stdin: opts.stdin, stdout: opts.stdout, stderr: opts.stderr }).await?
+            } else {
+                node.exec(ExecRequest { pod, container, command: opts.command, stdin: opts.stdin, stdout: opts.stdout, stderr: opts.stderr, tty: opts.tty }).await?
+            };
+            tokio::spawn(async move {
+                match on_upgrade.await {
+                    Ok(io) => crate::remotecommand_spdy::serve(hyper_util::rt::TokioIo::new(io), session, streams, command, protocol).await,
+                    Err(e) => tracing::debug!(error = %e, "exec: the SPDY upgrade failed"),
+                }
+            });
+            return Ok(crate::portforward::spdy_switching(protocol));
         }
         Transport::Plain => {
             return Err(ApiError::bad_request(
@@ -415,11 +465,14 @@ async fn exec(api: &ApiServer, info: &ResourceInfo, ns: &str, name: &str, mut pa
 
     let node = connector(api)?;
     let command = opts.command.clone();
-    let session = node
-        .exec(ExecRequest { pod, container, command: opts.command, stdin: opts.stdin, stdout: opts.stdout, stderr: opts.stderr, tty: opts.tty })
-        .await?;
+    let session = if attach {
+        node.attach(AttachRequest { pod, container, stdin: opts.stdin, stdout: opts.stdout, stderr: opts.stderr }).await?
+    } else {
+        node.exec(ExecRequest { pod, container, command: opts.command, stdin: opts.stdin, stdout: opts.stdout, stderr: opts.stderr, tty: opts.tty }).await?
+    };
     let v5 = protocol == V5_CHANNEL;
-    Ok(ws.on_upgrade(move |socket| run_session(socket, session, v5, opts.tty, command)))
+    let tty = session.tty;
+    Ok(ws.on_upgrade(move |socket| run_session(socket, session, v5, tty, command)))
 }
 
 /// The end-of-session `Status` on the error channel, as the kubelet writes it (`ServeExec`): Success, or
@@ -447,7 +500,7 @@ pub fn exit_status(command: &[String], exit: &Result<ExitStatus, NodeError>) -> 
 /// One exec session over the WebSocket: client stdin/resize/close frames in, the command's output out,
 /// then the exit status on channel 3 and a normal close.
 async fn run_session(socket: WebSocket, session: ExecSession, v5: bool, tty: bool, command: Vec<String>) {
-    let ExecSession { stdin, stdout, stderr, resize, mut exit } = session;
+    let ExecSession { stdin, stdout, stderr, resize, mut exit, .. } = session;
     let (mut sink, mut source) = socket.split();
     // The pumps and the stdin feeder; dropping the set (the client went away) stops them.
     let mut tasks = tokio::task::JoinSet::new();

@@ -1,4 +1,4 @@
-//! The API server's node subresources (pods/log, pods/exec) wired to the in-process agent.
+//! The API server's node subresources (pods/log, pods/exec, pods/attach) wired to the in-process agent.
 
 use std::sync::Arc;
 
@@ -6,7 +6,8 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 use k1s_agent::logs::{LogError, LogOptions};
 use k1s_agent::Agent;
-use k1s_apiserver::node::{ByteStream, ExecRequest, ExecSession, ExitStatus, LogRequest, NodeConnector, NodeError};
+use k1s_agent::stdio::{Session, Streams};
+use k1s_apiserver::node::{AttachRequest, ByteStream, ExecRequest, ExecSession, ExitStatus, LogRequest, NodeConnector, NodeError};
 
 pub struct AgentConnector(pub Agent);
 
@@ -33,30 +34,57 @@ impl NodeConnector for AgentConnector {
     fn exec(&self, req: ExecRequest) -> BoxFuture<'static, Result<ExecSession, NodeError>> {
         let agent = self.0.clone();
         Box::pin(async move {
-            if req.tty {
-                // TTY needs a pty owned by the helper: the streaming issue.
-                return Err(NodeError::BadRequest("exec with a TTY (-t) is not supported by k1s yet; run without -t".into()));
-            }
             let uid = req.pod.metadata.uid.clone().unwrap_or_default();
-            let mut child = agent.exec(&uid, &req.container, &req.command, req.stdin).map_err(|e| match e {
-                k1s_agent::exec::ExecError::NotRunning(m) => NodeError::BadRequest(m),
-                e => NodeError::Internal(e.to_string()),
-            })?;
-            let stdin = child.stdin.take().map(|s| Box::pin(s) as _);
-            let stdout = child.stdout.take().filter(|_| req.stdout).map(|s| Box::pin(s) as _);
-            let stderr = child.stderr.take().filter(|_| req.stderr).map(|s| Box::pin(s) as _);
-            let exit = Box::pin(async move {
-                let st = child.wait().await.map_err(|e| NodeError::Internal(e.to_string()))?;
-                use std::os::unix::process::ExitStatusExt;
-                Ok(match (st.code(), st.signal()) {
-                    (Some(c), _) => ExitStatus::Code(c),
-                    (None, Some(s)) => ExitStatus::Signal(s),
-                    _ => ExitStatus::Code(255),
-                })
-            });
-            Ok(ExecSession { stdin, stdout, stderr, resize: None, exit })
+            let streams = Streams { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, tty: req.tty };
+            let session = agent.exec(&uid, &req.container, &req.command, streams).map_err(node_error)?;
+            Ok(to_exec_session(session))
         })
     }
+
+    fn attach(&self, req: AttachRequest) -> BoxFuture<'static, Result<ExecSession, NodeError>> {
+        let agent = self.0.clone();
+        Box::pin(async move {
+            let uid = req.pod.metadata.uid.clone().unwrap_or_default();
+            let streams = Streams { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, tty: false };
+            let session = agent.attach(&uid, &req.container, streams).await.map_err(node_error)?;
+            Ok(to_exec_session(session))
+        })
+    }
+
+    fn port_forward(&self, pod: k8s_openapi::api::core::v1::Pod, port: u16) -> BoxFuture<'static, Result<k1s_apiserver::node::PodConnection, NodeError>> {
+        let agent = self.0.clone();
+        Box::pin(async move {
+            use k1s_agent::portforward::PortForwardError;
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            match agent.port_forward(&uid, port).await {
+                Ok(conn) => Ok(Box::pin(conn) as k1s_apiserver::node::PodConnection),
+                Err(e @ PortForwardError::NotRunning(_)) => Err(NodeError::BadRequest(e.to_string())),
+                Err(e @ PortForwardError::Connect { .. }) => Err(NodeError::BadRequest(e.to_string())),
+                Err(e) => Err(NodeError::Internal(e.to_string())),
+            }
+        })
+    }
+}
+
+fn node_error(e: k1s_agent::exec::ExecError) -> NodeError {
+    match e {
+        k1s_agent::exec::ExecError::NotRunning(m) => NodeError::BadRequest(m),
+        e => NodeError::Internal(e.to_string()),
+    }
+}
+
+fn to_exec_session(s: Session) -> ExecSession {
+    let Session { stdin, stdout, stderr, resize, tty, exit } = s;
+    let exit = Box::pin(async move {
+        let st = exit.await.map_err(|e| NodeError::Internal(e.to_string()))?;
+        use std::os::unix::process::ExitStatusExt;
+        Ok(match (st.code(), st.signal()) {
+            (Some(c), _) => ExitStatus::Code(c),
+            (None, Some(s)) => ExitStatus::Signal(s),
+            _ => ExitStatus::Code(255),
+        })
+    });
+    ExecSession { stdin, stdout, stderr, resize, exit, tty }
 }
 
 pub fn install(api: &k1s_apiserver::ApiServer, agent: Agent) {

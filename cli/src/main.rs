@@ -37,6 +37,9 @@ enum Command {
     #[command(hide = true)]
     Nsexec {
         dir: PathBuf,
+        /// stdin is a terminal: the command gets it as its controlling terminal (`kubectl exec -t`).
+        #[arg(long)]
+        tty: bool,
         #[arg(last = true)]
         command: Vec<String>,
     },
@@ -85,7 +88,7 @@ fn main() -> anyhow::Result<()> {
     // The re-exec entry points run before anything else (no runtime, no threads): they fork and setns.
     match &cli.command {
         Command::Shim { dir } => std::process::exit(k1s_agent::runtime::shim::main(dir)),
-        Command::Nsexec { dir, command } => std::process::exit(k1s_agent::exec::nsexec_main(dir, command)),
+        Command::Nsexec { dir, tty, command } => std::process::exit(k1s_agent::exec::nsexec_main(dir, command, *tty)),
         _ => {}
     }
     tracing_subscriber::fmt()

@@ -21,6 +21,10 @@ use super::spec::{ContainerSpec, MountKind};
 pub struct InitFds {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// The read end of the stdin pipe (`stdin: true` without a terminal); `None` = /dev/null.
+    pub stdin: Option<OwnedFd>,
+    /// `tty: true`: the socket the terminal's master goes back to the shim over (runc's console socket).
+    pub console: Option<OwnedFd>,
     pub netns: Option<File>,
     pub ipcns: Option<File>,
     pub utsns: Option<File>,
@@ -42,15 +46,19 @@ pub fn run(spec: &ContainerSpec, dir: &Path, fds: InitFds) -> String {
 }
 
 fn setup_and_exec(spec: &ContainerSpec, dir: &Path, fds: InitFds) -> R<std::convert::Infallible> {
-    // stdio: stdin from /dev/null, stdout/stderr into the shim's pipes.
-    let null = ctx(File::open("/dev/null"), || "opening /dev/null".into())?;
+    // stdio: stdin from the shim's pipe or /dev/null, stdout/stderr into the shim's pipes. With a terminal,
+    // all three are replaced by the terminal once the container's /dev/pts exists (below).
+    let stdin: OwnedFd = match fds.stdin {
+        Some(f) => f,
+        None => ctx(File::open("/dev/null"), || "opening /dev/null".into())?.into(),
+    };
     // SAFETY: dup2 on descriptors we own; the targets 0-2 are ours to replace in this fresh child.
     unsafe {
-        libc::dup2(null.as_raw_fd(), 0);
+        libc::dup2(stdin.as_raw_fd(), 0);
         libc::dup2(fds.stdout.as_raw_fd(), 1);
         libc::dup2(fds.stderr.as_raw_fd(), 2);
     }
-    drop((null, fds.stdout, fds.stderr));
+    drop((stdin, fds.stdout, fds.stderr));
     ctx(nix::unistd::setsid(), || "setsid".into())?;
 
     // cgroups before anything allocates much: on v1, memory is charged to the cgroup a task was in when it
@@ -77,6 +85,9 @@ fn setup_and_exec(spec: &ContainerSpec, dir: &Path, fds: InitFds) -> R<std::conv
     mount_proc_dev_sys(spec, &rootfs)?;
     for m in &spec.mounts {
         mount_volume(&rootfs, m)?;
+    }
+    if let Some(console) = &fds.console {
+        attach_terminal(&rootfs, console)?;
     }
     if !spec.privileged {
         mask_proc(&rootfs);
@@ -157,6 +168,23 @@ fn mount_rootfs(spec: &ContainerSpec, dir: &Path, rootfs: &Path) -> R<()> {
 
 fn mkdir(p: &Path) -> R<()> {
     ctx(std::fs::create_dir_all(p), || format!("creating {}", p.display()))
+}
+
+/// `tty: true`: open a terminal in the container's devpts, make it stdin/stdout/stderr and the controlling
+/// terminal, and hand its master to the shim over `console`.
+fn attach_terminal(rootfs: &Path, console: &OwnedFd) -> R<()> {
+    use std::os::fd::AsFd;
+    let (master, slave) = ctx(super::pty::open(&rootfs.join("dev/ptmx")), || "opening a terminal in the container's /dev/pts".into())?;
+    ctx(super::pty::send_fds(console.as_fd(), b"t", &[master.as_raw_fd()]), || "handing the terminal to the shim".into())?;
+    drop(master);
+    // SAFETY: dup2 onto our own standard descriptors.
+    unsafe {
+        libc::dup2(slave.as_raw_fd(), 0);
+        libc::dup2(slave.as_raw_fd(), 1);
+        libc::dup2(slave.as_raw_fd(), 2);
+    }
+    drop(slave);
+    ctx(super::pty::make_controlling(0), || "making the terminal the controlling terminal".into())
 }
 
 fn touch(p: &Path) -> R<()> {

@@ -10,6 +10,7 @@
 pub mod caps;
 pub mod cgroup;
 pub mod init;
+pub mod pty;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;

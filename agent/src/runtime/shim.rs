@@ -7,16 +7,18 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::socket::{accept4, bind, getsockopt, listen, recv, send, setsockopt, socket, socketpair, sockopt, AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr};
 use nix::unistd::{fork, pipe2, ForkResult};
 
 use super::init::{self, InitFds};
+use super::pty;
 use super::spec::{self, ContainerSpec, Exit, State};
 
 /// Now as RFC 3339 with nanoseconds in UTC (`2026-11-24T01:02:03.123456789Z`, the CRI log format's
@@ -104,12 +106,23 @@ fn run(dir: &Path) -> Result<(), String> {
     let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
     let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
     let (sync_r, sync_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    // stdin: a pipe whose write end the shim keeps (and hands to attach sessions); with a terminal, the
+    // terminal's master instead, which the container's init sends back over `console`.
+    let (stdin_r, stdin_w) = if spec.stdin && !spec.tty { pipe2(OFlag::O_CLOEXEC).map(|(r, w)| (Some(r), Some(w))).map_err(|e| e.to_string())? } else { (None, None) };
+    let (console_shim, console_init) = if spec.tty {
+        socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map(|(a, b)| (Some(a), Some(b))).map_err(|e| format!("socketpair: {e}"))?
+    } else {
+        (None, None)
+    };
+    let attach = attach_listener(&spec.id).map_err(|e| format!("attach socket: {e}"))?;
     let open = |p: &Option<PathBuf>| -> Result<Option<File>, String> {
         p.as_ref().map(|p| File::open(p).map_err(|e| format!("opening namespace {}: {e}", p.display()))).transpose()
     };
     let fds = InitFds {
         stdout: out_w,
         stderr: err_w,
+        stdin: stdin_r,
+        console: console_init,
         netns: open(&spec.netns)?,
         ipcns: open(&spec.ipcns)?,
         utsns: open(&spec.utsns)?,
@@ -122,13 +135,17 @@ fn run(dir: &Path) -> Result<(), String> {
 
     // The next child is PID 1 of a new pid namespace (unshare(NEWPID) only affects children), unless the Pod
     // asked for the host's (hostPID).
-    if !spec.host_pid {
+    if let Some(ns) = &spec.pid_ns {
+        // An ephemeral container joins its target's pid namespace (setns(NEWPID) too only affects children).
+        let f = File::open(ns).map_err(|e| format!("opening the target's pid namespace {}: {e}", ns.display()))?;
+        nix::sched::setns(&f, CloneFlags::CLONE_NEWPID).map_err(|e| format!("joining the target's pid namespace: {e}"))?;
+    } else if !spec.host_pid {
         unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare(CLONE_NEWPID): {e}"))?;
     }
     // SAFETY: this process is single-threaded.
     let child = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
-            drop((out_r, err_r, sync_r));
+            drop((out_r, err_r, sync_r, stdin_w, console_shim, attach));
             let msg = init::run(&spec, dir, fds);
             let mut w = File::from(sync_w);
             let _ = w.write_all(msg.as_bytes());
@@ -153,12 +170,27 @@ fn run(dir: &Path) -> Result<(), String> {
         report(&serde_json::json!({ "error": msg, "start_error": true }).to_string());
         return Ok(());
     }
+    // The terminal's master was sent before exec, so it is waiting in the socket now.
+    let terminal = match &console_shim {
+        Some(sock) => match pty::recv_fds(sock.as_fd(), &mut [0u8; 4]) {
+            Ok(Some((_, mut fds))) if !fds.is_empty() => Some(fds.remove(0)),
+            _ => return Err("the container's init sent no terminal".into()),
+        },
+        None => None,
+    };
+    drop(console_shim);
     let state = State { shim_pid: std::process::id() as i32, pid: child.as_raw(), started_at: now_rfc3339() };
     spec::write_json(&dir.join(spec::STATE), &state).map_err(|e| e.to_string())?;
     report(&serde_json::to_string(&state).unwrap_or_default());
     trim_code_pages();
 
-    pump(&mut log, out_r, err_r);
+    let stdin_keep = match &terminal {
+        Some(t) if spec.stdin => t.try_clone().ok(),
+        _ => stdin_w,
+    };
+    let mut io = Io { outputs: [Some(out_r), Some(err_r), terminal], attach, clients: Vec::new(), stdin: stdin_keep, stdin_once: spec.stdin_once, tty: spec.tty };
+    io.pump(&mut log);
+    drop(io);
     let status = waitpid(child, None);
     let (exit_code, signal) = match status {
         Ok(WaitStatus::Exited(_, code)) => (code, None),
@@ -220,46 +252,154 @@ fn oom_kills_recorded(file: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Copy both pipes into the log until both reach EOF (PID 1 of a pid namespace dying kills the rest of it,
-/// so EOF comes once the container is gone).
-fn pump(log: &mut LogWriter, out: OwnedFd, err: OwnedFd) {
-    let mut open = [Some(out), Some(err)];
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let mut fds = Vec::new();
-        let mut which = Vec::new();
-        for (i, f) in open.iter().enumerate() {
-            if let Some(f) = f {
-                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                which.push(i);
+/// The abstract unix socket name of a container's attach endpoint (no path to clean up, no length limit;
+/// only root may connect, checked on accept).
+pub fn attach_name(container_id: &str) -> String {
+    format!("k1s-attach/{container_id}")
+}
+
+/// Attach protocol (SOCK_SEQPACKET, one message per record, so a record is never split):
+/// - shim → client, first: one byte of flags (1 = stdin open, 2 = terminal) with the stdin writer (the
+///   pipe's write end, or the terminal's master) attached by SCM_RIGHTS when there is one;
+/// - shim → client, then: `[1|2, bytes…]` output on stdout/stderr as the container writes it (a terminal's
+///   output is stdout); the shim closes the socket when the container's output ends;
+/// - client → shim: `s` = this session uses stdin, `c` = its stdin reached EOF. Under `stdinOnce`, a stdin
+///   session's EOF or departure closes the shim's copy of stdin, so the container sees EOF.
+pub const ATTACH_STDIN: u8 = 1;
+pub const ATTACH_TTY: u8 = 2;
+
+fn attach_listener(container_id: &str) -> nix::Result<OwnedFd> {
+    let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)?;
+    bind(fd.as_raw_fd(), &UnixAddr::new_abstract(attach_name(container_id).as_bytes())?)?;
+    listen(&fd, Backlog::new(16)?)?;
+    Ok(fd)
+}
+
+struct Client {
+    fd: OwnedFd,
+    uses_stdin: bool,
+}
+
+/// The shim's file descriptors while the container runs.
+struct Io {
+    /// stdout pipe, stderr pipe, terminal master (logged as stdout).
+    outputs: [Option<OwnedFd>; 3],
+    attach: OwnedFd,
+    clients: Vec<Client>,
+    /// The shim's copy of the container's stdin writer, kept so later attach sessions get one too.
+    stdin: Option<OwnedFd>,
+    stdin_once: bool,
+    tty: bool,
+}
+
+impl Io {
+    /// Copy the outputs into the log (and to attached clients) until all reach EOF (PID 1 of a pid namespace
+    /// dying kills the rest of it, so EOF comes once the container is gone); serve attach sessions meanwhile.
+    fn pump(&mut self, log: &mut LogWriter) {
+        let mut buf = vec![0u8; 64 * 1024 + 1];
+        loop {
+            if self.outputs.iter().all(Option::is_none) {
+                break;
+            }
+            // (kind, index): 0 = output i, 1 = listener, 2 = client i.
+            let mut which: Vec<(u8, usize)> = Vec::new();
+            let mut fds = Vec::new();
+            for (i, f) in self.outputs.iter().enumerate() {
+                if let Some(f) = f {
+                    fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                    which.push((0, i));
+                }
+            }
+            fds.push(PollFd::new(self.attach.as_fd(), PollFlags::POLLIN));
+            which.push((1, 0));
+            for (i, c) in self.clients.iter().enumerate() {
+                fds.push(PollFd::new(c.fd.as_fd(), PollFlags::POLLIN));
+                which.push((2, i));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+            let ready: Vec<(u8, usize)> = fds.iter().zip(&which).filter(|(p, _)| p.revents().is_some_and(|r| !r.is_empty())).map(|(_, w)| *w).collect();
+            drop(fds);
+            let mut gone: Vec<usize> = Vec::new();
+            for (kind, i) in ready {
+                match kind {
+                    0 => {
+                        let stream = if i == 1 { Stream::Stderr } else { Stream::Stdout };
+                        let n = match nix::unistd::read(self.outputs[i].as_ref().expect("open"), &mut buf[1..]) {
+                            Ok(n) => n,
+                            Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => continue,
+                            // EIO: a terminal whose last slave descriptor closed.
+                            Err(_) => 0,
+                        };
+                        if n == 0 {
+                            let _ = log.flush_partial(stream);
+                            self.outputs[i] = None;
+                            continue;
+                        }
+                        let _ = log.write(stream, &buf[1..=n]);
+                        buf[0] = if i == 1 { 2 } else { 1 };
+                        for (ci, c) in self.clients.iter().enumerate() {
+                            // Never block the container on a slow client: one that cannot take a record now
+                            // is cut off (its kubectl sees the session end), the log still has everything.
+                            if send(c.fd.as_raw_fd(), &buf[..=n], MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL).is_err() && !gone.contains(&ci) {
+                                gone.push(ci);
+                            }
+                        }
+                    }
+                    1 => self.accept(),
+                    _ => {
+                        let mut b = [0u8; 8];
+                        match recv(self.clients[i].fd.as_raw_fd(), &mut b, MsgFlags::MSG_DONTWAIT) {
+                            Ok(0) | Err(_) if !gone.contains(&i) => gone.push(i),
+                            Ok(n) => {
+                                for m in &b[..n] {
+                                    match m {
+                                        b's' => self.clients[i].uses_stdin = true,
+                                        b'c' => self.stdin_closed(),
+                                        _ => {}
+                                    }
+                                }
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                }
+            }
+            gone.sort_unstable();
+            for i in gone.into_iter().rev() {
+                let c = self.clients.remove(i);
+                if c.uses_stdin {
+                    self.stdin_closed();
+                }
             }
         }
-        if fds.is_empty() {
-            break;
+    }
+
+    fn stdin_closed(&mut self) {
+        if self.stdin_once {
+            self.stdin = None;
         }
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => break,
-        }
-        let ready: Vec<(usize, bool)> =
-            fds.iter().zip(&which).map(|(p, i)| (*i, p.revents().is_some_and(|r| !r.is_empty()))).collect();
-        drop(fds);
-        for (i, is_ready) in ready {
-            if !is_ready {
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Ok(raw) = accept4(self.attach.as_raw_fd(), SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK) else { return };
+            // SAFETY: accept4 returned a new descriptor we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            // Abstract sockets have no file permissions: only root (the agent) may attach.
+            if getsockopt(&fd, sockopt::PeerCredentials).map(|c| c.uid()) != Ok(0) {
                 continue;
             }
-            let stream = if i == 0 { Stream::Stdout } else { Stream::Stderr };
-            let n = match nix::unistd::read(open[i].as_ref().expect("open"), &mut buf) {
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => continue,
-                Err(_) => 0,
-            };
-            if n == 0 {
-                let _ = log.flush_partial(stream);
-                open[i] = None;
-            } else {
-                let _ = log.write(stream, &buf[..n]);
+            let _ = setsockopt(&fd, sockopt::SndBuf, &(1 << 20));
+            let flags = if self.stdin.is_some() { ATTACH_STDIN } else { 0 } | if self.tty { ATTACH_TTY } else { 0 };
+            // The terminal's master goes along even without stdin: it is how the client sets the window size.
+            let extra = if self.tty { self.outputs[2].as_ref() } else { None };
+            let fds: Vec<i32> = self.stdin.as_ref().or(extra).map(|f| f.as_raw_fd()).into_iter().collect();
+            if pty::send_fds(fd.as_fd(), &[flags], &fds).is_ok() {
+                self.clients.push(Client { fd, uses_stdin: false });
             }
         }
     }

@@ -54,6 +54,21 @@ pub struct ContainerSpec {
     /// `seccompProfile: RuntimeDefault` (unset and `Unconfined`: no filter, as upstream's default).
     #[serde(default)]
     pub seccomp_default: bool,
+    /// `stdin: true`: the container's stdin is a pipe (or its terminal) that the shim keeps open for
+    /// `kubectl attach -i`; otherwise /dev/null.
+    #[serde(default)]
+    pub stdin: bool,
+    /// `stdinOnce: true`: the first attach session that closes stdin closes it for the container (EOF).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// `tty: true`: stdin, stdout and stderr are one pseudo-terminal from the container's own devpts; the shim
+    /// holds its master side (and logs what it reads as stdout, as containerd does).
+    #[serde(default)]
+    pub tty: bool,
+    /// Join this pid namespace instead of getting a new one: an ephemeral container with a
+    /// `targetContainerName` shares its target's processes (`kubectl debug --target`).
+    #[serde(default)]
+    pub pid_ns: Option<PathBuf>,
     /// CRI-format log file the shim writes stdout/stderr into.
     pub log_path: PathBuf,
     /// Rotate the log once it grows past this many bytes (one rotated file is kept, as `<log>.1`).
