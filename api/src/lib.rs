@@ -15,6 +15,7 @@ pub mod smp;
 pub mod ssa;
 pub mod tables;
 pub mod validation;
+pub mod yaml;
 
 pub use k8s_openapi;
 pub use resources::{ResourceInfo, RESOURCES};
