@@ -77,6 +77,26 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// An event about the Node itself (e.g. a static Pod file that cannot be used), in the `default`
+    /// namespace as the kubelet records node events.
+    pub fn record_node(&self, ty: &str, reason: &str, message: &str) {
+        let now = k1s_api::meta::now();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let ev = json!({
+            "metadata": {"name": format!("{}.{nanos:x}", self.node_name), "namespace": "default"},
+            "involvedObject": {"kind": "Node", "name": self.node_name, "uid": self.node_name, "apiVersion": "v1"},
+            "reason": reason, "message": message, "type": ty,
+            "source": {"component": "kubelet", "host": self.node_name},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "reportingComponent": "kubelet", "reportingInstance": self.node_name,
+        });
+        if self.tx.try_send(ev).is_err() {
+            tracing::debug!(reason, "event queue full or closed; event dropped");
+        }
+    }
+}
+
 async fn writer(client: kube::Client, mut rx: mpsc::Receiver<Value>) {
     let mut correlator = Correlator::default();
     while let Some(ev) = rx.recv().await {

@@ -18,6 +18,7 @@ pub mod probe;
 pub mod pods;
 pub mod portforward;
 pub mod runtime;
+pub mod static_pods;
 pub mod status;
 pub mod stdio;
 pub mod volumes;
@@ -40,6 +41,8 @@ pub struct AgentConfig {
     pub log_max_bytes: u64,
     /// The Node's `pods` capacity (the kubelet's --max-pods).
     pub max_pods: u32,
+    /// Static Pod manifests (the kubelet's --pod-manifest-path).
+    pub pod_manifest_path: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +62,7 @@ pub enum AgentError {
 pub struct Agent {
     shared: Arc<pods::Shared>,
     node: NodeConfig,
+    manifests: PathBuf,
 }
 
 impl Agent {
@@ -129,13 +133,13 @@ impl Agent {
             events,
         });
         tracing::info!(node = %cfg.node_name, elapsed_ms = t0.elapsed().as_millis() as u64, "node agent ready");
-        Ok(Agent { shared, node })
+        Ok(Agent { shared, node, manifests: cfg.pod_manifest_path.clone() })
     }
 
     /// Run the heartbeat and the pod sync loop (forever).
     pub async fn run(self) {
         tokio::spawn(node::heartbeat(self.shared.client.clone(), self.node.clone()));
-        pods::run(self.shared.clone()).await;
+        pods::run(self.shared.clone(), self.manifests.clone()).await;
     }
 
     pub fn runtime(&self) -> &runtime::Runtime {

@@ -20,7 +20,7 @@ use crate::plan::{self, Action, ContainerObserved, ContainerState, Desired, Obse
 use crate::probe::{self, Handler, ProbeConfig, Target};
 use crate::runtime::{self, cgroup, spec, ContainerSpec, Exit, Runtime, RuntimeError, SandboxInfo, SandboxRequest, State};
 use crate::status::{self, ContainerView, PodView};
-use crate::{events, volumes};
+use crate::{events, static_pods, volumes};
 
 /// Shared by every worker.
 pub struct Shared {
@@ -201,15 +201,43 @@ pub fn recover(rt: &Runtime) -> HashMap<String, PodRuntime> {
     out
 }
 
-/// Watch the Pods bound to this node and keep one worker per Pod UID.
-pub async fn run(shared: Arc<Shared>) {
+/// Watch the Pods bound to this node, and the static Pod files in `manifests`, and keep one worker per Pod
+/// UID. Mirror Pods are not run (their static Pod is); a change to one makes the mirrors be checked.
+pub async fn run(shared: Arc<Shared>, manifests: PathBuf) {
     let api: Api<Pod> = Api::all(shared.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", shared.node_name));
     let mut stream = watcher(api, cfg).boxed();
     let mut workers: HashMap<String, mpsc::UnboundedSender<Event>> = HashMap::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut first_sync = true;
-    while let Some(ev) = stream.next().await {
+
+    // Static Pods start before the API watch's first sync, so their recovered sandboxes are not taken for
+    // orphans, and whether the API answers or not.
+    let _ = std::fs::create_dir_all(&manifests);
+    let mut statics: BTreeMap<String, static_pods::StaticPod> = BTreeMap::new();
+    let mut reported: HashSet<String> = HashSet::new();
+    let (mirrors_tx, mirrors_rx) = tokio::sync::watch::channel(Arc::new(BTreeMap::new()));
+    tokio::spawn(static_pods::mirror_loop(shared.client.clone(), shared.node_name.clone(), mirrors_rx));
+    let mut changes = static_pods::watch_dir(manifests.clone());
+    rescan_static(&shared, &manifests, &mut statics, &mut workers, &mut reported);
+    mirrors_tx.send_replace(Arc::new(statics.clone()));
+    // The mirror's status, per static UID, for the worker (its status writes go there).
+    let mut mirror_status: HashMap<String, Option<k8s_openapi::api::core::v1::PodStatus>> = HashMap::new();
+
+    loop {
+        let ev = tokio::select! {
+            ev = stream.next() => match ev {
+                Some(ev) => ev,
+                None => return,
+            },
+            Some(()) = changes.recv() => {
+                if rescan_static(&shared, &manifests, &mut statics, &mut workers, &mut reported) {
+                    mirror_status.retain(|uid, _| statics.contains_key(uid));
+                    mirrors_tx.send_replace(Arc::new(statics.clone()));
+                }
+                continue;
+            }
+        };
         let ev = match ev {
             Ok(ev) => ev,
             Err(e) => {
@@ -220,6 +248,28 @@ pub async fn run(shared: Arc<Shared>) {
         };
         match ev {
             watcher::Event::Init => seen.clear(),
+            watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) if static_pods::is_mirror(&pod) => {
+                let uid = static_pods::mirror_of(&pod).unwrap_or_default().to_string();
+                match statics.get(&uid) {
+                    Some(sp) if pod.metadata.deletion_timestamp.is_none() => {
+                        // The worker reads its status from the mirror, and writes it back there.
+                        if mirror_status.get(&uid) != Some(&pod.status) {
+                            mirror_status.insert(uid.clone(), pod.status.clone());
+                            let mut p = sp.pod.clone();
+                            p.status = pod.status.clone();
+                            if let Some(tx) = workers.get(&uid) {
+                                let _ = tx.send(Event::Pod(Box::new(Some(p))));
+                            }
+                        }
+                    }
+                    // Deleted through the API, or a static Pod that is gone: the mirror loop puts it right.
+                    _ => mirrors_tx.send_modify(|_| {}),
+                }
+            }
+            watcher::Event::Delete(pod) if static_pods::is_mirror(&pod) => {
+                mirror_status.remove(static_pods::mirror_of(&pod).unwrap_or_default());
+                mirrors_tx.send_modify(|_| {});
+            }
             watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 seen.insert(uid.clone());
@@ -236,16 +286,17 @@ pub async fn run(shared: Arc<Shared>) {
             }
             watcher::Event::InitDone => {
                 workers.retain(|uid, tx| {
-                    if seen.contains(uid) {
+                    if seen.contains(uid) || statics.contains_key(uid) {
                         return !tx.is_closed();
                     }
                     let _ = tx.send(Event::Pod(Box::new(None)));
                     false
                 });
+                mirrors_tx.send_modify(|_| {});
                 if first_sync {
                     first_sync = false;
                     // Sandboxes on disk whose Pod no longer exists: remove them.
-                    let orphans: Vec<String> = shared.recovered.lock().expect("lock").keys().filter(|u| !seen.contains(*u)).cloned().collect();
+                    let orphans: Vec<String> = shared.recovered.lock().expect("lock").keys().filter(|u| !seen.contains(*u) && !statics.contains_key(*u)).cloned().collect();
                     for uid in orphans {
                         shared.recovered.lock().expect("lock").remove(&uid);
                         let rt = shared.runtime.clone();
@@ -257,7 +308,7 @@ pub async fn run(shared: Arc<Shared>) {
                             }
                         });
                     }
-                    let live: HashSet<String> = seen.clone();
+                    let live: HashSet<String> = seen.iter().chain(statics.keys()).cloned().collect();
                     if let Err(e) = shared.runtime.net.retain(&live) {
                         tracing::warn!(error = %e, "releasing the IPs of Pods that are gone");
                     }
@@ -265,6 +316,45 @@ pub async fn run(shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// Read the static Pod directory again: start workers for new static Pods, stop those whose file changed
+/// or went, and report unusable files as Node events (once per distinct error). Returns whether the set of
+/// static Pods changed.
+fn rescan_static(
+    shared: &Arc<Shared>,
+    dir: &std::path::Path,
+    statics: &mut BTreeMap<String, static_pods::StaticPod>,
+    workers: &mut HashMap<String, mpsc::UnboundedSender<Event>>,
+    reported: &mut HashSet<String>,
+) -> bool {
+    let (now, errors) = static_pods::load_dir(dir, &shared.node_name);
+    let mut current_errors = HashSet::new();
+    for e in errors {
+        let text = e.to_string();
+        if !reported.contains(&text) {
+            tracing::warn!(error = %text, "static Pod file not used");
+            shared.events.record_node("Warning", "FailedStaticPod", &format!("static Pod file {text}"));
+        }
+        current_errors.insert(text);
+    }
+    *reported = current_errors;
+    if now.keys().eq(statics.keys()) {
+        return false;
+    }
+    for uid in statics.keys().filter(|u| !now.contains_key(*u)) {
+        tracing::info!(pod = %uid, "static Pod removed or changed: stopping it");
+        if let Some(tx) = workers.remove(uid) {
+            let _ = tx.send(Event::Pod(Box::new(None)));
+        }
+    }
+    for (uid, sp) in now.iter().filter(|(u, _)| !statics.contains_key(*u)) {
+        tracing::info!(pod = %uid, name = sp.pod.metadata.name.as_deref().unwrap_or(""), file = %sp.file.display(), "running a static Pod");
+        let tx = workers.entry(uid.clone()).or_insert_with(|| spawn_worker(shared.clone(), uid.clone()));
+        let _ = tx.send(Event::Pod(Box::new(Some(sp.pod.clone()))));
+    }
+    *statics = now;
+    true
 }
 
 async fn kill_all_on_disk(rt: &Runtime, uid: &str) {
@@ -358,7 +448,13 @@ impl Worker {
     fn apply_event(&mut self, ev: Event, gone: &mut bool) {
         match ev {
             Event::Pod(p) => match *p {
-                Some(p) => self.pod = Some(p),
+                Some(p) => {
+                    // A status the worker did not write (a static Pod's new mirror): compare against it again.
+                    if self.pod.as_ref().is_some_and(|old| old.status != p.status) {
+                        self.last_status = None;
+                    }
+                    self.pod = Some(p);
+                }
                 None => *gone = true,
             },
             Event::Tick => {}
@@ -902,6 +998,8 @@ impl Worker {
         let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
         match api.patch_status(pod.metadata.name.as_deref().unwrap_or(""), &PatchParams::default(), &Patch::Merge(json!({"status": st}))).await {
             Ok(_) => self.last_status = Some(st),
+            // A static Pod whose mirror is not (yet, or no longer) in the API: written once it is back.
+            Err(kube::Error::Api(e)) if e.code == 404 && static_pods::is_mirror(pod) => {}
             Err(e) => tracing::warn!(pod = %pod_key(pod), error = %e, "writing pod status"),
         }
     }

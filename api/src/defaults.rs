@@ -180,6 +180,41 @@ pub fn secret(obj: &mut Value) {
     default_path(obj, &["type"], json!("Opaque"));
 }
 
+/// Upstream `GetPodQOS`: BestEffort with no requests or limits, Guaranteed when every container's cpu and
+/// memory limits are set and equal to its requests, Burstable otherwise.
+pub fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|l| spec.get(*l).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &containers {
+        let req = c.pointer("/resources/requests").and_then(Value::as_object);
+        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
+        let has = |m: Option<&serde_json::Map<String, Value>>, k: &str| m.is_some_and(|m| m.contains_key(k));
+        if has(req, "cpu") || has(req, "memory") || has(lim, "cpu") || has(lim, "memory") {
+            any = true;
+        }
+        for r in ["cpu", "memory"] {
+            let l = lim.and_then(|m| m.get(r));
+            // A request defaults to the limit when unset.
+            let q = req.and_then(|m| m.get(r)).or(l);
+            if l.is_none() || q != l {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

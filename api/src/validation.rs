@@ -957,6 +957,23 @@ fn validate_job_modes(spec: &Value, restart_policy: Option<&str>, errs: &mut Vec
 
 /// Upstream pod updates may change only images, activeDeadlineSeconds, added tolerations and a few more.
 fn validate_pod_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    // A mirror Pod only shows a static Pod: its spec is the file's (upstream forbids changing it too).
+    const MIRROR: &str = "/metadata/annotations/kubernetes.io~1config.mirror";
+    if let Some(hash) = old.pointer(MIRROR) {
+        let file = old.pointer("/metadata/annotations/k1s.io~1static-pod-file").and_then(Value::as_str).unwrap_or("its manifest file");
+        let node = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+        if new.get("spec") != old.get("spec") {
+            errs.push(FieldError::forbidden(
+                "spec",
+                format!("this Pod is the mirror of a static Pod run by node {node} from {file}; its spec cannot be changed through the API: edit that file instead"),
+            ));
+            return;
+        }
+        if new.pointer(MIRROR) != Some(hash) {
+            errs.push(FieldError::forbidden("metadata.annotations[kubernetes.io/config.mirror]", "the mirror annotation of a static Pod's mirror cannot be changed or removed"));
+        }
+        return;
+    }
     fn mutable_stripped(spec: Option<&Value>) -> Value {
         let mut s = spec.cloned().unwrap_or(Value::Null);
         for list in ["containers", "initContainers"] {

@@ -88,7 +88,7 @@ struct Pods;
 impl Strategy for Pods {
     fn prepare_for_create(&self, _: &ResourceInfo, obj: &mut Value, _: &str) {
         defaults::pod(obj);
-        let qos = qos_class(obj.get("spec").unwrap_or(&Value::Null));
+        let qos = k1s_api::defaults::qos_class(obj.get("spec").unwrap_or(&Value::Null));
         obj["status"] = json!({"phase": "Pending", "qosClass": qos});
     }
 
@@ -129,40 +129,6 @@ impl Strategy for Pods {
     }
 }
 
-/// Upstream `GetPodQOS`: BestEffort with no requests or limits, Guaranteed when every container's cpu and
-/// memory limits are set and equal to its requests, Burstable otherwise.
-fn qos_class(spec: &Value) -> &'static str {
-    let containers: Vec<&Value> = ["initContainers", "containers"]
-        .iter()
-        .filter_map(|l| spec.get(*l).and_then(Value::as_array))
-        .flatten()
-        .collect();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in &containers {
-        let req = c.pointer("/resources/requests").and_then(Value::as_object);
-        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
-        let has = |m: Option<&serde_json::Map<String, Value>>, k: &str| m.is_some_and(|m| m.contains_key(k));
-        if has(req, "cpu") || has(req, "memory") || has(lim, "cpu") || has(lim, "memory") {
-            any = true;
-        }
-        for r in ["cpu", "memory"] {
-            let l = lim.and_then(|m| m.get(r));
-            // A request defaults to the limit when unset.
-            let q = req.and_then(|m| m.get(r)).or(l);
-            if l.is_none() || q != l {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
-}
 
 struct Namespaces;
 impl Strategy for Namespaces {
@@ -303,9 +269,9 @@ mod tests {
 
     #[test]
     fn qos() {
-        assert_eq!(qos_class(&json!({"containers": [{"name": "a"}]})), "BestEffort");
-        assert_eq!(qos_class(&json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]})), "Guaranteed");
-        assert_eq!(qos_class(&json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]})), "Burstable");
+        assert_eq!(k1s_api::defaults::qos_class(&json!({"containers": [{"name": "a"}]})), "BestEffort");
+        assert_eq!(k1s_api::defaults::qos_class(&json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]})), "Guaranteed");
+        assert_eq!(k1s_api::defaults::qos_class(&json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]})), "Burstable");
     }
 
     #[test]

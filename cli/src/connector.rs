@@ -15,7 +15,7 @@ impl NodeConnector for AgentConnector {
     fn logs(&self, req: LogRequest) -> BoxFuture<'static, Result<ByteStream, NodeError>> {
         let agent = self.0.clone();
         Box::pin(async move {
-            let uid = req.pod.metadata.uid.clone().unwrap_or_default();
+            let uid = k1s_agent::static_pods::runtime_uid(&req.pod);
             let name = req.pod.metadata.name.clone().unwrap_or_default();
             let since = match (req.since_seconds, req.since_time.as_deref()) {
                 (Some(s), _) => Some(k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(s)),
@@ -34,7 +34,7 @@ impl NodeConnector for AgentConnector {
     fn exec(&self, req: ExecRequest) -> BoxFuture<'static, Result<ExecSession, NodeError>> {
         let agent = self.0.clone();
         Box::pin(async move {
-            let uid = req.pod.metadata.uid.clone().unwrap_or_default();
+            let uid = k1s_agent::static_pods::runtime_uid(&req.pod);
             let streams = Streams { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, tty: req.tty };
             let session = agent.exec(&uid, &req.container, &req.command, streams).map_err(node_error)?;
             Ok(to_exec_session(session))
@@ -44,7 +44,7 @@ impl NodeConnector for AgentConnector {
     fn attach(&self, req: AttachRequest) -> BoxFuture<'static, Result<ExecSession, NodeError>> {
         let agent = self.0.clone();
         Box::pin(async move {
-            let uid = req.pod.metadata.uid.clone().unwrap_or_default();
+            let uid = k1s_agent::static_pods::runtime_uid(&req.pod);
             let streams = Streams { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, tty: false };
             let session = agent.attach(&uid, &req.container, streams).await.map_err(node_error)?;
             Ok(to_exec_session(session))
@@ -55,7 +55,7 @@ impl NodeConnector for AgentConnector {
         let agent = self.0.clone();
         Box::pin(async move {
             use k1s_agent::portforward::PortForwardError;
-            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let uid = k1s_agent::static_pods::runtime_uid(&pod);
             match agent.port_forward(&uid, port).await {
                 Ok(conn) => Ok(Box::pin(conn) as k1s_apiserver::node::PodConnection),
                 Err(e @ PortForwardError::NotRunning(_)) => Err(NodeError::BadRequest(e.to_string())),

@@ -68,6 +68,14 @@ pub struct ServerArgs {
     /// Pods this node takes at most (the kubelet's --max-pods; the scheduler counts against it).
     #[arg(long, default_value_t = 110)]
     pub max_pods: u32,
+    /// Static Pod manifests the agent runs directly, shown in the API as mirror Pods (the kubelet's
+    /// --pod-manifest-path; default <data-dir>/manifests).
+    #[arg(long)]
+    pub pod_manifest_path: Option<PathBuf>,
+    /// Manifests of any served kind applied by server-side apply at start and on every change; removing a
+    /// file deletes what it created (like k3s's auto-deploying manifests; default <data-dir>/deploy).
+    #[arg(long)]
+    pub deploy_path: Option<PathBuf>,
     /// sled page cache in MiB (reads are served from memory; this only speeds up opening a large database).
     #[arg(long, default_value_t = 8)]
     pub store_cache_mb: u64,

@@ -78,6 +78,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tokio::spawn(k1s_controllers::gc::run(client.clone()));
     tokio::spawn(k1s_controllers::replicaset::run(client.clone()));
     tokio::spawn(k1s_controllers::deployment::run(client.clone()));
+    let deploy_path = args.deploy_path.clone().unwrap_or_else(|| dir.join("deploy"));
+    std::fs::create_dir_all(&deploy_path).with_context(|| format!("creating the deploy directory {}", deploy_path.display()))?;
+    tokio::spawn(k1s_controllers::deploy::run(client.clone(), deploy_path, node_name.clone()));
     let agent = k1s_agent::Agent::start(
         client,
         k1s_agent::AgentConfig {
@@ -89,6 +92,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             cgroup_parent: args.cgroup_parent.clone(),
             log_max_bytes: 10 * 1024 * 1024,
             max_pods: args.max_pods,
+            pod_manifest_path: args.pod_manifest_path.clone().unwrap_or_else(|| args.data_dir.join("manifests")),
         },
     )
     .await

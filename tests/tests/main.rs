@@ -2,6 +2,7 @@
 
 mod agent;
 mod api;
+mod deploy;
 mod e2e;
 mod gc;
 mod interactive;
@@ -12,3 +13,4 @@ mod logs;
 mod portforward;
 mod replication;
 mod scheduler;
+mod static_pods;
