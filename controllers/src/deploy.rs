@@ -5,7 +5,7 @@
 //! The API is the record of what came from where: every applied object carries the label
 //! `k1s.io/deploy: "true"` and the annotation `k1s.io/deploy-file: <file name>`. After a pass that changed
 //! something, a sweep lists the labelled objects of every kind and deletes (Background propagation, uid
-//! precondition) those whose file is gone or no longer declares them ([`plan_deletions`], pure). A file that
+//! precondition) those whose file is gone or no longer declares them ([`plan_sweep`], pure). A file that
 //! cannot be read or parsed keeps its objects as they are: a typo never deletes a running workload.
 //!
 //! Changes are noticed by inotify on the directory (read on a dedicated thread, so no unsafe fd registration
@@ -104,17 +104,38 @@ pub struct Tracked {
 /// applied or not), `None` for one that could not be read or parsed (keep everything it made).
 pub type Declared = Option<BTreeSet<ObjectKey>>;
 
-/// The objects to delete: those whose file is no longer in the directory, or whose file parsed and no longer
-/// declares them. Objects of a file that did not parse are kept.
-pub fn plan_deletions<'a>(files: &BTreeMap<String, Declared>, existing: &'a [Tracked]) -> Vec<&'a Tracked> {
-    existing
-        .iter()
-        .filter(|t| match files.get(&t.file) {
+/// What the sweep does.
+#[derive(Debug, Default, PartialEq)]
+pub struct SweepPlan<'a> {
+    /// Objects no file declares any more.
+    pub delete: Vec<&'a Tracked>,
+    /// Files to apply again: they declare an object whose annotation names another file that dropped it (two
+    /// files declared one object, the last applied named it), so the annotation names a file that has it.
+    pub reapply: BTreeSet<String>,
+}
+
+/// The sweep's plan: an object goes when its file is no longer in the directory, or its file parsed and no
+/// longer declares it, and no other file that parsed declares it either. Objects of a file that did not parse
+/// are kept.
+pub fn plan_sweep<'a>(files: &BTreeMap<String, Declared>, existing: &'a [Tracked]) -> SweepPlan<'a> {
+    let mut plan = SweepPlan::default();
+    for t in existing {
+        let dropped = match files.get(&t.file) {
             None => true,
             Some(None) => false,
             Some(Some(keys)) => !keys.contains(&t.key),
-        })
-        .collect()
+        };
+        if !dropped {
+            continue;
+        }
+        match files.iter().find(|(_, d)| d.as_ref().is_some_and(|keys| keys.contains(&t.key))) {
+            Some((other, _)) => {
+                plan.reapply.insert(other.clone());
+            }
+            None => plan.delete.push(t),
+        }
+    }
+    plan
 }
 
 /// Whether a directory entry is a manifest: `*.yaml`, `*.yml`, `*.json`, not hidden (dotfiles, editors' `.#x`
@@ -473,7 +494,14 @@ impl Deployer {
             }
         }
         let files: BTreeMap<String, Declared> = self.files.iter().map(|(f, st)| (f.clone(), st.declared.clone())).collect();
-        for t in plan_deletions(&files, &existing) {
+        let plan = plan_sweep(&files, &existing);
+        for f in &plan.reapply {
+            if let Some(st) = self.files.get_mut(f) {
+                // Applied again on the next pass, which sweeps again.
+                st.failed = true;
+            }
+        }
+        for t in plan.delete {
             let Some(ar) = apis.get(&(t.key.group.clone(), t.key.kind.clone())) else { continue };
             let api: Api<DynamicObject> = match &t.key.namespace {
                 Some(ns) => Api::namespaced_with(self.client.clone(), ns, ar),
@@ -557,7 +585,7 @@ mod tests {
             // Does not parse now: everything it made stays.
             ("broken.yaml".to_string(), None),
         ]);
-        let del: Vec<(&str, &str)> = plan_deletions(&files, &existing).iter().map(|t| (t.file.as_str(), t.key.name.as_str())).collect();
+        let del: Vec<(&str, &str)> = plan_sweep(&files, &existing).delete.iter().map(|t| (t.file.as_str(), t.key.name.as_str())).collect();
         assert_eq!(del, [("app.yaml", "old"), ("gone.yaml", "team")]);
     }
 
@@ -569,7 +597,7 @@ mod tests {
             tracked("a.yaml", key("ConfigMap", Some("team"), "x")),
             tracked("a.yaml", key("Secret", Some("default"), "x")),
         ];
-        let del: Vec<_> = plan_deletions(&files, &existing).into_iter().map(|t| t.key.clone()).collect();
+        let del: Vec<_> = plan_sweep(&files, &existing).delete.into_iter().map(|t| t.key.clone()).collect();
         assert_eq!(del, [key("ConfigMap", Some("team"), "x"), key("Secret", Some("default"), "x")]);
     }
 
@@ -577,7 +605,18 @@ mod tests {
     fn nothing_to_delete_when_every_file_declares_its_objects() {
         let k = key("Job", Some("default"), "j");
         let files = BTreeMap::from([("j.yml".to_string(), Some(BTreeSet::from([k.clone()])))]);
-        assert!(plan_deletions(&files, &[tracked("j.yml", k)]).is_empty());
+        assert_eq!(plan_sweep(&files, &[tracked("j.yml", k)]), SweepPlan::default());
+    }
+
+    #[test]
+    fn an_object_another_file_still_declares_is_kept_and_that_file_applied_again() {
+        let k = key("ConfigMap", Some("default"), "shared");
+        // Both files declared it; b.yaml, applied last, is named on it and was removed.
+        let files = BTreeMap::from([("a.yaml".to_string(), Some(BTreeSet::from([k.clone()])))]);
+        let existing = [tracked("b.yaml", k)];
+        let plan = plan_sweep(&files, &existing);
+        assert!(plan.delete.is_empty());
+        assert_eq!(plan.reapply, BTreeSet::from(["a.yaml".to_string()]));
     }
 
     #[test]
