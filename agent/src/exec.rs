@@ -144,6 +144,11 @@ fn become_and_exec(spec: &ContainerSpec, command: &[String]) -> String {
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     }
+    // The command dies with the helper: a timed-out exec probe, or a kubectl exec whose client left, kills
+    // the helper, and must not leave the command running in the container. Set after the user change, which
+    // clears it.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     let path = spec.env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let program = if command[0].contains('/') {
         Some(PathBuf::from(&command[0]))

@@ -34,7 +34,8 @@ impl ProbeKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Handler {
     Exec(Vec<String>),
-    Http { host: Option<String>, port: u16, path: String, headers: Vec<(String, String)> },
+    /// `https`: scheme HTTPS, the server's certificate not verified (upstream's prober does the same).
+    Http { host: Option<String>, port: u16, path: String, headers: Vec<(String, String)>, https: bool },
     Tcp { host: Option<String>, port: u16 },
     Grpc { port: u16, service: String },
     Sleep(Duration),
@@ -107,9 +108,11 @@ pub fn probe_config(p: &Probe, c: &Container) -> ProbeConfig {
 }
 
 fn http_handler(h: &k8s_openapi::api::core::v1::HTTPGetAction, c: &Container) -> Result<Handler, HandlerError> {
-    if h.scheme.as_deref().is_some_and(|s| !s.eq_ignore_ascii_case("HTTP")) {
-        return Err(HandlerError(format!("scheme {:?} is not supported by k1s (only HTTP)", h.scheme.as_deref().unwrap_or(""))));
-    }
+    let https = match h.scheme.as_deref().unwrap_or("HTTP") {
+        s if s.eq_ignore_ascii_case("HTTP") => false,
+        s if s.eq_ignore_ascii_case("HTTPS") => true,
+        s => return Err(HandlerError(format!("unsupported scheme {s:?}: use HTTP or HTTPS"))),
+    };
     let mut path = h.path.clone().unwrap_or_default();
     if !path.starts_with('/') {
         path.insert(0, '/');
@@ -119,6 +122,7 @@ fn http_handler(h: &k8s_openapi::api::core::v1::HTTPGetAction, c: &Container) ->
         port: port(&h.port, c)?,
         path,
         headers: h.http_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone())).collect(),
+        https,
     })
 }
 
@@ -164,10 +168,10 @@ impl Target {
 pub async fn run(h: &Handler, t: &Target, timeout: Duration) -> Result<String, String> {
     match h {
         Handler::Exec(cmd) => exec(cmd, t, timeout).await,
-        Handler::Http { host, port, path, headers } => {
+        Handler::Http { host, port, path, headers, https } => {
             let addr = t.addr(host.as_deref(), *port)?;
-            let url = format!("http://{addr}{path}");
-            match tokio::time::timeout(timeout, http_get(addr, path, headers)).await {
+            let url = format!("{}://{addr}{path}", if *https { "https" } else { "http" });
+            match tokio::time::timeout(timeout, http_follow(addr, path, headers, *https)).await {
                 Ok(Ok(code)) if (200..400).contains(&code) => Ok(String::new()),
                 Ok(Ok(code)) => Err(format!("HTTP probe failed with statuscode: {code}")),
                 Ok(Err(e)) => Err(format!("Get \"{url}\": {e}")),
@@ -236,9 +240,76 @@ async fn exec(cmd: &[String], t: &Target, timeout: Duration) -> Result<String, S
     }
 }
 
-/// One HTTP/1.1 GET with upstream's default headers (User-Agent kube-probe, Accept */*); the answer's status.
-async fn http_get(addr: SocketAddr, path: &str, headers: &[(String, String)]) -> std::io::Result<u16> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
+/// GET, following redirects as upstream's prober does: up to 10 to the same host (a relative Location or
+/// the same host:port); a redirect elsewhere is not followed and counts by its own 3xx status (a success, as
+/// upstream's `followNonLocalRedirects=false`). The final status.
+async fn http_follow(addr: SocketAddr, path: &str, headers: &[(String, String)], https: bool) -> std::io::Result<u16> {
+    let mut path = path.to_string();
+    for _ in 0..=10 {
+        let (code, location) = if https {
+            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(insecure_tls()));
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            http_get(connector.connect(name, tcp).await?, addr, &path, headers).await?
+        } else {
+            http_get(tokio::net::TcpStream::connect(addr).await?, addr, &path, headers).await?
+        };
+        match location.filter(|_| (300..400).contains(&code)).and_then(|l| same_host_path(&l, addr)) {
+            Some(next) => path = next,
+            None => return Ok(code),
+        }
+    }
+    Err(std::io::Error::other("stopped after 10 redirects"))
+}
+
+/// The path of a redirect that stays on the probed host, or None.
+fn same_host_path(location: &str, addr: SocketAddr) -> Option<String> {
+    if location.starts_with('/') {
+        return Some(location.to_string());
+    }
+    let rest = location.strip_prefix("http://").or_else(|| location.strip_prefix("https://"))?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    (host == addr.to_string() || host == addr.ip().to_string()).then_some(path)
+}
+
+/// TLS without certificate verification: a probe checks that the server answers, not who it is (upstream
+/// sets InsecureSkipVerify for HTTPS probes too).
+fn insecure_tls() -> rustls::ClientConfig {
+    #[derive(Debug)]
+    struct AnyCert(rustls::crypto::CryptoProvider);
+    impl rustls::client::danger::ServerCertVerifier for AnyCert {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(&self, m: &[u8], c: &rustls::pki_types::CertificateDer<'_>, d: &rustls::DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn verify_tls13_signature(&self, m: &[u8], c: &rustls::pki_types::CertificateDer<'_>, d: &rustls::DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider.clone()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AnyCert(provider)))
+        .with_no_client_auth()
+}
+
+/// One HTTP/1.1 GET with upstream's default headers (User-Agent kube-probe, Accept */*); the answer's status
+/// and Location header.
+async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S, addr: SocketAddr, path: &str, headers: &[(String, String)]) -> std::io::Result<(u16, Option<String>)> {
     let has = |n: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
     let mut req = format!("GET {path} HTTP/1.1\r\n");
     if !has("host") {
@@ -257,14 +328,20 @@ async fn http_get(addr: SocketAddr, path: &str, headers: &[(String, String)]) ->
     s.write_all(req.as_bytes()).await?;
     let mut buf = Vec::with_capacity(256);
     let mut chunk = [0u8; 256];
-    while !buf.windows(2).any(|w| w == b"\r\n") && buf.len() < 8192 {
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16384 {
         let n = s.read(&mut chunk).await?;
         if n == 0 {
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    parse_status_line(&buf).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response"))
+    let code = parse_status_line(&buf).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response"))?;
+    let location = String::from_utf8_lossy(&buf)
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("location")).map(|(_, v)| v.trim().to_string()));
+    Ok((code, location))
 }
 
 fn parse_status_line(buf: &[u8]) -> Option<u16> {
@@ -411,7 +488,7 @@ mod tests {
             ..Default::default()
         };
         let cfg = probe_config(&p, &c);
-        assert_eq!(cfg.handler, Handler::Http { host: None, port: 8080, path: "/healthz".into(), headers: vec![("X".into(), "1".into())] });
+        assert_eq!(cfg.handler, Handler::Http { host: None, port: 8080, path: "/healthz".into(), headers: vec![("X".into(), "1".into())], https: false });
         assert_eq!((cfg.period, cfg.timeout, cfg.success_threshold, cfg.failure_threshold), (Duration::from_secs(10), Duration::from_secs(1), 1, 3));
         let bad = Probe { tcp_socket: Some(k8s_openapi::api::core::v1::TCPSocketAction { port: IntOrString::String("nope".into()), host: None }), ..Default::default() };
         assert_eq!(probe_config(&bad, &c).handler, Handler::Invalid("couldn't find port: nope in container c".into()));
@@ -442,4 +519,57 @@ mod tests {
         let host = Target { pod_ip: None, ..t };
         assert_eq!(host.addr(None, 80).unwrap(), "127.0.0.1:80".parse().unwrap());
     }
+
+    /// A local server that answers each connection with the next canned response (plain or TLS).
+    async fn serve(responses: Vec<&'static str>, tls: bool) -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let acceptor = tls.then(|| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["probe.test".to_string()]).unwrap().self_signed(&key).unwrap();
+            let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+                .unwrap();
+            tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg))
+        });
+        tokio::spawn(async move {
+            for r in responses {
+                let (tcp, _) = l.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                match &acceptor {
+                    Some(a) => {
+                        let mut s = a.accept(tcp).await.unwrap();
+                        let _ = s.read(&mut buf).await;
+                        let _ = s.write_all(r.as_bytes()).await;
+                        let _ = s.shutdown().await;
+                    }
+                    None => {
+                        let mut s = tcp;
+                        let _ = s.read(&mut buf).await;
+                        let _ = s.write_all(r.as_bytes()).await;
+                    }
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn https_and_redirects() {
+        // HTTPS with a self-signed certificate: not verified, as upstream.
+        let addr = serve(vec!["HTTP/1.1 204 No Content\r\n\r\n"], true).await;
+        assert_eq!(http_follow(addr, "/", &[], true).await.unwrap(), 204);
+        // A redirect on the same host is followed; the final answer counts.
+        let addr = serve(vec!["HTTP/1.1 302 Found\r\nLocation: /next\r\n\r\n", "HTTP/1.1 500 Oops\r\n\r\n"], false).await;
+        assert_eq!(http_follow(addr, "/", &[], false).await.unwrap(), 500);
+        // One to another host is not followed: its 3xx is the answer (a success).
+        let addr = serve(vec!["HTTP/1.1 301 Moved\r\nLocation: http://example.invalid/x\r\n\r\n"], false).await;
+        assert_eq!(http_follow(addr, "/", &[], false).await.unwrap(), 301);
+        assert_eq!(same_host_path(&format!("http://{addr}/a/b"), addr).as_deref(), Some("/a/b"));
+        assert_eq!(same_host_path("/rel", addr).as_deref(), Some("/rel"));
+    }
+
 }

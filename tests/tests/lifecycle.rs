@@ -811,3 +811,37 @@ spec:
     serving.store(false, std::sync::atomic::Ordering::SeqCst);
     wait_pod(&s, "grpc", "not Ready", 10, |p| condition(p, "Ready").as_deref() == Some("False"));
 }
+
+/// An exec probe that times out does not leave its command running in the container (upstream's prober
+/// gives up on it; k1s kills it with the exec helper), and the failure says so.
+#[test]
+fn a_timed_out_exec_probe_leaves_nothing_running() {
+    let s = start();
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: slowprobe
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, '3600']
+    readinessProbe:
+      exec:
+        command: [sleep, '77']
+      timeoutSeconds: 1
+      periodSeconds: 1
+",
+    );
+    wait_pod(&s, "slowprobe", "a probe attempt or three", 30, |p| p["status"]["phase"] == "Running");
+    s.wait_for("an Unhealthy event about the timeout", Duration::from_secs(20), || {
+        events(&s, "slowprobe").into_iter().find(|(r, m)| r == "Unhealthy" && m.contains("timed out after 1s"))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    // Each attempt runs at most 1 s: at most one is alive at any moment, not one per period.
+    let ps = exec_ok(&s, "slowprobe", &["ps", "-o", "args"]);
+    let running = ps.lines().filter(|l| l.trim() == "sleep 77").count();
+    assert!(running <= 1, "timed-out probe commands pile up: {ps}");
+    assert_eq!(pod_json(&s, "slowprobe").unwrap()["status"]["containerStatuses"][0]["ready"], false);
+}
