@@ -206,10 +206,12 @@ impl Reader {
         let mut out = Vec::new();
         for r in recs {
             if let Some(s) = self.since {
-                if k1s_api::meta::parse_time(&r.ts).is_some_and(|t| t < s) {
-                    continue;
+                match k1s_api::meta::parse_time(&r.ts) {
+                    Some(t) if t < s => continue,
+                    Some(_) => self.since = None,
+                    // A stamp that does not parse is kept, and the next records are still checked.
+                    None => {}
                 }
-                self.since = None;
             }
             let start = out.len();
             render_into(&mut out, r, self.timestamps);
@@ -465,6 +467,38 @@ mod tests {
         assert_eq!(i, 1);
         assert!(std::fs::read_to_string(&b).unwrap()[off as usize..].starts_with("2024-01-01T00:00:05Z stdout P l3-"));
         assert_eq!(tail_start(&files, 0).unwrap(), (1, std::fs::metadata(&b).unwrap().len()));
+    }
+
+    fn reader(path: &Path, since: Option<Timestamp>, budget: u64) -> Reader {
+        Reader { path: path.to_path_buf(), file: File::open(path).unwrap(), in_rotated: false, offset: 0, partial: None, since, timestamps: true, budget, buf: Vec::new() }
+    }
+
+    #[test]
+    fn reader_applies_since_and_limit_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        std::fs::write(&p, lines(0..4)).unwrap();
+        let mut r = reader(&p, Some("2024-01-01T00:00:02Z".parse().unwrap()), u64::MAX);
+        assert_eq!(r.next_chunk().unwrap().unwrap(), b"2024-01-01T00:00:02Z l2\n2024-01-01T00:00:03Z l3\n");
+        assert!(r.next_chunk().unwrap().is_none());
+        // limitBytes cuts inside a line, and nothing follows.
+        let mut r = reader(&p, None, 25);
+        assert_eq!(r.next_chunk().unwrap().unwrap(), b"2024-01-01T00:00:00Z l0\n2");
+        assert_eq!(r.budget, 0);
+    }
+
+    /// A line still being written (no newline yet) waits for its end.
+    #[test]
+    fn reader_leaves_a_line_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        std::fs::write(&p, "2024-01-01T00:00:00Z stdout F one\n2024-01-01T00:00:01Z stdout F tw").unwrap();
+        let mut r = reader(&p, None, u64::MAX);
+        r.timestamps = false;
+        assert_eq!(r.next_chunk().unwrap().unwrap(), b"one\n");
+        assert!(r.next_chunk().unwrap().is_none());
+        std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"o\n").unwrap();
+        assert_eq!(r.next_chunk().unwrap().unwrap(), b"two\n");
     }
 
     /// A follower reads the rotated file, then the current one, and moves to the new file when the shim
