@@ -338,29 +338,35 @@ pub fn open(rt: &Runtime, uid: &str, pod_name: &str, container: &str, opts: LogO
 
     let current = File::open(&path).map_err(|e| LogError::NotFound(format!("log of container {container}: {e}")))?;
     let old = File::open(&rotated).ok();
-    let files: Vec<&File> = old.iter().chain([&current]).collect();
-    let (index, offset) = match opts.tail_lines {
-        Some(n) => tail_start(&files, n.max(0) as u64).map_err(|e| LogError::NotFound(format!("log of container {container}: {e}")))?,
-        None => (0, 0),
-    };
-    let in_rotated = old.is_some() && index == 0;
-    let file = if in_rotated { old.expect("checked") } else { current };
-    let mut reader = Reader {
-        path,
-        file,
-        in_rotated,
-        offset,
-        partial: None,
-        since: opts.since,
-        timestamps: opts.timestamps,
-        budget: opts.limit_bytes.map(|b| b.max(0) as u64).unwrap_or(u64::MAX),
-        buf: Vec::new(),
-    };
+    let tail = opts.tail_lines.map(|n| n.max(0) as u64);
+    let (since, timestamps) = (opts.since, opts.timestamps);
+    let budget = opts.limit_bytes.map(|b| b.max(0) as u64).unwrap_or(u64::MAX);
     // Set up before the first read, so nothing written after it goes unnoticed.
     let mut watch = if opts.follow { watch(&dir, &container_dir) } else { None };
 
     let (tx, mut rx) = mpsc::channel::<std::io::Result<Bytes>>(QUEUE);
     tokio::spawn(async move {
+        // Finding where the last n records begin reads the whole log: not on a runtime thread.
+        let start = match tail {
+            None => Ok((0, 0, old, current)),
+            Some(n) => tokio::task::spawn_blocking(move || {
+                let files: Vec<&File> = old.iter().chain([&current]).collect();
+                let (index, offset) = tail_start(&files, n)?;
+                Ok((index, offset, old, current))
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        };
+        let (index, offset, old, current) = match start {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let in_rotated = old.is_some() && index == 0;
+        let file = if in_rotated { old.expect("checked") } else { current };
+        let mut reader = Reader { path, file, in_rotated, offset, partial: None, since, timestamps, budget, buf: Vec::new() };
         loop {
             // Whether the container had ended before this round of reading: then what is read is all.
             let ended = !opts.follow || exit_file.exists() || !container_dir.exists();
@@ -368,7 +374,10 @@ pub fn open(rt: &Runtime, uid: &str, pod_name: &str, container: &str, opts: LogO
                 // Local files, read in bounded pieces from the page cache: short enough for a runtime thread.
                 match reader.next_chunk() {
                     Ok(Some(out)) => {
-                        if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
+                        if out.is_empty() {
+                            // All skipped (sinceTime): let other tasks run between chunks all the same.
+                            tokio::task::yield_now().await;
+                        } else if tx.send(Ok(Bytes::from(out))).await.is_err() {
                             return;
                         }
                         if reader.budget == 0 {
