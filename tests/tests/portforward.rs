@@ -26,6 +26,9 @@ spec:
     command: ["sh", "-c", "mkdir -p /www && echo hello-from-pod > /www/index.html && seq 1 100000 > /www/seq.txt && exec httpd -f -p 80 -h /www"]
 "#;
 
+/// A kubectl to test with: (binary, environment, what it exercises).
+type Client<'a> = (String, Vec<(&'a str, &'a str)>, &'a str);
+
 fn seq_body() -> String {
     (1..=SEQ_N).map(|i| format!("{i}\n")).collect()
 }
@@ -163,7 +166,7 @@ fn check_forwarding(port: u16, what: &str) {
 fn port_forward_over_websocket_and_spdy_with_every_kubectl() {
     let server = start_root();
     start_web(&server);
-    let mut clients: Vec<(String, Vec<(&str, &str)>, &str)> = vec![
+    let mut clients: Vec<Client> = vec![
         ("kubectl".into(), vec![], "newest kubectl, SPDY tunnelled in a WebSocket"),
         ("kubectl".into(), vec![("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")], "newest kubectl, raw SPDY upgrade"),
     ];
