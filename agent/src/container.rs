@@ -252,10 +252,6 @@ pub struct Identity {
 }
 
 pub fn identity(pod: &Pod, c: &Container, img: &ImageConfig, layers: &[PathBuf]) -> Result<Identity, ConfigError> {
-    if pod.spec.as_ref().and_then(|s| s.share_process_namespace) == Some(true) {
-        // Said at once rather than running the containers in separate pid namespaces behind the user's back.
-        return Err(ConfigError("shareProcessNamespace is not supported by k1s yet (it needs a pause process to hold the Pod's pid namespace)".into()));
-    }
     let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     let sc: Option<&SecurityContext> = c.security_context.as_ref();
     let (img_uid, img_gid) = image_user(&img.user, layers)?;

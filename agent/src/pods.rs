@@ -697,6 +697,7 @@ impl Worker {
             host_network: spec.host_network.unwrap_or(false),
             host_aliases: aliases,
             memory_limit: container::pod_memory_limit(&spec),
+            share_pid: spec.share_process_namespace == Some(true) && spec.host_pid != Some(true),
         };
         let sb = self.shared.runtime.run_sandbox(&req).await?;
         self.rt.sandbox = Some(sb);
@@ -757,7 +758,8 @@ impl Worker {
         let dir = self.shared.runtime.container_dir(&self.uid, name, attempt);
         let _ = std::fs::remove_dir_all(&dir);
         let mut cspec = cspec;
-        cspec.pid_ns = pid_ns;
+        // The target's pid namespace for an ephemeral container, else the Pod's shared one (its pause process).
+        cspec.pid_ns = pid_ns.or_else(|| sb.pause_pid.map(|p| PathBuf::from(format!("/proc/{p}/ns/pid"))));
         if let Some(path) = c.termination_message_path.as_deref().filter(|p| !p.is_empty()) {
             // Like the kubelet: a host file bind-mounted at terminationMessagePath, read after the exit (the
             // container's own mounts die with it). World-writable so any user in the container can write it.

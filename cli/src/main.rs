@@ -33,6 +33,9 @@ enum Command {
     /// Internal: the per-container shim (the agent re-executes k1s).
     #[command(hide = true)]
     Shim { dir: PathBuf },
+    /// Internal: hold a Pod's shared pid namespace (shareProcessNamespace).
+    #[command(hide = true)]
+    Pause { dir: PathBuf, cgroup_procs: Vec<PathBuf> },
     /// Internal: enter a running container and run a command (kubectl exec).
     #[command(hide = true)]
     Nsexec {
@@ -92,10 +95,15 @@ pub struct ResetArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // A Pod's pause process (runtime::pause) is this binary exec'd as `/pause`.
+    if std::env::args_os().next().is_some_and(|a| a == "/pause") {
+        k1s_agent::runtime::pause::pid1();
+    }
     let cli = Cli::parse();
     // The re-exec entry points run before anything else (no runtime, no threads): they fork and setns.
     match &cli.command {
         Command::Shim { dir } => std::process::exit(k1s_agent::runtime::shim::main(dir)),
+        Command::Pause { dir, cgroup_procs } => std::process::exit(k1s_agent::runtime::pause::main(dir, cgroup_procs)),
         Command::Nsexec { dir, tty, command } => std::process::exit(k1s_agent::exec::nsexec_main(dir, command, *tty)),
         _ => {}
     }
@@ -113,6 +121,6 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Reset(args) => reset::run(&args),
         Command::Image(args) => image::run(&args),
-        Command::Shim { .. } | Command::Nsexec { .. } => unreachable!("dispatched above"),
+        Command::Shim { .. } | Command::Pause { .. } | Command::Nsexec { .. } => unreachable!("dispatched above"),
     }
 }

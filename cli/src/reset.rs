@@ -57,7 +57,9 @@ fn remove_cgroup_parent(parent: &str) {
     }
 }
 
-/// cgroup directories are removed with rmdir (their files are virtual), deepest first.
+/// cgroup directories are removed with rmdir (their files are virtual), deepest first. Whatever still runs
+/// in one (a container whose state file is gone, a Pod's pause process) is killed first: rmdir fails on a
+/// cgroup with tasks.
 fn rmdir_tree(dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
@@ -65,6 +67,17 @@ fn rmdir_tree(dir: &Path) {
                 rmdir_tree(&e.path());
             }
         }
+    }
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    // Killed tasks take a moment to leave the cgroup.
+    for _ in 0..50 {
+        if std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     match std::fs::remove_dir(dir) {
         Ok(()) => eprintln!("removed cgroup {}", dir.display()),

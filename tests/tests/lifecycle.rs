@@ -466,7 +466,8 @@ spec:
     let ps = exec_ok(&s, "hostns", &["sh", "-c", "ls /proc | grep -c '^[0-9]'"]);
     assert!(ps.trim().parse::<u32>().unwrap() > 10, "the host's processes: {ps}");
 
-    // shareProcessNamespace is refused out loud, not ignored.
+    // shareProcessNamespace: one pid namespace for the Pod, held by a pause process as PID 1; each container
+    // sees the other's processes, and a container restart does not take the namespace with it.
     s.apply(
         "apiVersion: v1
 kind: Pod
@@ -477,11 +478,23 @@ spec:
   containers:
   - name: app
     image: busybox
-    command: [sleep, '3600']
+    command: [sh, -c, 'exec sleep 3602']
+  - name: side
+    image: busybox
+    command: [sh, -c, 'exec sleep 3603']
 ",
     );
-    let p = wait_pod(&s, "shared", "CreateContainerConfigError", 30, |p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CreateContainerConfigError");
-    assert!(p["status"]["containerStatuses"][0]["state"]["waiting"]["message"].as_str().unwrap().contains("shareProcessNamespace"), "{p}");
+    wait_pod(&s, "shared", "Running", 30, |p| p["status"]["phase"] == "Running" && p["status"]["containerStatuses"].as_array().is_some_and(|c| c.iter().all(|c| c["ready"] == true)));
+    assert_eq!(exec_ok(&s, "shared", &["cat", "/proc/1/cmdline"]).trim_end_matches('\0'), "/pause");
+    let ps = s.kubectl_ok(&["exec", "shared", "-c", "side", "--", "ps", "-o", "args"]);
+    assert!(ps.contains("sleep 3602") && ps.contains("sleep 3603"), "one pid namespace: {ps}");
+    let (a, b) = (exec_ok(&s, "shared", &["readlink", "/proc/self/ns/pid"]), s.kubectl_ok(&["exec", "shared", "-c", "side", "--", "readlink", "/proc/self/ns/pid"]));
+    assert_eq!(a, b);
+    // PID 1 (pause) ignores what the Pod sends it; the app's sleep goes.
+    exec_ok(&s, "shared", &["sh", "-c", "kill 1; for p in /proc/[0-9]*; do [ \"$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)\" = 'sleep 3602 ' ] && kill ${p#/proc/}; done; true"]);
+    wait_pod(&s, "shared", "app restarted", 30, |p| p["status"]["containerStatuses"][0]["restartCount"] == 1 && p["status"]["containerStatuses"][0]["ready"] == true);
+    let ps = s.kubectl_ok(&["exec", "shared", "-c", "side", "--", "ps", "-o", "args"]);
+    assert!(ps.contains("sleep 3602") && ps.contains("sleep 3603"), "the namespace outlived the restart: {ps}");
 }
 
 fn table_status(s: &Server, pod: &str) -> String {

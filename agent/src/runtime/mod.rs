@@ -10,6 +10,7 @@
 pub mod caps;
 pub mod cgroup;
 pub mod init;
+pub mod pause;
 pub mod pty;
 pub mod seccomp;
 pub mod shim;
@@ -71,6 +72,9 @@ pub struct SandboxInfo {
     pub ipcns: Option<PathBuf>,
     pub utsns: Option<PathBuf>,
     pub created_at: String,
+    /// `shareProcessNamespace`: the host PID of the pause process whose pid namespace every container joins.
+    #[serde(default)]
+    pub pause_pid: Option<i32>,
 }
 
 /// Input to [`Runtime::run_sandbox`].
@@ -84,6 +88,8 @@ pub struct SandboxRequest<'a> {
     pub host_aliases: Vec<(String, Vec<String>)>,
     /// The Pod cgroup's memory limit (pod-level resources, or the containers' limits summed).
     pub memory_limit: Option<i64>,
+    /// `shareProcessNamespace`: one pid namespace for the Pod, held by a pause process.
+    pub share_pid: bool,
 }
 
 #[derive(Clone)]
@@ -149,6 +155,7 @@ impl Runtime {
         .map_err(|source| RuntimeError::Network { pod: format!("{}/{}", req.namespace, req.name), source: Box::new(source) })?;
         let hostname = if req.host_network { read_host_hostname() } else { req.hostname.to_string() };
         write_etc(&self.etc_dir(req.uid), &hostname, pn.ip, &req.host_aliases)?;
+        let pause_pid = if req.share_pid { Some(self.start_pause(req.uid).await?) } else { None };
         let info = SandboxInfo {
             uid: req.uid.into(),
             namespace: req.namespace.into(),
@@ -159,9 +166,33 @@ impl Runtime {
             ipcns: Some(pn.ipcns),
             utsns: pn.utsns,
             created_at: shim::now_rfc3339(),
+            pause_pid,
         };
         spec::write_json(&info_path, &info).map_err(io("writing", &info_path))?;
         Ok(info)
+    }
+
+    /// Start the pause process of a Pod with a shared pid namespace (in its own cgroup under the Pod's, so
+    /// the Pod's teardown kills it); its host PID.
+    async fn start_pause(&self, uid: &str) -> Result<i32, RuntimeError> {
+        let (parent, u) = (self.cfg.cgroup_parent.clone(), uid.to_string());
+        let cg = tokio::task::spawn_blocking(move || cgroup::create_container(&parent, &u, "pause", &cgroup::Limits::default())).await.expect("cgroup task")?;
+        let dir = self.cfg.run_dir.join(uid);
+        std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+        let out = tokio::process::Command::new(&self.cfg.exe)
+            .arg("pause")
+            .arg(&dir)
+            .args(&cg.procs)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| RuntimeError::Shim { container: "pause".into(), message: e.to_string() })?;
+        let pid_file = dir.join(pause::PID_FILE);
+        match std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse().ok()) {
+            Some(pid) if out.status.success() => Ok(pid),
+            _ => Err(RuntimeError::Shim { container: "pause".into(), message: String::from_utf8_lossy(&out.stderr).trim().to_string() }),
+        }
     }
 
     /// Start one container through a shim; returns once it has exec'd (or failed to).
