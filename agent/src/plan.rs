@@ -33,7 +33,7 @@ impl RestartPolicy {
         }
     }
 
-    fn restarts(self, exit_code: i32) -> bool {
+    pub fn restarts(self, exit_code: i32) -> bool {
         match self {
             RestartPolicy::Always => true,
             RestartPolicy::OnFailure => exit_code != 0,

@@ -819,6 +819,11 @@ impl Worker {
                         runtime::stop_container(&state, &dir, grace_period(pod)).await;
                         if let Some(exit) = runtime::read_exit(&dir) {
                             view.running = None;
+                            // Until it runs again the container waits with upstream's reason (a back-off then
+                            // shows CrashLoopBackOff instead); a container that will not run again is terminated.
+                            if RestartPolicy::parse(pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref())).restarts(exit.exit_code) && !init {
+                                view.waiting = Some(("PostStartHookError".into(), msg.clone()));
+                            }
                             view.exited = Some(self.with_message(name, attempt, exit));
                         }
                     }
