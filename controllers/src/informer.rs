@@ -29,6 +29,16 @@ pub fn rv(meta: &ObjectMeta) -> u64 {
 }
 
 /// Feed a watch into a loop's channel, wrapping each event in the loop's input type; errors are retried.
+/// A cached Pod without what no controller reads and every Pod carries: its managedFields and kubectl's
+/// last-applied copy of itself. The caches hold every Pod of the node several times over (one per
+/// controller), so this is most of their size.
+pub fn slim_pod(p: &mut k8s_openapi::api::core::v1::Pod) {
+    p.metadata.managed_fields = None;
+    if let Some(a) = p.metadata.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
 pub async fn forward<K, S, I>(stream: S, tx: mpsc::UnboundedSender<I>, wrap: fn(watcher::Event<K>) -> I, who: &'static str)
 where
     S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,

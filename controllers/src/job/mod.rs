@@ -41,7 +41,8 @@ pub async fn run(client: Client) {
     let jobs: Api<Job> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
     tokio::spawn(forward(watcher(jobs, watcher::Config::default()), tx.clone(), |e| Input::Job(Box::new(e)), "job controller"));
-    tokio::spawn(forward(watcher(pods, watcher::Config::default()), tx, |e| Input::Pod(Box::new(e)), "job controller"));
+    let pod_events = futures::TryStreamExt::map_ok(watcher(pods, watcher::Config::default()), |e| e.modify(crate::informer::slim_pod));
+    tokio::spawn(forward(pod_events, tx, |e| Input::Pod(Box::new(e)), "job controller"));
     let recorder = Recorder::new(client.clone(), Reporter { controller: "job-controller".into(), instance: None });
     Controller::new_client(client, recorder).run(rx).await;
 }

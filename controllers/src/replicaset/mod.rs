@@ -37,7 +37,8 @@ pub async fn run(client: Client) {
     let rss: Api<ReplicaSet> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
     tokio::spawn(forward(watcher(rss, watcher::Config::default()), tx.clone(), |e| Input::Rs(Box::new(e)), "replicaset controller"));
-    tokio::spawn(forward(watcher(pods, watcher::Config::default()), tx, |e| Input::Pod(Box::new(e)), "replicaset controller"));
+    let pod_events = futures::TryStreamExt::map_ok(watcher(pods, watcher::Config::default()), |e| e.modify(crate::informer::slim_pod));
+    tokio::spawn(forward(pod_events, tx, |e| Input::Pod(Box::new(e)), "replicaset controller"));
     let recorder = Recorder::new(client.clone(), Reporter { controller: "replicaset-controller".into(), instance: None });
     Controller { client: Some(client), recorder: Some(recorder), ..Default::default() }.run(rx).await;
 }
