@@ -4,6 +4,7 @@
 mod connector;
 mod image;
 mod kubeconfig;
+mod kubectl;
 mod reset;
 mod server;
 
@@ -98,6 +99,10 @@ fn main() -> anyhow::Result<()> {
     // A Pod's pause process (runtime::pause) is this binary exec'd as `/pause`.
     if std::env::args_os().next().is_some_and(|a| a == "/pause") {
         k1s_agent::runtime::pause::pid1();
+    }
+    // kubectl mode: argv[0] `kubectl`, `k1s kubectl …`, or `k1s <verb> …` for a kubectl verb.
+    if let Some(code) = kubectl::dispatch() {
+        std::process::exit(code);
     }
     let cli = Cli::parse();
     // The re-exec entry points run before anything else (no runtime, no threads): they fork and setns.

@@ -1,0 +1,263 @@
+//! `get`: the server's Table printed as kubectl's table printer does (`-o wide`, `-A`, `--show-labels`, several
+//! kinds at once), or the objects as `-o name|json|yaml|jsonpath=…`.
+
+use http::Method;
+use serde_json::{json, Value};
+
+use super::api::{self, Resource};
+use super::{enc, Ctx, Out};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct GetArgs {
+    /// TYPE[,TYPE…] [NAME…] or TYPE/NAME…
+    pub args: Vec<String>,
+    /// Output format: wide, name, json, yaml, jsonpath=…
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// Selector (label query) to filter on.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Selector (field query) to filter on.
+    #[arg(long)]
+    pub field_selector: Option<String>,
+    /// List the requested object(s) across all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// When printing, show all labels as the last column.
+    #[arg(long)]
+    pub show_labels: bool,
+    /// Don't print headers.
+    #[arg(long)]
+    pub no_headers: bool,
+}
+
+/// What the user asked for: a resource and either its names or the whole (selected) collection.
+pub struct Request<'a> {
+    pub resource: &'a Resource,
+    pub names: Vec<String>,
+}
+
+/// `TYPE[,TYPE] NAME…` or `TYPE/NAME…` to requests, in the order typed; an unknown type is kubectl's error.
+pub fn requests<'a>(resources: &'a [Resource], args: &[String]) -> anyhow::Result<Vec<Request<'a>>> {
+    let lookup = |t: &str| {
+        api::resolve(resources, t).ok_or_else(|| super::Fail::msg(format!("error: the server doesn't have a resource type \"{t}\"")))
+    };
+    let mut out: Vec<Request<'a>> = Vec::new();
+    if args.first().is_some_and(|a| a.contains('/')) {
+        for a in args {
+            let (t, n) = a
+                .split_once('/')
+                .ok_or_else(|| super::Fail::msg("error: there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. 'kubectl get resource/<resource_name>' instead of 'kubectl get resource resource/<resource_name>'"))?;
+            let r = lookup(t)?;
+            match out.last_mut() {
+                Some(last) if std::ptr::eq(last.resource, r) => last.names.push(n.to_string()),
+                _ => out.push(Request { resource: r, names: vec![n.to_string()] }),
+            }
+        }
+        return Ok(out);
+    }
+    let Some(types) = args.first() else {
+        return Err(super::Fail::msg("You must specify the type of resource to get. Use \"kubectl api-resources\" for a complete list of supported resources.\n\nerror: Required resource not specified.\nUse \"kubectl explain <resource>\" for a detailed description of that resource (e.g. kubectl explain pods).\nSee 'kubectl get -h' for help and examples").into());
+    };
+    for t in types.split(',').filter(|t| !t.is_empty()) {
+        out.push(Request { resource: lookup(t)?, names: args[1..].to_vec() });
+    }
+    Ok(out)
+}
+
+/// The collection URL with kubectl's query.
+pub fn list_url(r: &Resource, ns: Option<&str>, label: Option<&str>, field: Option<&str>, limit: bool) -> String {
+    let mut q = Vec::new();
+    if let Some(f) = field {
+        q.push(format!("fieldSelector={}", enc(f)));
+    }
+    if let Some(l) = label {
+        q.push(format!("labelSelector={}", enc(l)));
+    }
+    if limit {
+        q.push("limit=500".into());
+    }
+    let base = r.collection(ns);
+    if q.is_empty() {
+        base
+    } else {
+        format!("{base}?{}", q.join("&"))
+    }
+}
+
+pub async fn run(ctx: &Ctx, a: &GetArgs, out: &mut Out) -> anyhow::Result<()> {
+    let resources = ctx.resources().await?;
+    let reqs = requests(&resources, &a.args)?;
+    let ns = if a.all_namespaces { None } else { Some(ctx.namespace.as_str()) };
+    let output = a.output.as_deref().unwrap_or("");
+    let wide = output == "wide";
+    if output.is_empty() || wide {
+        return tables(ctx, a, &reqs, ns, wide, out).await;
+    }
+    // Objects: kubectl prints a single object when exactly one was named, else a List.
+    let single = reqs.len() == 1 && reqs[0].names.len() == 1;
+    let mut items = Vec::new();
+    let mut errors = Vec::new();
+    for req in &reqs {
+        let r = req.resource;
+        if req.names.is_empty() {
+            let url = list_url(r, ns, a.selector.as_deref(), a.field_selector.as_deref(), true);
+            let list = api::call(&ctx.client, Method::GET, &url, "application/json", None).await?;
+            for mut item in list.get("items").and_then(Value::as_array).cloned().unwrap_or_default() {
+                // Items of a list carry no kind of their own; kubectl's decoder sets them from the list.
+                item["apiVersion"] = json!(r.api_version());
+                item["kind"] = json!(r.kind);
+                items.push((r, item));
+            }
+        } else {
+            for n in &req.names {
+                match api::call(&ctx.client, Method::GET, &r.item(ns.or(Some(&ctx.namespace)), n), "application/json", None).await {
+                    Ok(v) => items.push((r, v)),
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+    }
+    if output == "name" {
+        for (r, item) in &items {
+            out.stdout(&format!("{}/{}\n", r.kind_group(), k1s_api::meta::name(item)));
+        }
+    } else {
+        let doc = if single && items.len() == 1 {
+            items[0].1.clone()
+        } else if single && items.is_empty() {
+            Value::Null
+        } else {
+            json!({"apiVersion": "v1", "items": items.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(), "kind": "List", "metadata": {"resourceVersion": ""}})
+        };
+        if !doc.is_null() {
+            let text = match output {
+                "json" => super::printers::json(&doc),
+                "yaml" => super::printers::yaml(&doc),
+                o if o.starts_with("jsonpath=") => super::printers::jsonpath(&o["jsonpath=".len()..], &doc)?,
+                o => {
+                    return Err(super::Fail::msg(format!(
+                        "error: unable to match a printer suitable for the output format \"{o}\", allowed formats are: custom-columns,custom-columns-file,go-template,go-template-file,json,jsonpath,jsonpath-as-json,jsonpath-file,name,template,templatefile,wide,yaml"
+                    ))
+                    .into())
+                }
+            };
+            out.stdout(&text);
+        }
+    }
+    finish(errors)
+}
+
+/// The first error decides the exit; kubectl prints each.
+fn finish(errors: Vec<anyhow::Error>) -> anyhow::Result<()> {
+    let n = errors.len();
+    for (i, e) in errors.into_iter().enumerate() {
+        if i + 1 == n {
+            return Err(e);
+        }
+        eprintln!("{}", super::render_error(&e));
+    }
+    Ok(())
+}
+
+async fn tables(ctx: &Ctx, a: &GetArgs, reqs: &[Request<'_>], ns: Option<&str>, wide: bool, out: &mut Out) -> anyhow::Result<()> {
+    // Fetch first: whether names carry their kind depends on how many kinds came back.
+    let mut fetched: Vec<(&Resource, Value, Vec<Value>)> = Vec::new();
+    let mut errors = Vec::new();
+    for req in reqs {
+        let r = req.resource;
+        let mut rows = Vec::new();
+        let mut columns = Value::Null;
+        if req.names.is_empty() {
+            let url = list_url(r, ns, a.selector.as_deref(), a.field_selector.as_deref(), true);
+            let t = api::call(&ctx.client, Method::GET, &url, api::TABLE_ACCEPT, None).await?;
+            columns = t["columnDefinitions"].clone();
+            rows.extend(t["rows"].as_array().cloned().unwrap_or_default());
+        } else {
+            for n in &req.names {
+                match api::call(&ctx.client, Method::GET, &r.item(ns.or(Some(&ctx.namespace)), n), api::TABLE_ACCEPT, None).await {
+                    Ok(t) => {
+                        columns = t["columnDefinitions"].clone();
+                        rows.extend(t["rows"].as_array().cloned().unwrap_or_default());
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        if !rows.is_empty() {
+            fetched.push((r, columns, rows));
+        }
+    }
+    let with_kind = fetched.len() > 1;
+    for (i, (r, columns, rows)) in fetched.iter().enumerate() {
+        if i > 0 && !a.no_headers {
+            out.stdout("\n");
+        }
+        let cols: Vec<(usize, String)> = columns
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, c)| wide || c.get("priority").and_then(Value::as_i64).unwrap_or(0) == 0)
+            .map(|(i, c)| (i, c.get("name").and_then(Value::as_str).unwrap_or("").to_uppercase()))
+            .collect();
+        let mut grid: Vec<Vec<String>> = Vec::new();
+        if !a.no_headers {
+            let mut h = Vec::new();
+            if a.all_namespaces && r.namespaced {
+                h.push("NAMESPACE".to_string());
+            }
+            h.extend(cols.iter().map(|(_, n)| n.clone()));
+            if a.show_labels {
+                h.push("LABELS".into());
+            }
+            grid.push(h);
+        }
+        for row in rows {
+            let cells = row["cells"].as_array().cloned().unwrap_or_default();
+            let mut line = Vec::new();
+            if a.all_namespaces && r.namespaced {
+                line.push(row.pointer("/object/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string());
+            }
+            for (pos, (i, _)) in cols.iter().enumerate() {
+                let mut cell = cell_text(cells.get(*i).unwrap_or(&Value::Null));
+                if pos == 0 && with_kind {
+                    cell = format!("{}/{cell}", r.kind_group());
+                }
+                line.push(cell);
+            }
+            if a.show_labels {
+                line.push(labels_text(row.pointer("/object/metadata/labels")));
+            }
+            grid.push(line);
+        }
+        out.stdout(&super::printers::tabwrite(&grid));
+    }
+    if fetched.is_empty() && errors.is_empty() {
+        // kubectl: `No resources found in <ns> namespace.` for namespaced kinds, `No resources found` otherwise.
+        let namespaced = reqs.iter().all(|r| r.resource.namespaced);
+        match ns {
+            Some(ns) if namespaced => eprintln!("No resources found in {ns} namespace."),
+            _ => eprintln!("No resources found"),
+        }
+    }
+    finish(errors)
+}
+
+/// tableprinter's cell: strings up to their first line break (then `...`), nil as empty, others via `fmt`.
+fn cell_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => match s.find(['\n', '\r', '\x0c']) {
+            Some(i) => format!("{}...", &s[..i]),
+            None => s.clone(),
+        },
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// `--show-labels`: `k=v` sorted by key, comma-joined, `<none>` when empty.
+pub fn labels_text(labels: Option<&Value>) -> String {
+    let Some(m) = labels.and_then(Value::as_object).filter(|m| !m.is_empty()) else { return "<none>".into() };
+    m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(",")
+}

@@ -1,0 +1,207 @@
+//! The everyday kubectl subset inside the `k1s` binary (`k1s kubectl …`, `k1s <verb> …`, or this binary called
+//! as `kubectl`), speaking to any API server through a kubeconfig with kubectl's flags and byte-identical output.
+//!
+//! Built on the kube crate's client and config plus raw JSON requests: every verb works on JSON values of any
+//! kind, tables come from the server (`as=Table`), so no server logic is repeated here.
+//!
+//! Done: `version`, `cluster-info`, `api-resources`, `get` (table, `-o wide|name|json|yaml|jsonpath=`, `-l`,
+//! `--field-selector`, `-A`, `--show-labels`, several kinds, names), `delete` (names, `-l`, `--all`, `-f`,
+//! `--grace-period`, `--force`, `--wait`), `create -f`, `create namespace|configmap|secret generic|job`,
+//! `apply -f` (client-side with the last-applied annotation and a three-way strategic merge patch,
+//! `--server-side`), `label`, `annotate`, `logs` (`-c`, `--tail`, `--previous`, `--timestamps`, `-f`).
+//!
+//! TODO (issue 11, not done yet):
+//! - `get -w`, `--sort-by`, `-o custom-columns=`, `-L`; `describe`; `edit`; `explain`; `wait`; `run`; `exec`
+//!   (WebSocket v5, `-it` with a terminal and resize); `debug`; `port-forward`; `cp`.
+//! - kubectl's exact messages for bad flags (clap's are printed instead) and `file:line` on manifest errors
+//!   beyond what `k1s_api::yaml` reports.
+
+mod api;
+mod config;
+mod get;
+mod info;
+mod printers;
+mod write;
+
+use std::ffi::OsString;
+
+use clap::{Parser, Subcommand};
+
+pub use config::Global;
+
+/// The verbs `k1s <verb>` hands to this module (the server's own subcommands win over these).
+pub const VERBS: &[&str] =
+    &["get", "delete", "create", "apply", "label", "annotate", "logs", "version", "cluster-info", "api-resources"];
+
+#[derive(Parser, Debug)]
+#[command(name = "kubectl", disable_version_flag = true, disable_help_subcommand = true)]
+struct Kubectl {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Subcommand, Debug)]
+enum Verb {
+    /// Display one or many resources.
+    Get(get::GetArgs),
+    /// Delete resources by file names, resources and names, or by resources and label selector.
+    Delete(write::DeleteArgs),
+    /// Create a resource from a file or from stdin, or one of the generators.
+    Create(write::CreateArgs),
+    /// Apply a configuration to a resource by file name or stdin.
+    Apply(write::ApplyArgs),
+    /// Update the labels on a resource.
+    Label(write::MetaArgs),
+    /// Update the annotations on a resource.
+    Annotate(write::MetaArgs),
+    /// Print the logs for a container in a pod.
+    Logs(write::LogsArgs),
+    /// Print the client and server version information.
+    Version(info::VersionArgs),
+    /// Display cluster information.
+    ClusterInfo,
+    /// Print the supported API resources on the server.
+    ApiResources(info::ApiResourcesArgs),
+}
+
+/// A failure whose text is already what kubectl prints (no `error: ` added).
+#[derive(Debug)]
+pub struct Fail(pub String);
+
+impl Fail {
+    pub fn msg(s: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Fail(s.into()))
+    }
+}
+
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Fail {}
+
+/// The line kubectl's `CheckErr` prints for an error.
+pub fn render_error(e: &anyhow::Error) -> String {
+    if let Some(f) = e.downcast_ref::<Fail>() {
+        return f.0.clone();
+    }
+    if let Some(a) = e.downcast_ref::<api::ApiError>() {
+        return a.to_string();
+    }
+    format!("error: {e:#}")
+}
+
+/// Standard output, written as each verb goes (kubectl streams too; a later error does not hold back rows).
+pub struct Out;
+
+impl Out {
+    pub fn stdout(&mut self, s: &str) {
+        use std::io::Write as _;
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(s.as_bytes());
+        let _ = o.flush();
+    }
+}
+
+/// What every verb gets: the connected cluster and the global flags.
+pub struct Ctx {
+    pub client: kube::Client,
+    pub namespace: String,
+    pub server_url: String,
+}
+
+impl Ctx {
+    pub async fn resources(&self) -> anyhow::Result<Vec<api::Resource>> {
+        api::discover(&self.client).await
+    }
+}
+
+/// Percent-encode a query value as Go's `url.QueryEscape` does.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b' ' => out.push('+'),
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// If this command line is a kubectl one, run it and return the exit code: argv[0] `kubectl`, `k1s kubectl …`,
+/// or `k1s <verb> …` for a verb in [`VERBS`] (or a leading kubectl global flag).
+pub fn dispatch() -> Option<i32> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let argv0 = args.first().map(std::path::Path::new).and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("");
+    let rest: Vec<OsString> = if argv0 == "kubectl" {
+        args[1..].to_vec()
+    } else {
+        let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
+        let global_flag = ["--kubeconfig", "--context", "-n", "--namespace"].iter().any(|f| first == *f || first.starts_with(&format!("{f}=")));
+        if first == "kubectl" {
+            args[2..].to_vec()
+        } else if VERBS.contains(&first) || global_flag {
+            args[1..].to_vec()
+        } else {
+            return None;
+        }
+    };
+    Some(run(rest))
+}
+
+/// Parse and run one kubectl command line (without the program name); returns the exit code.
+pub fn run(args: Vec<OsString>) -> i32 {
+    let cli = match Kubectl::try_parse_from(std::iter::once(OsString::from("kubectl")).chain(args)) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(execute(cli)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{}", render_error(&e));
+            1
+        }
+    }
+}
+
+async fn execute(cli: Kubectl) -> anyhow::Result<()> {
+    let mut out = Out;
+    // `version` prints the client line even when no server answers.
+    if let Verb::Version(a) = &cli.verb {
+        return info::version(&cli.global, a, &mut out).await;
+    }
+    let cluster = config::connect(&cli.global).await?;
+    let ctx = Ctx {
+        client: cluster.client,
+        namespace: cluster.namespace,
+        server_url: cluster.server_url,
+    };
+    match &cli.verb {
+        Verb::Get(a) => get::run(&ctx, a, &mut out).await,
+        Verb::Delete(a) => write::delete(&ctx, a, &mut out).await,
+        Verb::Create(a) => write::create(&ctx, a, &mut out).await,
+        Verb::Apply(a) => write::apply(&ctx, a, &mut out).await,
+        Verb::Label(a) => write::meta(&ctx, a, "labels", &mut out).await,
+        Verb::Annotate(a) => write::meta(&ctx, a, "annotations", &mut out).await,
+        Verb::Logs(a) => write::logs(&ctx, a, &mut out).await,
+        Verb::ClusterInfo => info::cluster_info(&ctx, &mut out).await,
+        Verb::ApiResources(a) => info::api_resources(&ctx, a, &mut out).await,
+        Verb::Version(_) => unreachable!("handled above"),
+    }
+}

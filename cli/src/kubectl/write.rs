@@ -1,0 +1,741 @@
+//! The verbs that change objects (`create`, `apply`, `delete`, `label`, `annotate`) and `logs`, with kubectl's
+//! requests (field managers, `fieldValidation=Strict`, Background propagation) and kubectl's result lines.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use http::Method;
+use serde_json::{json, Map, Value};
+
+use super::api::{self, ApiError, Resource};
+use super::{enc, Ctx, Fail, Out};
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// One object of a manifest and where it came from (for kubectl's `error when creating "FILE"` lines).
+struct Manifest {
+    source: String,
+    object: Value,
+}
+
+/// `-f` arguments: files, directories (their .json/.yaml/.yml files in name order, recursing with `-R`), `-`.
+fn read_manifests(files: &[String], recursive: bool) -> anyhow::Result<Vec<Manifest>> {
+    let mut paths: Vec<(String, String)> = Vec::new();
+    for f in files {
+        if f == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("reading standard input")?;
+            paths.push(("STDIN".into(), text));
+            continue;
+        }
+        let p = Path::new(f);
+        if p.is_dir() {
+            for file in dir_files(p, recursive)? {
+                let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+                paths.push((file.display().to_string(), text));
+            }
+        } else {
+            let text = std::fs::read_to_string(p)
+                .map_err(|_| Fail::msg(format!("error: the path \"{f}\" does not exist")))?;
+            paths.push((f.clone(), text));
+        }
+    }
+    let mut out = Vec::new();
+    for (source, text) in paths {
+        let docs = k1s_api::yaml::documents(&text).map_err(|e| Fail::msg(format!("error: error parsing {source}: {e}")))?;
+        for d in docs {
+            if !d.object.is_object() {
+                return Err(Fail::msg(format!("error: error parsing {source}: line {}: not an object", d.line)));
+            }
+            out.push(Manifest { source: source.clone(), object: d.object });
+        }
+    }
+    Ok(out)
+}
+
+fn dir_files(dir: &Path, recursive: bool) -> anyhow::Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    let mut out = Vec::new();
+    for e in entries {
+        if e.is_dir() {
+            if recursive {
+                out.extend(dir_files(&e, true)?);
+            }
+        } else if e.extension().and_then(|x| x.to_str()).is_some_and(|x| matches!(x, "json" | "yaml" | "yml")) {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// The served resource of a manifest object, by its apiVersion and kind.
+fn resource_of<'a>(resources: &'a [Resource], obj: &Value) -> anyhow::Result<&'a Resource> {
+    let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    let (group, version) = av.rsplit_once('/').unwrap_or(("", av));
+    resources
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.kind == kind)
+        .or_else(|| resources.iter().find(|r| r.group == group && r.kind == kind))
+        .ok_or_else(|| {
+            Fail::msg(format!(
+                "error: resource mapping not found for name: \"{}\" namespace: \"{}\" from \"\": no matches for kind \"{kind}\" in version \"{av}\"\nensure CRDs are installed first",
+                k1s_api::meta::name(obj),
+                k1s_api::meta::namespace(obj)
+            ))
+        })
+}
+
+/// The namespace an object goes to: its own, else `-n`/the context's; none for cluster-scoped kinds.
+fn namespace_for(ctx: &Ctx, r: &Resource, obj: &mut Value) -> Option<String> {
+    if !r.namespaced {
+        return None;
+    }
+    let ns = match k1s_api::meta::namespace(obj) {
+        "" => ctx.namespace.clone(),
+        ns => ns.to_string(),
+    };
+    // kubectl's builder sets the namespace on the object, so it is part of what apply records.
+    k1s_api::meta::metadata_mut(obj).insert("namespace".into(), json!(ns));
+    Some(ns)
+}
+
+/// kubectl prefixes a server error of `-f` with the operation and file.
+fn with_file(e: anyhow::Error, op: &str, source: &str) -> anyhow::Error {
+    match e.downcast::<ApiError>() {
+        Ok(mut a) => {
+            if a.reason != "Invalid" {
+                a.message = format!("error when {op} \"{source}\": {}", a.message);
+            }
+            a.into()
+        }
+        Err(e) => e,
+    }
+}
+
+/// Print every error but the last; the last becomes the verb's failure (exit 1).
+fn finish(errors: Vec<anyhow::Error>) -> anyhow::Result<()> {
+    let n = errors.len();
+    for (i, e) in errors.into_iter().enumerate() {
+        if i + 1 == n {
+            return Err(e);
+        }
+        eprintln!("{}", super::render_error(&e));
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CreateArgs {
+    /// Filename, directory, or URL to files to use to create the resource.
+    #[arg(short = 'f', long = "filename")]
+    pub files: Vec<String>,
+    /// Process the directory used in -f, --filename recursively.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    #[command(subcommand)]
+    pub what: Option<CreateWhat>,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum CreateWhat {
+    /// Create a namespace with the specified name.
+    #[command(alias = "ns")]
+    Namespace { name: String },
+    /// Create a config map from a local file, directory or literal value.
+    #[command(alias = "cm")]
+    Configmap {
+        name: String,
+        #[arg(long)]
+        from_literal: Vec<String>,
+        #[arg(long)]
+        from_file: Vec<String>,
+    },
+    /// Create a secret using a specified subcommand.
+    Secret {
+        #[command(subcommand)]
+        kind: SecretKind,
+    },
+    /// Create a job with the specified name.
+    Job {
+        name: String,
+        #[arg(long)]
+        image: String,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum SecretKind {
+    /// Create a secret from a local file, directory, or literal value.
+    Generic {
+        name: String,
+        #[arg(long)]
+        from_literal: Vec<String>,
+        #[arg(long)]
+        from_file: Vec<String>,
+        #[arg(long = "type")]
+        type_: Option<String>,
+    },
+}
+
+/// `--from-literal=k=v` and `--from-file=[key=]path` into a key → bytes map.
+fn data_from(literals: &[String], files: &[String]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for l in literals {
+        let (k, v) = l.split_once('=').ok_or_else(|| Fail::msg(format!("error: invalid literal source {l}, expected key=value")))?;
+        out.push((k.to_string(), v.as_bytes().to_vec()));
+    }
+    for f in files {
+        let (k, p) = match f.split_once('=') {
+            Some((k, p)) => (k.to_string(), p.to_string()),
+            None => (Path::new(f).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), f.clone()),
+        };
+        let bytes = std::fs::read(&p).map_err(|e| Fail::msg(format!("error: error reading {p}: {e}")))?;
+        out.push((k, bytes));
+    }
+    Ok(out)
+}
+
+pub async fn create(ctx: &Ctx, a: &CreateArgs, out: &mut Out) -> anyhow::Result<()> {
+    let ns = &ctx.namespace;
+    let (path, body, shown) = match &a.what {
+        None => return create_files(ctx, a, out).await,
+        Some(CreateWhat::Namespace { name }) => (
+            "/api/v1/namespaces".to_string(),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {}, "status": {}}),
+            format!("namespace/{name}"),
+        ),
+        Some(CreateWhat::Configmap { name, from_literal, from_file }) => {
+            let mut data = Map::new();
+            for (k, v) in data_from(from_literal, from_file)? {
+                data.insert(k, json!(String::from_utf8_lossy(&v)));
+            }
+            (
+                format!("/api/v1/namespaces/{ns}/configmaps"),
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}),
+                format!("configmap/{name}"),
+            )
+        }
+        Some(CreateWhat::Secret { kind: SecretKind::Generic { name, from_literal, from_file, type_ } }) => {
+            use base64::Engine as _;
+            let mut data = Map::new();
+            for (k, v) in data_from(from_literal, from_file)? {
+                data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(v)));
+            }
+            let mut s = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": data});
+            if let Some(t) = type_ {
+                s["type"] = json!(t);
+            }
+            (format!("/api/v1/namespaces/{ns}/secrets"), s, format!("secret/{name}"))
+        }
+        Some(CreateWhat::Job { name, image, command }) => {
+            let mut c = json!({"name": name, "image": image, "resources": {}});
+            if !command.is_empty() {
+                c["command"] = json!(command);
+            }
+            (
+                format!("/apis/batch/v1/namespaces/{ns}/jobs"),
+                json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+                    "spec": {"template": {"metadata": {}, "spec": {"containers": [c], "restartPolicy": "Never"}}}, "status": {}}),
+                format!("job.batch/{name}"),
+            )
+        }
+    };
+    let url = format!("{path}?fieldManager=kubectl-create&fieldValidation=Strict");
+    api::call(&ctx.client, Method::POST, &url, "application/json", Some(("application/json", serde_json::to_vec(&body)?))).await?;
+    out.stdout(&format!("{shown} created\n"));
+    Ok(())
+}
+
+async fn create_files(ctx: &Ctx, a: &CreateArgs, out: &mut Out) -> anyhow::Result<()> {
+    if a.files.is_empty() {
+        return Err(Fail::msg("error: must specify one of -f and -k"));
+    }
+    let manifests = read_manifests(&a.files, a.recursive)?;
+    let resources = ctx.resources().await?;
+    let mut errors = Vec::new();
+    for mut m in manifests {
+        let r = match resource_of(&resources, &m.object) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let ns = namespace_for(ctx, r, &mut m.object);
+        let url = format!("{}?fieldManager=kubectl-create&fieldValidation=Strict", r.collection(ns.as_deref()));
+        let body = serde_json::to_vec(&m.object)?;
+        match api::call(&ctx.client, Method::POST, &url, "application/json", Some(("application/json", body))).await {
+            Ok(_) => out.stdout(&format!("{}/{} created\n", r.kind_group(), k1s_api::meta::name(&m.object))),
+            Err(e) => errors.push(with_file(e, "creating", &m.source)),
+        }
+    }
+    finish(errors)
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ApplyArgs {
+    /// The files that contain the configurations to apply.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<String>,
+    /// Process the directory used in -f, --filename recursively.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// If true, apply runs in the server instead of the client.
+    #[arg(long)]
+    pub server_side: bool,
+    /// If true, server-side apply will force the changes against conflicts.
+    #[arg(long)]
+    pub force_conflicts: bool,
+    /// Name of the manager used to track field ownership (server-side apply).
+    #[arg(long, default_value = "kubectl")]
+    pub field_manager: String,
+}
+
+/// Go's `json.NewEncoder(w).Encode(v)`: compact, sorted keys, HTML-escaped, a trailing newline — the form of
+/// kubectl's last-applied-configuration annotation.
+fn go_encode(v: &Value) -> String {
+    format!("{}\n", super::printers::json_compact(v))
+}
+
+pub async fn apply(ctx: &Ctx, a: &ApplyArgs, out: &mut Out) -> anyhow::Result<()> {
+    let manifests = read_manifests(&a.files, a.recursive)?;
+    let resources = ctx.resources().await?;
+    let mut errors = Vec::new();
+    for mut m in manifests {
+        let r = match resource_of(&resources, &m.object) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let ns = namespace_for(ctx, r, &mut m.object);
+        let name = k1s_api::meta::name(&m.object).to_string();
+        let shown = format!("{}/{name}", r.kind_group());
+        let item = r.item(ns.as_deref(), &name);
+        if a.server_side {
+            let url = format!(
+                "{item}?fieldManager={}&fieldValidation=Strict&force={}",
+                enc(&a.field_manager),
+                a.force_conflicts
+            );
+            let body = serde_json::to_vec(&m.object)?;
+            match api::call(&ctx.client, Method::PATCH, &url, "application/json", Some(("application/apply-patch+yaml", body))).await {
+                Ok(_) => out.stdout(&format!("{shown} serverside-applied\n")),
+                Err(e) => errors.push(with_file(e, "patching", &m.source)),
+            }
+            continue;
+        }
+        match client_side_apply(ctx, r, &item, ns.as_deref(), m.object).await {
+            Ok(word) => out.stdout(&format!("{shown} {word}\n")),
+            Err(e) => errors.push(with_file(e, "applying", &m.source)),
+        }
+    }
+    finish(errors)
+}
+
+/// kubectl's client-side apply: create with the annotation when absent, else a three-way patch between the
+/// last applied configuration, the new one and the live object (`unchanged` when it comes out empty).
+async fn client_side_apply(ctx: &Ctx, r: &Resource, item: &str, ns: Option<&str>, mut obj: Value) -> anyhow::Result<&'static str> {
+    // GetModifiedConfiguration: the object without the annotation (annotations left as `{}`) is the annotation.
+    let meta = k1s_api::meta::metadata_mut(&mut obj);
+    let annots = meta.entry("annotations").or_insert_with(|| json!({}));
+    if let Some(m) = annots.as_object_mut() {
+        m.remove(LAST_APPLIED);
+    }
+    let applied = go_encode(&obj);
+    k1s_api::meta::metadata_mut(&mut obj)["annotations"][LAST_APPLIED] = json!(applied);
+    let live = match api::call(&ctx.client, Method::GET, item, "application/json", None).await {
+        Ok(v) => Some(v),
+        Err(e) if e.downcast_ref::<ApiError>().is_some_and(|a| a.code == 404) => None,
+        Err(e) => return Err(e),
+    };
+    let Some(live) = live else {
+        let url = format!("{}?fieldManager=kubectl-client-side-apply&fieldValidation=Strict", r.collection(ns));
+        api::call(&ctx.client, Method::POST, &url, "application/json", Some(("application/json", serde_json::to_vec(&obj)?))).await?;
+        return Ok("created");
+    };
+    let original = live
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(LAST_APPLIED))
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str::<Value>(s).ok());
+    let meta = k1s_api::smp::meta_for(&r.group, &r.kind);
+    let patch = three_way(original.as_ref(), &obj, &live, meta, &mut Vec::new());
+    if patch.is_empty() {
+        return Ok("unchanged");
+    }
+    // Kinds without patch metadata (custom resources) get a JSON merge patch, as kubectl sends them.
+    let builtin = !matches!(meta.list_strategy(&["__probe__"]), k1s_api::smp::ListStrategy::Replace) || known_smp(&r.group, &r.kind);
+    let ct = if builtin { "application/strategic-merge-patch+json" } else { "application/merge-patch+json" };
+    let url = format!("{item}?fieldManager=kubectl-client-side-apply&fieldValidation=Strict");
+    api::call(&ctx.client, Method::PATCH, &url, "application/json", Some((ct, serde_json::to_vec(&Value::Object(patch))?))).await?;
+    Ok("configured")
+}
+
+fn known_smp(group: &str, _kind: &str) -> bool {
+    matches!(group, "" | "apps" | "batch" | "events.k8s.io" | "coordination.k8s.io" | "policy" | "rbac.authorization.k8s.io" | "networking.k8s.io")
+}
+
+/// `CreateThreeWayMergePatch` for maps: fields dropped since the last apply become `null`, fields whose new
+/// value differs from the live one are set; lists with a merge key are patched element-wise with
+/// `$setElementOrder` and `$patch: delete`, other lists are replaced whole.
+fn three_way(
+    original: Option<&Value>,
+    modified: &Value,
+    current: &Value,
+    meta: &dyn k1s_api::smp::PatchMeta,
+    path: &mut Vec<String>,
+) -> Map<String, Value> {
+    use k1s_api::smp::ListStrategy;
+    let mut patch = Map::new();
+    let empty = Map::new();
+    let o = original.and_then(Value::as_object).unwrap_or(&empty);
+    let m = modified.as_object().unwrap_or(&empty);
+    let c = current.as_object().unwrap_or(&empty);
+    for k in o.keys() {
+        if !m.contains_key(k) {
+            patch.insert(k.clone(), Value::Null);
+        }
+    }
+    for (k, mv) in m {
+        let cv = c.get(k);
+        let ov = o.get(k);
+        path.push(k.clone());
+        match (mv, cv) {
+            (_, None) => {
+                patch.insert(k.clone(), mv.clone());
+            }
+            (Value::Object(_), Some(cv @ Value::Object(_))) => {
+                let sub = three_way(ov, mv, cv, meta, path);
+                if !sub.is_empty() {
+                    patch.insert(k.clone(), Value::Object(sub));
+                }
+            }
+            (Value::Array(ml), Some(Value::Array(cl))) => {
+                let refs: Vec<&str> = path.iter().map(String::as_str).collect();
+                match meta.list_strategy(&refs) {
+                    ListStrategy::Merge { key } => {
+                        let ol = ov.and_then(Value::as_array).cloned().unwrap_or_default();
+                        let find = |l: &[Value], id: &Value| l.iter().find(|e| e.get(key) == Some(id)).cloned();
+                        let mut items = Vec::new();
+                        for me in ml {
+                            let id = me.get(key).cloned().unwrap_or(Value::Null);
+                            match find(cl, &id) {
+                                None => items.push(me.clone()),
+                                Some(ce) => {
+                                    let oe = find(&ol, &id);
+                                    let mut sub = three_way(oe.as_ref(), me, &ce, meta, path);
+                                    if !sub.is_empty() {
+                                        sub.insert(key.to_string(), id);
+                                        items.push(Value::Object(sub));
+                                    }
+                                }
+                            }
+                        }
+                        for oe in &ol {
+                            let id = oe.get(key).cloned().unwrap_or(Value::Null);
+                            if find(ml, &id).is_none() {
+                                items.push(json!({"$patch": "delete", key: id}));
+                            }
+                        }
+                        if !items.is_empty() {
+                            let order: Vec<Value> = ml.iter().map(|e| json!({key: e.get(key).cloned().unwrap_or(Value::Null)})).collect();
+                            patch.insert(format!("$setElementOrder/{k}"), Value::Array(order));
+                            patch.insert(k.clone(), Value::Array(items));
+                        }
+                    }
+                    _ => {
+                        if ml != cl {
+                            patch.insert(k.clone(), mv.clone());
+                        }
+                    }
+                }
+            }
+            (_, Some(cv)) => {
+                if mv != cv {
+                    patch.insert(k.clone(), mv.clone());
+                }
+            }
+        }
+        path.pop();
+    }
+    patch
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeleteArgs {
+    /// TYPE NAME…, TYPE/NAME…
+    pub args: Vec<String>,
+    /// Containing the resource to delete.
+    #[arg(short = 'f', long = "filename")]
+    pub files: Vec<String>,
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Selector (label query) to filter on.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Delete all resources, in the namespace of the specified resource types.
+    #[arg(long)]
+    pub all: bool,
+    /// If present, list the requested object(s) across all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Period of time in seconds given to the resource to terminate gracefully (-1: the object's default).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub grace_period: i64,
+    /// Immediately remove resources from the API, bypassing graceful deletion.
+    #[arg(long)]
+    pub force: bool,
+    /// If true, resources are signaled for immediate shutdown (same as --grace-period=1).
+    #[arg(long)]
+    pub now: bool,
+    /// If true, wait for resources to be gone before returning.
+    #[arg(long, num_args = 0..=1, default_value = "true", default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub wait: bool,
+    /// Treat "resource not found" as a successful delete.
+    #[arg(long)]
+    pub ignore_not_found: bool,
+}
+
+pub async fn delete(ctx: &Ctx, a: &DeleteArgs, out: &mut Out) -> anyhow::Result<()> {
+    let resources = ctx.resources().await?;
+    // (resource, namespace, name) in kubectl's order.
+    let mut targets: Vec<(&Resource, Option<String>, String)> = Vec::new();
+    let ns_of = |r: &Resource| if r.namespaced { Some(ctx.namespace.clone()) } else { None };
+    if !a.files.is_empty() {
+        for mut m in read_manifests(&a.files, a.recursive)? {
+            let r = resource_of(&resources, &m.object)?;
+            let ns = namespace_for(ctx, r, &mut m.object);
+            targets.push((r, ns, k1s_api::meta::name(&m.object).to_string()));
+        }
+    } else {
+        let reqs = super::get::requests(&resources, &a.args)?;
+        for req in &reqs {
+            let r = req.resource;
+            if req.names.is_empty() {
+                if a.selector.is_none() && !a.all {
+                    return Err(Fail::msg("error: resource(s) were provided, but no name was specified"));
+                }
+                let ns = if a.all_namespaces { None } else { ns_of(r) };
+                let url = super::get::list_url(r, ns.as_deref(), a.selector.as_deref(), None, false);
+                let list = api::call(&ctx.client, Method::GET, &url, "application/json", None).await?;
+                for item in list.get("items").and_then(Value::as_array).into_iter().flatten() {
+                    let ns = Some(k1s_api::meta::namespace(item).to_string()).filter(|n| !n.is_empty());
+                    targets.push((r, ns, k1s_api::meta::name(item).to_string()));
+                }
+            } else {
+                for n in &req.names {
+                    targets.push((r, ns_of(r), n.clone()));
+                }
+            }
+        }
+        if targets.is_empty() {
+            eprintln!("No resources found");
+            return Ok(());
+        }
+    }
+    // kubectl: --now is a 1 s grace; --force with no grace is 0; a grace of 0 without --force means 1.
+    let mut grace = a.grace_period;
+    if a.now {
+        grace = 1;
+    }
+    if a.force && grace < 0 {
+        grace = 0;
+    }
+    if grace == 0 && !a.force {
+        grace = 1;
+    }
+    if a.force && grace == 0 {
+        eprintln!("Warning: Immediate deletion does not wait for confirmation that the running resource has been terminated. The resource may continue to run on the cluster indefinitely.");
+    }
+    let mut body = json!({"propagationPolicy": "Background"});
+    if grace >= 0 {
+        body["gracePeriodSeconds"] = json!(grace);
+    }
+    let body = serde_json::to_vec(&body)?;
+    let mut errors = Vec::new();
+    let mut deleted = Vec::new();
+    for (r, ns, name) in &targets {
+        let item = r.item(ns.as_deref(), name);
+        match api::call(&ctx.client, Method::DELETE, &item, "application/json", Some(("application/json", body.clone()))).await {
+            Ok(_) => {
+                let word = if a.force && grace == 0 { "force deleted" } else { "deleted" };
+                out.stdout(&format!("{} \"{name}\" {word}\n", r.kind_group()));
+                deleted.push(item);
+            }
+            Err(e) if a.ignore_not_found && e.downcast_ref::<ApiError>().is_some_and(|x| x.code == 404) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    if a.wait {
+        // kubectl waits (for a week by default) until each object is really gone.
+        for item in deleted {
+            loop {
+                match api::call(&ctx.client, Method::GET, &item, "application/json", None).await {
+                    Err(e) if e.downcast_ref::<ApiError>().is_some_and(|x| x.code == 404) => break,
+                    Err(e) => return Err(e),
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+    }
+    finish(errors)
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct MetaArgs {
+    /// TYPE NAME… KEY=VAL… KEY-…, or TYPE/NAME… KEY=VAL…
+    pub args: Vec<String>,
+    /// If true, allow existing keys to be overwritten.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Selector (label query) to filter on.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Select all resources, in the namespace of the specified resource types.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `label` / `annotate` (`field` = `labels` / `annotations`): a JSON merge patch of the changed keys.
+pub async fn meta(ctx: &Ctx, a: &MetaArgs, field: &str, out: &mut Out) -> anyhow::Result<()> {
+    let (verb, noun) = if field == "labels" { ("labeled", "label") } else { ("annotated", "annotation") };
+    let split = a.args.iter().position(|x| x.contains('=') || (x.ends_with('-') && x.len() > 1)).unwrap_or(a.args.len());
+    let (objs, changes) = a.args.split_at(split);
+    if changes.is_empty() {
+        return Err(Fail::msg(format!("error: at least one {noun} update is required")));
+    }
+    let resources = ctx.resources().await?;
+    let reqs = super::get::requests(&resources, objs)?;
+    let mut targets = Vec::new();
+    for req in &reqs {
+        let r = req.resource;
+        let ns = if r.namespaced { Some(ctx.namespace.as_str()) } else { None };
+        if req.names.is_empty() {
+            let url = super::get::list_url(r, ns, a.selector.as_deref(), None, false);
+            let list = api::call(&ctx.client, Method::GET, &url, "application/json", None).await?;
+            for item in list.get("items").and_then(Value::as_array).into_iter().flatten() {
+                targets.push((r, r.item(ns, k1s_api::meta::name(item))));
+            }
+        } else {
+            for n in &req.names {
+                targets.push((r, r.item(ns, n)));
+            }
+        }
+    }
+    for (r, item) in targets {
+        let obj = api::call(&ctx.client, Method::GET, &item, "application/json", None).await?;
+        let current = obj.pointer(&format!("/metadata/{field}")).and_then(Value::as_object).cloned().unwrap_or_default();
+        let mut patch = Map::new();
+        for ch in changes {
+            if let Some((k, v)) = ch.split_once('=') {
+                match current.get(k).and_then(Value::as_str) {
+                    Some(old) if old == v => {}
+                    Some(old) if !a.overwrite => {
+                        return Err(Fail::msg(format!("error: '{k}' already has a value ({old}), and --overwrite is false")));
+                    }
+                    _ => {
+                        patch.insert(k.to_string(), json!(v));
+                    }
+                }
+            } else {
+                let k = ch.trim_end_matches('-');
+                if current.contains_key(k) {
+                    patch.insert(k.to_string(), Value::Null);
+                }
+            }
+        }
+        let shown = format!("{}/{}", r.kind_group(), k1s_api::meta::name(&obj));
+        if patch.is_empty() {
+            out.stdout(&format!("{shown} not {verb}\n"));
+            continue;
+        }
+        let body = json!({"metadata": {field: patch}});
+        api::call(&ctx.client, Method::PATCH, &item, "application/json", Some(("application/merge-patch+json", serde_json::to_vec(&body)?)))
+            .await?;
+        out.stdout(&format!("{shown} {verb}\n"));
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogsArgs {
+    /// POD or TYPE/NAME, then optionally the container.
+    pub args: Vec<String>,
+    /// Print the logs of this container.
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Specify if the logs should be streamed.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Lines of recent log file to display (-1: all).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub tail: i64,
+    /// Print the logs for the previous instance of the container.
+    #[arg(short = 'p', long)]
+    pub previous: bool,
+    /// Include timestamps on each line in the log output.
+    #[arg(long)]
+    pub timestamps: bool,
+}
+
+pub async fn logs(ctx: &Ctx, a: &LogsArgs, out: &mut Out) -> anyhow::Result<()> {
+    let Some(first) = a.args.first() else {
+        return Err(Fail::msg("error: expected 'logs [-f] [-p] (POD | TYPE/NAME) [-c CONTAINER]'.\nPOD or TYPE/NAME is a required argument for the logs command\nSee 'kubectl logs -h' for help and examples"));
+    };
+    let pod = first.strip_prefix("pod/").or_else(|| first.strip_prefix("pods/")).unwrap_or(first);
+    let ns = &ctx.namespace;
+    let item = format!("/api/v1/namespaces/{ns}/pods/{pod}");
+    let obj = api::call(&ctx.client, Method::GET, &item, "application/json", None).await?;
+    let container = match a.container.clone().or_else(|| a.args.get(1).cloned()) {
+        Some(c) => c,
+        None => {
+            let names: Vec<&str> =
+                obj.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+            let default = obj.pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container").and_then(Value::as_str);
+            let chosen = default.or(names.first().copied()).unwrap_or("").to_string();
+            if names.len() > 1 && default.is_none() {
+                eprintln!("Defaulted container \"{chosen}\" out of: {}", names.join(", "));
+            }
+            chosen
+        }
+    };
+    let mut q = vec![format!("container={}", enc(&container))];
+    if a.follow {
+        q.push("follow=true".into());
+    }
+    if a.previous {
+        q.push("previous=true".into());
+    }
+    if a.tail >= 0 {
+        q.push(format!("tailLines={}", a.tail));
+    }
+    if a.timestamps {
+        q.push("timestamps=true".into());
+    }
+    let url = format!("{item}/log?{}", q.join("&"));
+    let req = http::Request::builder().method(Method::GET).uri(&url).body(Vec::new())?;
+    let mut stream = match ctx.client.request_stream(req).await {
+        Ok(s) => s,
+        Err(kube::Error::Api(s)) => {
+            return Err(ApiError { code: s.code, reason: s.reason.clone(), message: s.message.clone(), status: Value::Null }.into())
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = futures::AsyncBufReadExt::read_until(&mut stream, b'\n', &mut line).await?;
+        if n == 0 {
+            break;
+        }
+        out.stdout(&String::from_utf8_lossy(&line));
+    }
+    Ok(())
+}
