@@ -8,6 +8,7 @@ mod gc;
 mod interactive;
 mod jobs;
 mod kubectl;
+mod kubectl_golden;
 mod lifecycle;
 mod logs;
 mod portforward;

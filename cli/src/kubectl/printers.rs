@@ -505,7 +505,7 @@ fn parse_template(t: &str) -> anyhow::Result<Vec<Node>> {
         let close = rest[open..].find('}').map(|c| c + open).ok_or_else(|| anyhow::anyhow!("unclosed action"))?;
         let expr = rest[open + 1..close].trim();
         rest = &rest[close + 1..];
-        if let Some(r) = expr.strip_prefix("range ") {
+        if let Some(r) = expr.strip_prefix("range").filter(|r| r.starts_with([' ', '.', '@', '$'])) {
             stack.push((Some(parse_path(r.trim())?), Vec::new()));
         } else if expr == "end" {
             let (steps, body) = stack.pop().filter(|_| !stack.is_empty()).ok_or_else(|| anyhow::anyhow!("not in range, nothing to end"))?;
@@ -711,6 +711,7 @@ mod tests {
         let v = json!({"items": [{"metadata": {"name": "a"}}, {"metadata": {"name": "b"}}]});
         assert_eq!(jsonpath("{.items[*].metadata.name}", &v).unwrap(), "a b");
         assert_eq!(jsonpath("{range .items[*]}{.metadata.name}{\"\\n\"}{end}", &v).unwrap(), "a\nb\n");
+        assert_eq!(jsonpath("{range.items[*]}[{.metadata.name}]{end}", &v).unwrap(), "[a][b]");
         assert_eq!(jsonpath("{.items[0].metadata}", &v).unwrap(), "{\"name\":\"a\"}");
     }
 }

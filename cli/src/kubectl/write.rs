@@ -659,7 +659,9 @@ pub async fn meta(ctx: &Ctx, a: &MetaArgs, field: &str, out: &mut Out) -> anyhow
         let body = json!({"metadata": {field: patch}});
         api::call(&ctx.client, Method::PATCH, &item, "application/json", Some(("application/merge-patch+json", serde_json::to_vec(&body)?)))
             .await?;
-        out.stdout(&format!("{shown} {verb}\n"));
+        // kubectl says `unlabeled` when a label command only removed labels.
+        let only_removals = field == "labels" && patch.values().all(Value::is_null);
+        out.stdout(&format!("{shown} {}\n", if only_removals { "unlabeled" } else { verb }));
     }
     Ok(())
 }
@@ -685,14 +687,45 @@ pub struct LogsArgs {
     pub timestamps: bool,
 }
 
+/// `logs job/x`: the first Pod of a controller's selector (kubectl's `AttachablePodForObject`).
+async fn first_pod(ctx: &Ctx, owner: &Value) -> anyhow::Result<Value> {
+    let labels = owner.pointer("/spec/selector/matchLabels").or_else(|| owner.pointer("/spec/selector")).and_then(Value::as_object);
+    let selector: Vec<String> = labels.into_iter().flatten().filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}"))).collect();
+    let url = format!("/api/v1/namespaces/{}/pods?labelSelector={}", ctx.namespace, enc(&selector.join(",")));
+    let list = api::call(&ctx.client, Method::GET, &url, "application/json", None).await?;
+    list.get("items")
+        .and_then(Value::as_array)
+        .and_then(|items| items.first().cloned())
+        .ok_or_else(|| Fail::msg(format!("error: no pods found for {}", k1s_api::meta::name(owner))))
+}
+
 pub async fn logs(ctx: &Ctx, a: &LogsArgs, out: &mut Out) -> anyhow::Result<()> {
     let Some(first) = a.args.first() else {
         return Err(Fail::msg("error: expected 'logs [-f] [-p] (POD | TYPE/NAME) [-c CONTAINER]'.\nPOD or TYPE/NAME is a required argument for the logs command\nSee 'kubectl logs -h' for help and examples"));
     };
-    let pod = first.strip_prefix("pod/").or_else(|| first.strip_prefix("pods/")).unwrap_or(first);
     let ns = &ctx.namespace;
+    // kubectl reads the object through its resource builder, whose NotFound names the namespace.
+    let get = |url: String| async move {
+        api::call(&ctx.client, Method::GET, &url, "application/json", None).await.map_err(|e| match e.downcast_ref::<ApiError>() {
+            Some(a) if a.code == 404 => Fail::msg(format!("error: error from server (NotFound): {} in namespace \"{ns}\"", a.message)),
+            _ => e,
+        })
+    };
+    let obj = match first.split_once('/') {
+        None => get(format!("/api/v1/namespaces/{ns}/pods/{first}")).await?,
+        Some((t, name)) => {
+            let resources = ctx.resources().await?;
+            let r = api::resolve(&resources, t).ok_or_else(|| Fail::msg(format!("error: the server doesn't have a resource type \"{t}\"")))?;
+            let obj = get(r.item(Some(ns), name)).await?;
+            if r.kind == "Pod" && r.group.is_empty() {
+                obj
+            } else {
+                first_pod(ctx, &obj).await?
+            }
+        }
+    };
+    let pod = k1s_api::meta::name(&obj);
     let item = format!("/api/v1/namespaces/{ns}/pods/{pod}");
-    let obj = api::call(&ctx.client, Method::GET, &item, "application/json", None).await?;
     let container = match a.container.clone().or_else(|| a.args.get(1).cloned()) {
         Some(c) => c,
         None => {

@@ -1,0 +1,292 @@
+//! The kubectl golden tier (issue 11): one server, one state, and the same command lines run through stock
+//! `kubectl` (the newest on the machine), `k1s kubectl` and `k1s` called through a symlink named `kubectl`;
+//! stdout, stderr and the exit code must be byte-identical. Ages tick while the three run, so a case whose
+//! outputs differ is run again (up to 5 times) before it fails; nothing else is normalised except the client's
+//! own version lines of `version`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use k1s_tests::Server;
+
+/// A command line and the state it needs: `before` runs (through stock kubectl) ahead of each tool's run,
+/// `after` undoes what the run did, so every tool starts from the same state.
+struct Case {
+    args: &'static [&'static str],
+    before: &'static [&'static [&'static str]],
+    after: &'static [&'static [&'static str]],
+    /// Drop kubectl's own `Client Version:`/`Kustomize Version:` lines (they name the client build).
+    client_lines: bool,
+}
+
+const fn read(args: &'static [&'static str]) -> Case {
+    Case { args, before: &[], after: &[], client_lines: false }
+}
+
+const fn write(args: &'static [&'static str], before: &'static [&'static [&'static str]], after: &'static [&'static [&'static str]]) -> Case {
+    Case { args, before, after, client_lines: false }
+}
+
+const STATE: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cfg-a
+  labels:
+    app: demo
+data:
+  key: \"1\"
+  text: |
+    hello
+    world
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sleeper
+  labels:
+    app: demo
+    tier: back
+  annotations:
+    note: \"a: b\"
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: [\"sh\", \"-c\", \"echo hello; echo world; sleep 3600\"]
+    env:
+    - name: X
+      value: \"yes\"
+";
+
+const JOB: &str = "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: once
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: c
+        image: busybox
+        command: [\"echo\", \"done\"]
+";
+
+/// A directory of several files, one with several documents (`apply -f DIR`).
+const DIR_A: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: dir-one
+data:
+  a: b
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: dir-two
+  labels:
+    from: dir
+";
+const DIR_B: &str = "apiVersion: v1
+kind: Secret
+metadata:
+  name: dir-three
+stringData:
+  password: hunter2
+";
+
+const CHANGED: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cfg-a
+  labels:
+    app: demo
+    extra: \"true\"
+data:
+  key: \"2\"
+";
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case { args: &["version"], before: &[], after: &[], client_lines: true },
+        read(&["cluster-info"]),
+        read(&["api-resources"]),
+        read(&["api-resources", "-o", "wide"]),
+        read(&["api-resources", "--namespaced=false"]),
+        read(&["get", "ns"]),
+        read(&["get", "namespaces", "-o", "wide", "--show-labels"]),
+        read(&["get", "no"]),
+        read(&["get", "pods"]),
+        read(&["get", "po", "-o", "wide"]),
+        read(&["get", "po", "-A"]),
+        read(&["get", "po,job"]),
+        read(&["get", "po,job,cm", "-o", "wide"]),
+        read(&["get", "pod", "sleeper"]),
+        read(&["get", "po/sleeper", "job/once"]),
+        read(&["get", "po", "-l", "app=demo"]),
+        read(&["get", "po", "-l", "tier in (back,front)", "--show-labels"]),
+        read(&["get", "po", "--field-selector=status.phase=Running"]),
+        read(&["get", "po", "-o", "name"]),
+        read(&["get", "po,job,cm", "-o", "name"]),
+        read(&["get", "po", "sleeper", "-o", "yaml"]),
+        read(&["get", "po", "sleeper", "-o", "json"]),
+        read(&["get", "po", "-o", "json", "-l", "app=demo"]),
+        read(&["get", "po,cm", "-o", "yaml"]),
+        read(&["get", "job", "once", "-o", "yaml"]),
+        read(&["get", "configmap", "cfg-a", "-o", "yaml"]),
+        read(&["get", "po", "-o", "jsonpath={.items[*].metadata.name}"]),
+        read(&["get", "po", "-o", "jsonpath={range .items[*]}{.metadata.name}{\"\\t\"}{.status.phase}{\"\\n\"}{end}"]),
+        read(&["get", "po", "sleeper", "-o", "jsonpath={.metadata.labels}"]),
+        read(&["get", "po", "sleeper", "-o", "jsonpath={.spec.containers[0].env[?(@.name==\"X\")].value}"]),
+        read(&["get", "pod", "nope"]),
+        read(&["get", "foo"]),
+        read(&["get", "po", "sleeper", "nope"]),
+        read(&["get", "pods", "-n", "kube-system"]),
+        read(&["get", "pods", "-A", "-l", "nothing=here"]),
+        read(&["get", "pods", "-o", "json", "-l", "nothing=here"]),
+        read(&["logs", "sleeper"]),
+        read(&["logs", "sleeper", "--tail=1"]),
+        read(&["logs", "pod/sleeper", "-c", "main"]),
+        read(&["logs", "job/once"]),
+        read(&["logs", "nope"]),
+        write(&["create", "namespace", "golden"], &[], &[&["delete", "namespace", "golden"]]),
+        write(&["create", "configmap", "made", "--from-literal=a=1", "--from-literal=b=two"], &[], &[&["delete", "cm", "made"]]),
+        write(&["create", "secret", "generic", "sec", "--from-literal=p=q"], &[], &[&["delete", "secret", "sec"]]),
+        write(&["create", "job", "hi", "--image=busybox", "--", "echo", "hi"], &[], &[&["delete", "job", "hi"]]),
+        write(&["create", "-f", "dir/a.yaml"], &[], &[&["delete", "-f", "dir/a.yaml"]]),
+        read(&["create", "-f", "state.yaml"]),
+        write(&["apply", "-f", "dir"], &[], &[&["delete", "-f", "dir"]]),
+        read(&["apply", "-f", "state.yaml"]),
+        write(&["apply", "-f", "changed.yaml"], &[&["apply", "-f", "state.yaml"]], &[&["apply", "-f", "state.yaml"]]),
+        write(&["apply", "--server-side", "-f", "dir/b.yaml"], &[], &[&["delete", "-f", "dir/b.yaml"]]),
+        write(&["label", "cm", "cfg-a", "x=y"], &[], &[&["label", "cm", "cfg-a", "x-"]]),
+        write(&["label", "cm", "cfg-a", "x-"], &[&["label", "cm", "cfg-a", "x=y"]], &[]),
+        read(&["label", "cm", "cfg-a", "app=demo"]),
+        read(&["label", "cm", "cfg-a", "app=other"]),
+        write(&["label", "cm", "cfg-a", "app=other", "--overwrite"], &[], &[&["label", "cm", "cfg-a", "app=demo", "--overwrite"]]),
+        write(&["annotate", "pod/sleeper", "seen=yes"], &[], &[&["annotate", "pod", "sleeper", "seen-"]]),
+        write(&["delete", "cm", "gone"], &[&["create", "cm", "gone"]], &[]),
+        write(&["delete", "cm", "-l", "del=me"], &[&["apply", "-f", "dir/a.yaml"], &["label", "cm", "dir-one", "dir-two", "del=me"]], &[]),
+        write(&["delete", "cm", "gone", "--grace-period=0", "--force"], &[&["create", "cm", "gone"]], &[]),
+        write(&["delete", "-f", "dir/a.yaml", "--wait=false"], &[&["apply", "-f", "dir/a.yaml"]], &[]),
+        read(&["delete", "cm", "nope"]),
+        read(&["delete", "cm", "nope", "--ignore-not-found"]),
+    ]
+}
+
+/// The three clients under test, each as a command line prefix.
+enum Tool {
+    Kubectl { cache: PathBuf },
+    K1s,
+    Symlink(PathBuf),
+}
+
+impl Tool {
+    fn name(&self) -> &'static str {
+        match self {
+            Tool::Kubectl { .. } => "kubectl",
+            Tool::K1s => "k1s kubectl",
+            Tool::Symlink(_) => "kubectl -> k1s",
+        }
+    }
+
+    fn run(&self, server: &Server, dir: &Path, args: &[&str]) -> Output {
+        let mut c = match self {
+            Tool::Kubectl { cache } => {
+                let mut c = Command::new("kubectl");
+                c.arg("--cache-dir").arg(cache);
+                c
+            }
+            Tool::K1s => {
+                let mut c = Command::new(k1s_tests::binary());
+                c.arg("kubectl");
+                c
+            }
+            Tool::Symlink(p) => Command::new(p),
+        };
+        c.arg("--kubeconfig").arg(&server.kubeconfig).args(args).current_dir(dir).env_remove("KUBECONFIG");
+        c.output().expect("client runs")
+    }
+}
+
+fn shown(o: &Output, client_lines: bool) -> (String, String, Option<i32>) {
+    let mut stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    if client_lines {
+        stdout = stdout.lines().filter(|l| !l.starts_with("Client Version:") && !l.starts_with("Kustomize Version:")).map(|l| format!("{l}\n")).collect();
+    }
+    (stdout, String::from_utf8_lossy(&o.stderr).into_owned(), o.status.code())
+}
+
+fn setup(server: &Server, kubectl: &Tool, dir: &Path) {
+    std::fs::write(dir.join("state.yaml"), STATE).unwrap();
+    std::fs::write(dir.join("job.yaml"), JOB).unwrap();
+    std::fs::write(dir.join("changed.yaml"), CHANGED).unwrap();
+    std::fs::create_dir_all(dir.join("dir")).unwrap();
+    std::fs::write(dir.join("dir/a.yaml"), DIR_A).unwrap();
+    std::fs::write(dir.join("dir/b.yaml"), DIR_B).unwrap();
+    for args in [&["apply", "-f", "state.yaml"][..], &["apply", "-f", "job.yaml"]] {
+        let o = kubectl.run(server, dir, args);
+        assert!(o.status.success(), "setup {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    // The Pod runs and has logged, the Job's Pod has finished: from here on the state only ages.
+    let start = Instant::now();
+    loop {
+        let pod = kubectl.run(server, dir, &["get", "pod", "sleeper", "-o", "jsonpath={.status.phase}"]);
+        let job = kubectl.run(server, dir, &["get", "job", "once", "-o", "jsonpath={.status.succeeded}"]);
+        let logs = kubectl.run(server, dir, &["logs", "sleeper"]);
+        if pod.stdout == b"Running" && job.stdout == b"1" && logs.stdout == b"hello\nworld\n" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "state not ready: {}\n{}", String::from_utf8_lossy(&pod.stdout), server.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn kubectl_golden_outputs_match_stock_kubectl() {
+    let server = k1s_tests::start_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let link = dir.join("bin/kubectl");
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(k1s_tests::binary(), &link).unwrap();
+    let kubectl = Tool::Kubectl { cache: dir.join("cache") };
+    setup(&server, &kubectl, dir);
+    let ours = [Tool::K1s, Tool::Symlink(link)];
+    let mut failures = Vec::new();
+    for case in cases() {
+        let mut last = None;
+        for _attempt in 0..5 {
+            let run = |tool: &Tool| {
+                for b in case.before {
+                    kubectl.run(&server, dir, b);
+                }
+                let o = tool.run(&server, dir, case.args);
+                for a in case.after {
+                    kubectl.run(&server, dir, a);
+                }
+                shown(&o, case.client_lines)
+            };
+            let want = run(&kubectl);
+            let got: Vec<_> = ours.iter().map(|t| (t.name(), run(t))).collect();
+            let bad: Vec<_> = got.into_iter().filter(|(_, g)| *g != want).collect();
+            if bad.is_empty() {
+                last = None;
+                break;
+            }
+            last = Some((want, bad));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        if let Some((want, bad)) = last {
+            for (name, got) in bad {
+                failures.push(format!(
+                    "{:?} through {name}:\n--- kubectl (exit {:?})\n{}{}--- {name} (exit {:?})\n{}{}",
+                    case.args, want.2, want.0, want.1, got.2, got.0, got.1
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} differences from stock kubectl:\n{}", failures.len(), failures.join("\n"));
+}
