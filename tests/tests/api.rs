@@ -2016,6 +2016,109 @@ mod node {
         assert_eq!(frames.last().map(|f| f[0]), Some(3));
     }
 
+    /// pods/portforward over a raw SPDY/3.1 upgrade, spoken by a minimal spdystream-like client built on our
+    /// own codec: the 101 and its headers, a SYN_REPLY per stream, bytes both ways through the FakeNode's
+    /// connection (a local echo server), FIN on data and error streams; a closed port is an error text.
+    #[tokio::test]
+    async fn port_forward_over_a_raw_spdy_upgrade() {
+        use bytes::{Bytes, BytesMut};
+        use k1s_apiserver::spdy::{Decoder, Encoder, Frame, FLAG_FIN};
+
+        let (api, r, _node) = with_node().await;
+        create(&r, PODS, bound_pod("web", &["main"], &[])).await;
+        let (s, _) = super::patch(&r, &format!("{PODS}/web/status"), super::MERGE_PATCH, json!({"status": {"phase": "Running"}})).await;
+        assert_eq!(s, StatusCode::OK);
+        let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let echo_port = echo.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (mut c, _) = echo.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let (mut rd, mut wr) = c.split();
+                    let _ = tokio::io::copy(&mut rd, &mut wr).await;
+                });
+            }
+        });
+        let closed_port = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = api.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "POST {PODS}/web/portforward HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\nContent-Length: 0\r\n\r\n"
+        );
+        conn.write_all(req.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(conn.read_u8().await.unwrap());
+        }
+        let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(head.contains("upgrade: spdy/3.1") && head.contains("x-stream-protocol-version: portforward.k8s.io"), "{head}");
+
+        let (mut enc, mut dec) = (Encoder::new(), Decoder::new());
+        let mut out = BytesMut::new();
+        let h = |kind: &str, port: u16, id: &str| vec![("streamtype".to_string(), kind.to_string()), ("port".into(), port.to_string()), ("requestid".into(), id.to_string())];
+        // Pair 0 to the echo server, pair 1 to a closed port; error streams half-closed at once, as kubectl does.
+        enc.encode(&Frame::SynStream { stream_id: 1, assoc_id: 0, priority: 0, flags: FLAG_FIN, headers: h("error", echo_port, "0") }, &mut out);
+        enc.encode(&Frame::SynStream { stream_id: 3, assoc_id: 0, priority: 0, flags: 0, headers: h("data", echo_port, "0") }, &mut out);
+        enc.encode(&Frame::Data { stream_id: 3, flags: FLAG_FIN, data: Bytes::from_static(b"ping through the pod") }, &mut out);
+        enc.encode(&Frame::Ping { id: 1 }, &mut out);
+        enc.encode(&Frame::SynStream { stream_id: 5, assoc_id: 0, priority: 0, flags: FLAG_FIN, headers: h("error", closed_port, "1") }, &mut out);
+        enc.encode(&Frame::SynStream { stream_id: 7, assoc_id: 0, priority: 0, flags: 0, headers: h("data", closed_port, "1") }, &mut out);
+        conn.write_all(&out).await.unwrap();
+
+        let mut buf = BytesMut::new();
+        let (mut replies, mut pings, mut echoed, mut fins, mut error_text) = (Vec::new(), 0, Vec::new(), Vec::new(), String::new());
+        let done = |fins: &Vec<u32>| [1, 3, 5, 7].iter().all(|id| fins.contains(id));
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !done(&fins) {
+                while let Some(f) = dec.decode(&mut buf).unwrap() {
+                    match f {
+                        Frame::SynReply { stream_id, .. } => replies.push(stream_id),
+                        Frame::Ping { id } => {
+                            assert_eq!(id, 1);
+                            pings += 1
+                        }
+                        Frame::Data { stream_id, flags, data } => {
+                            assert!(replies.contains(&stream_id), "data on {stream_id} before its SYN_REPLY");
+                            match stream_id {
+                                3 => echoed.extend_from_slice(&data),
+                                5 => error_text.push_str(std::str::from_utf8(&data).unwrap()),
+                                1 | 7 => assert!(data.is_empty(), "stream {stream_id}: {data:?}"),
+                                other => panic!("data on stream {other}"),
+                            }
+                            if flags & FLAG_FIN != 0 {
+                                fins.push(stream_id);
+                            }
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                if done(&fins) {
+                    break;
+                }
+                assert_ne!(conn.read_buf(&mut buf).await.unwrap(), 0, "the server closed the connection early");
+            }
+        })
+        .await
+        .expect("every stream ends");
+        replies.sort();
+        assert_eq!(replies, [1, 3, 5, 7]);
+        assert_eq!(pings, 1);
+        assert_eq!(echoed, b"ping through the pod");
+        assert!(error_text.starts_with(&format!("error forwarding port {closed_port} to pod web_default, uid ")), "{error_text}");
+
+        // Not running: a 400 before any upgrade.
+        create(&r, PODS, bound_pod("pending", &["main"], &[])).await;
+        let req = Request::post(format!("{PODS}/pending/portforward")).header(header::CONNECTION, "Upgrade").header(header::UPGRADE, "SPDY/3.1").body(Body::empty()).unwrap();
+        let (s, _, st) = send(&r, req).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(st["message"].as_str().unwrap().contains("is not running"), "{st}");
+    }
+
     #[tokio::test]
     async fn exec_through_tls_and_bearer_token_auth() {
         let (api, r, _node) = with_node().await;
