@@ -221,6 +221,27 @@ fn port_forward_to_a_closed_port_reports_the_error() {
     }
 }
 
+/// A hostNetwork Pod shares the host's netns: its loopback is the host's, dialled without entering a netns.
+#[test]
+fn port_forward_to_a_host_network_pod() {
+    let server = start_root();
+    let pod_port = free_port();
+    server.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec:\n  hostNetwork: true\n  containers:\n  - name: main\n    image: busybox\n    command: [\"sh\", \"-c\", \"mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 127.0.0.1:{pod_port} -h /www\"]\n"
+    ));
+    server.wait_for("pod web running", Duration::from_secs(60), || {
+        let p = server.try_get_json(&["pod", "web"])?;
+        (p["status"]["phase"] == "Running").then_some(())
+    });
+    server.wait_for("httpd listening on the host's loopback", Duration::from_secs(20), || http_get(pod_port, "/index.html").ok().filter(|(_, b)| b == INDEX));
+    let port = free_port();
+    let _fwd = Forward::start(&server, "kubectl", &[], &[format!("{port}:{pod_port}")]);
+    for _ in 0..10 {
+        let (status, body) = http_get(port, "/index.html").unwrap();
+        assert!(status.contains("200") && body == INDEX, "{status} {body}");
+    }
+}
+
 #[test]
 fn port_forward_refuses_a_pod_that_is_not_running() {
     let server = start_root();
