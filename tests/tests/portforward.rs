@@ -313,3 +313,30 @@ fn exec_over_spdy() {
         }
     }
 }
+
+/// `kubectl attach -i` over SPDY (kubectl 1.27, and the newest with WebSockets off): the container's stdin gets
+/// what is piped, then EOF (stdinOnce), and its output comes back.
+#[test]
+fn attach_over_spdy() {
+    let server = start_root();
+    let mut clients: Vec<(String, Vec<(&str, &str)>)> = vec![("kubectl".into(), vec![("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")])];
+    clients.extend(kubectl_127().map(|p| (p.display().to_string(), vec![])));
+    for (i, (bin, env)) in clients.iter().enumerate() {
+        let name = format!("reader{i}");
+        server.apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: app\n    image: busybox\n    stdin: true\n    stdinOnce: true\n    command: [sh, -c, 'read line; echo got:$line; cat; echo eof-seen']\n"
+        ));
+        server.wait_for("the reader running", Duration::from_secs(60), || {
+            let p = server.try_get_json(&["pod", &name])?;
+            (p["status"]["phase"] == "Running").then_some(())
+        });
+        let mut c = kubectl_cmd(&server, bin, env);
+        c.args(["attach", "-i", &name]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(b"hello\nmore\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let o = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{bin}: {o} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(o.contains("got:hello\nmore\neof-seen"), "{bin}: {o}");
+    }
+}
