@@ -5,7 +5,8 @@
 //! own version lines of `version`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use k1s_tests::Server;
@@ -18,14 +19,16 @@ struct Case {
     after: &'static [&'static [&'static str]],
     /// Drop kubectl's own `Client Version:`/`Kustomize Version:` lines (they name the client build).
     client_lines: bool,
+    /// Standard input for the run (`exec -i`).
+    input: &'static str,
 }
 
 const fn read(args: &'static [&'static str]) -> Case {
-    Case { args, before: &[], after: &[], client_lines: false }
+    Case { args, before: &[], after: &[], client_lines: false, input: "" }
 }
 
 const fn write(args: &'static [&'static str], before: &'static [&'static [&'static str]], after: &'static [&'static [&'static str]]) -> Case {
-    Case { args, before, after, client_lines: false }
+    Case { args, before, after, client_lines: false, input: "" }
 }
 
 const STATE: &str = "apiVersion: v1
@@ -110,7 +113,7 @@ data:
 
 fn cases() -> Vec<Case> {
     vec![
-        Case { args: &["version"], before: &[], after: &[], client_lines: true },
+        Case { args: &["version"], before: &[], after: &[], client_lines: true, input: "" },
         read(&["cluster-info"]),
         read(&["api-resources"]),
         read(&["api-resources", "-o", "wide"]),
@@ -171,6 +174,12 @@ fn cases() -> Vec<Case> {
         write(&["delete", "cm", "-l", "del=me"], &[&["apply", "-f", "dir/a.yaml"], &["label", "cm", "dir-one", "dir-two", "del=me"]], &[]),
         write(&["delete", "cm", "gone", "--grace-period=0", "--force"], &[&["create", "cm", "gone"]], &[]),
         write(&["delete", "-f", "dir/a.yaml", "--wait=false"], &[&["apply", "-f", "dir/a.yaml"]], &[]),
+        read(&["exec", "sleeper", "--", "echo", "hi"]),
+        read(&["exec", "pod/sleeper", "-c", "main", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]),
+        read(&["exec", "sleeper", "--", "nonexistent-command"]),
+        read(&["exec", "nope", "--", "true"]),
+        read(&["exec", "sleeper", "-c", "nope", "--", "true"]),
+        Case { args: &["exec", "-i", "sleeper", "--", "sh", "-c", "wc -l; cat"], before: &[], after: &[], client_lines: false, input: "one\ntwo\n" },
         read(&["delete", "cm", "nope"]),
         read(&["delete", "cm", "nope", "--ignore-not-found"]),
     ]
@@ -193,6 +202,10 @@ impl Tool {
     }
 
     fn run(&self, server: &Server, dir: &Path, args: &[&str]) -> Output {
+        self.run_with(server, dir, args, "")
+    }
+
+    fn run_with(&self, server: &Server, dir: &Path, args: &[&str], input: &str) -> Output {
         let mut c = match self {
             Tool::Kubectl { cache } => {
                 let mut c = Command::new("kubectl");
@@ -207,7 +220,12 @@ impl Tool {
             Tool::Symlink(p) => Command::new(p),
         };
         c.arg("--kubeconfig").arg(&server.kubeconfig).args(args).current_dir(dir).env_remove("KUBECONFIG");
-        c.output().expect("client runs")
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().expect("client runs");
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(input.as_bytes()).expect("stdin takes the input");
+        drop(stdin);
+        child.wait_with_output().expect("client runs")
     }
 }
 
@@ -263,7 +281,7 @@ fn kubectl_golden_outputs_match_stock_kubectl() {
                 for b in case.before {
                     kubectl.run(&server, dir, b);
                 }
-                let o = tool.run(&server, dir, case.args);
+                let o = tool.run_with(&server, dir, case.args, case.input);
                 for a in case.after {
                     kubectl.run(&server, dir, a);
                 }

@@ -64,7 +64,12 @@ pub async fn connect(global: &Global) -> anyhow::Result<Cluster> {
         if global.kubeconfig.is_none() && !p.exists() && paths.len() > 1 {
             continue;
         }
-        let kc = Kubeconfig::read_from(p).with_context(|| format!("reading kubeconfig {}", p.display()))?;
+        // kubectl's wording: a missing file is a failed stat, an unreadable one a failed load.
+        if !p.exists() {
+            return Err(super::Fail::msg(format!("error: stat {}: no such file or directory", p.display())));
+        }
+        let kc = Kubeconfig::read_from(p)
+            .map_err(|e| super::Fail::msg(format!("error: error loading config file \"{}\": {}", p.display(), std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string()))))?;
         merged = Some(match merged {
             None => kc,
             Some(m) => m.merge(kc)?,

@@ -8,16 +8,17 @@
 //! `--field-selector`, `-A`, `--show-labels`, several kinds, names), `delete` (names, `-l`, `--all`, `-f`,
 //! `--grace-period`, `--force`, `--wait`), `create -f`, `create namespace|configmap|secret generic|job`,
 //! `apply -f` (client-side with the last-applied annotation and a three-way strategic merge patch,
-//! `--server-side`), `label`, `annotate`, `logs` (`-c`, `--tail`, `--previous`, `--timestamps`, `-f`).
+//! `--server-side`), `label`, `annotate`, `logs` (`-c`, `--tail`, `--previous`, `--timestamps`, `-f`), `exec` without a terminal (`-i`, `-c`).
 //!
 //! TODO (issue 11, not done yet):
-//! - `get -w`, `--sort-by`, `-o custom-columns=`, `-L`; `describe`; `edit`; `explain`; `wait`; `run`; `exec`
-//!   (WebSocket v5, `-it` with a terminal and resize); `debug`; `port-forward`; `cp`.
+//! - `get -w`, `--sort-by`, `-o custom-columns=`, `-L`; `describe`; `edit`; `explain`; `wait`; `run`; `exec -t`
+//!   (a terminal in raw mode, resize); `debug`; `port-forward`; `cp`.
 //! - kubectl's exact messages for bad flags (clap's are printed instead) and `file:line` on manifest errors
 //!   beyond what `k1s_api::yaml` reports.
 
 mod api;
 mod config;
+mod exec;
 mod get;
 mod info;
 mod printers;
@@ -31,7 +32,7 @@ pub use config::Global;
 
 /// The verbs `k1s <verb>` hands to this module (the server's own subcommands win over these).
 pub const VERBS: &[&str] =
-    &["get", "delete", "create", "apply", "label", "annotate", "logs", "version", "cluster-info", "api-resources"];
+    &["get", "delete", "create", "apply", "label", "annotate", "logs", "exec", "version", "cluster-info", "api-resources"];
 
 #[derive(Parser, Debug)]
 #[command(name = "kubectl", disable_version_flag = true, disable_help_subcommand = true)]
@@ -58,6 +59,8 @@ enum Verb {
     Annotate(write::MetaArgs),
     /// Print the logs for a container in a pod.
     Logs(write::LogsArgs),
+    /// Execute a command in a container.
+    Exec(exec::ExecArgs),
     /// Print the client and server version information.
     Version(info::VersionArgs),
     /// Display cluster information.
@@ -88,6 +91,9 @@ impl std::error::Error for Fail {}
 pub fn render_error(e: &anyhow::Error) -> String {
     if let Some(f) = e.downcast_ref::<Fail>() {
         return f.0.clone();
+    }
+    if let Some(c) = e.downcast_ref::<exec::ExitCode>() {
+        return c.to_string();
     }
     if let Some(a) = e.downcast_ref::<api::ApiError>() {
         return a.to_string();
@@ -175,7 +181,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("{}", render_error(&e));
-            1
+            // `exec` exits with the remote command's code, as kubectl does.
+            e.downcast_ref::<exec::ExitCode>().map_or(1, |c| c.0)
         }
     }
 }
@@ -200,6 +207,7 @@ async fn execute(cli: Kubectl) -> anyhow::Result<()> {
         Verb::Label(a) => write::meta(&ctx, a, "labels", &mut out).await,
         Verb::Annotate(a) => write::meta(&ctx, a, "annotations", &mut out).await,
         Verb::Logs(a) => write::logs(&ctx, a, &mut out).await,
+        Verb::Exec(a) => exec::run(&ctx, a).await,
         Verb::ClusterInfo => info::cluster_info(&ctx, &mut out).await,
         Verb::ApiResources(a) => info::api_resources(&ctx, a, &mut out).await,
         Verb::Version(_) => unreachable!("handled above"),

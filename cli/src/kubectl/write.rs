@@ -728,16 +728,7 @@ pub async fn logs(ctx: &Ctx, a: &LogsArgs, out: &mut Out) -> anyhow::Result<()> 
     let item = format!("/api/v1/namespaces/{ns}/pods/{pod}");
     let container = match a.container.clone().or_else(|| a.args.get(1).cloned()) {
         Some(c) => c,
-        None => {
-            let names: Vec<&str> =
-                obj.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
-            let default = obj.pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container").and_then(Value::as_str);
-            let chosen = default.or(names.first().copied()).unwrap_or("").to_string();
-            if names.len() > 1 && default.is_none() {
-                eprintln!("Defaulted container \"{chosen}\" out of: {}", names.join(", "));
-            }
-            chosen
-        }
+        None => super::exec::default_container(&obj, false),
     };
     let mut q = vec![format!("container={}", enc(&container))];
     if a.follow {
