@@ -8,10 +8,12 @@
 //! `--field-selector`, `-A`, `--show-labels`, several kinds, names), `delete` (names, `-l`, `--all`, `-f`,
 //! `--grace-period`, `--force`, `--wait`), `create -f`, `create namespace|configmap|secret generic|job`,
 //! `apply -f` (client-side with the last-applied annotation and a three-way strategic merge patch,
-//! `--server-side`), `label`, `annotate`, `logs` (`-c`, `--tail`, `--previous`, `--timestamps`, `-f`), `exec` without a terminal (`-i`, `-c`).
+//! `--server-side`), `label`, `annotate`, `logs` (`-c`, `--tail`, `--previous`, `--timestamps`, `-f`), `exec` without a terminal (`-i`, `-c`),
+//! `run` (`--image`, `--restart`, `--env`, `--labels`, `--command`), `wait` (`--for=condition=…|delete|jsonpath=…`,
+//! `--timeout`).
 //!
 //! TODO (issue 11, not done yet):
-//! - `get -w`, `--sort-by`, `-o custom-columns=`, `-L`; `describe`; `edit`; `explain`; `wait`; `run`; `exec -t`
+//! - `get -w`, `--sort-by`, `-o custom-columns=`, `-L`; `describe`; `edit`; `explain`; `run -i --rm`; `exec -t`
 //!   (a terminal in raw mode, resize); `debug`; `port-forward`; `cp`.
 //! - kubectl's exact messages for bad flags (clap's are printed instead) and `file:line` on manifest errors
 //!   beyond what `k1s_api::yaml` reports.
@@ -22,6 +24,7 @@ mod exec;
 mod get;
 mod info;
 mod printers;
+mod runwait;
 mod write;
 
 use std::ffi::OsString;
@@ -32,7 +35,7 @@ pub use config::Global;
 
 /// The verbs `k1s <verb>` hands to this module (the server's own subcommands win over these).
 pub const VERBS: &[&str] =
-    &["get", "delete", "create", "apply", "label", "annotate", "logs", "exec", "version", "cluster-info", "api-resources"];
+    &["get", "delete", "create", "apply", "label", "annotate", "logs", "exec", "run", "wait", "version", "cluster-info", "api-resources"];
 
 #[derive(Parser, Debug)]
 #[command(name = "kubectl", disable_version_flag = true, disable_help_subcommand = true)]
@@ -61,6 +64,10 @@ enum Verb {
     Logs(write::LogsArgs),
     /// Execute a command in a container.
     Exec(exec::ExecArgs),
+    /// Run a particular image on the cluster.
+    Run(runwait::RunArgs),
+    /// Wait for a specific condition on one or many resources.
+    Wait(runwait::WaitArgs),
     /// Print the client and server version information.
     Version(info::VersionArgs),
     /// Display cluster information.
@@ -208,6 +215,8 @@ async fn execute(cli: Kubectl) -> anyhow::Result<()> {
         Verb::Annotate(a) => write::meta(&ctx, a, "annotations", &mut out).await,
         Verb::Logs(a) => write::logs(&ctx, a, &mut out).await,
         Verb::Exec(a) => exec::run(&ctx, a).await,
+        Verb::Run(a) => runwait::run(&ctx, a, &mut out).await,
+        Verb::Wait(a) => runwait::wait(&ctx, a, &mut out).await,
         Verb::ClusterInfo => info::cluster_info(&ctx, &mut out).await,
         Verb::ApiResources(a) => info::api_resources(&ctx, a, &mut out).await,
         Verb::Version(_) => unreachable!("handled above"),
