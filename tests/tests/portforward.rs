@@ -340,3 +340,19 @@ fn attach_over_spdy() {
         assert!(o.contains("got:hello\nmore\neof-seen"), "{bin}: {o}");
     }
 }
+
+/// A forwarder idle for longer than client-go's 60 s read deadlines still works: the WebSocket's pings are
+/// answered (the tunnel's deadline is renewed by pongs) and SPDY PINGs are echoed.
+#[test]
+fn port_forward_survives_a_long_idle_period() {
+    let server = start_root();
+    start_web(&server);
+    let (ws, spdy) = (free_port(), free_port());
+    let _a = Forward::start(&server, "kubectl", &[], &[format!("{ws}:80")]);
+    let _b = Forward::start(&server, "kubectl", &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")], &[format!("{spdy}:80")]);
+    std::thread::sleep(Duration::from_secs(70));
+    for port in [ws, spdy] {
+        let (status, body) = http_get(port, "/index.html").unwrap();
+        assert!(status.contains("200") && body == INDEX, "{status} {body}");
+    }
+}
