@@ -1,4 +1,5 @@
-//! The API server's seam to the node agent: the kubelet half of `pods/{name}/log` and `pods/{name}/exec`.
+//! The API server's seam to the node agent: the kubelet half of `pods/{name}/log`, `exec`, `attach` and
+//! `portforward`.
 //!
 //! Upstream, kube-apiserver proxies these subresources to the kubelet's HTTP server
 //! (`pkg/registry/core/pod/rest/log.go`, `subresources.go`). k1s runs the agent in the same process, so the
