@@ -152,6 +152,37 @@ spec:
     assert!(o.contains("got:hello\nmore\neof-seen"), "stdin reached the container, then its EOF: {o}");
     s.wait_for("reader Succeeded", Duration::from_secs(20), || (s.try_get_json(&["pod", "reader"])?["status"]["phase"] == "Succeeded").then_some(()));
 
+    // The kube crate attaches over WebSocket as well.
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: reader2
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: busybox
+    stdin: true
+    stdinOnce: true
+    command: [sh, -c, 'read line; echo kube:$line']
+",
+    );
+    wait_running(&s, "reader2");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pods: Api<Pod> = Api::namespaced(s.client().await.unwrap(), "default");
+        let mut a = pods.attach("reader2", &AttachParams::default().stdin(true).stderr(false)).await.unwrap();
+        let mut stdin = a.stdin().unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stdin, b"via-ws\n").await.unwrap();
+        drop(stdin);
+        let mut out = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut a.stdout().unwrap(), &mut out).await.unwrap();
+        assert_eq!(out, "kube:via-ws\n");
+        let status = a.take_status().unwrap().await.unwrap();
+        assert_eq!(status.status.as_deref(), Some("Success"), "{status:?}");
+    });
+
     // A terminal container: attach -it types into its shell.
     s.apply(
         "apiVersion: v1
