@@ -4,7 +4,8 @@
 //! Built on the kube crate's client and config plus raw JSON requests: every verb works on JSON values of any
 //! kind, tables come from the server (`as=Table`), so no server logic is repeated here.
 //!
-//! Done: `version`, `cluster-info`, `api-resources`, `get` (table, `-o wide|name|json|yaml|jsonpath=`, `-l`,
+//! Done: `version`, `cluster-info`, `api-resources`, `get` (table, `-o wide|name|json|yaml|jsonpath=|custom-columns=`,
+//! `--sort-by`, `--no-headers`, `-l`,
 //! `--field-selector`, `-A`, `--show-labels`, several kinds, names), `delete` (names, `-l`, `--all`, `-f`,
 //! `--grace-period`, `--force`, `--wait`), `create -f`, `create namespace|configmap|secret generic|job`,
 //! `apply -f` (client-side with the last-applied annotation and a three-way strategic merge patch,
@@ -13,7 +14,7 @@
 //! `--timeout`).
 //!
 //! TODO (issue 11, not done yet):
-//! - `get -w`, `--sort-by`, `-o custom-columns=`, `-L`; `describe`; `edit`; `explain`; `run -i --rm`; `exec -t`
+//! - `get -w`, `-L`, kubectl's `--sort-by` error over several kinds; `describe`; `edit`; `explain`; `run -i --rm`; `exec -t`
 //!   (a terminal in raw mode, resize); `debug`; `port-forward`; `cp`.
 //! - kubectl's exact messages for bad flags (clap's are printed instead) and `file:line` on manifest errors
 //!   beyond what `k1s_api::yaml` reports.

@@ -491,6 +491,18 @@ pub fn jsonpath(template: &str, data: &Value) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// The values of a template's single path expression (`{.a.b[*]}`), for `--sort-by` and custom columns.
+pub fn jsonpath_values(template: &str, data: &Value) -> anyhow::Result<Vec<Value>> {
+    let nodes = parse_template(template)?;
+    let mut out = Vec::new();
+    for n in &nodes {
+        if let Node::Path(steps) = n {
+            out.extend(walk(steps, data).into_iter().cloned());
+        }
+    }
+    Ok(out)
+}
+
 fn parse_template(t: &str) -> anyhow::Result<Vec<Node>> {
     let mut stack: Vec<(Option<Vec<Step>>, Vec<Node>)> = vec![(None, Vec::new())];
     let mut rest = t;
