@@ -199,6 +199,10 @@ fn cases() -> Vec<Case> {
         read(&["wait", "--for=condition=Ready=false", "pod/sleeper", "--timeout=1s"]),
         read(&["wait", "--for=condition=Ready", "pod/nope", "--timeout=1s"]),
         read(&["wait", "--for=delete", "pod/nope", "--timeout=1s"]),
+        // The test's $EDITOR turns `key: "1"` into `key: "3"`; a Pod has no such line (no change).
+        write(&["edit", "cm", "cfg-a"], &[&["apply", "-f", "state.yaml"]], &[&["apply", "-f", "state.yaml"]]),
+        read(&["edit", "pod/sleeper"]),
+        read(&["edit", "cm", "nope"]),
         read(&["delete", "cm", "nope"]),
         read(&["delete", "cm", "nope", "--ignore-not-found"]),
     ]
@@ -239,6 +243,7 @@ impl Tool {
             Tool::Symlink(p) => Command::new(p),
         };
         c.arg("--kubeconfig").arg(&server.kubeconfig).args(args).current_dir(dir).env_remove("KUBECONFIG");
+        c.env_remove("KUBE_EDITOR").env("EDITOR", dir.join("editor.sh"));
         c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().expect("client runs");
         let mut stdin = child.stdin.take().expect("piped");
@@ -258,6 +263,9 @@ fn shown(o: &Output, client_lines: bool) -> (String, String, Option<i32>) {
 
 fn setup(server: &Server, kubectl: &Tool, dir: &Path) {
     std::fs::write(dir.join("state.yaml"), STATE).unwrap();
+    let editor = dir.join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/key: \"1\"/key: \"3\"/' \"$1\"\n").unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::write(dir.join("job.yaml"), JOB).unwrap();
     std::fs::write(dir.join("changed.yaml"), CHANGED).unwrap();
     std::fs::create_dir_all(dir.join("dir")).unwrap();

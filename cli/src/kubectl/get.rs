@@ -29,6 +29,9 @@ pub struct GetArgs {
     /// Don't print headers.
     #[arg(long)]
     pub no_headers: bool,
+    /// If true, keep the managedFields when printing objects in JSON or YAML format.
+    #[arg(long)]
+    pub show_managed_fields: bool,
     /// Sort list types using this field specification (a JSONPath expression, `.metadata.name` or `{.metadata.name}`).
     #[arg(long)]
     pub sort_by: Option<String>,
@@ -147,6 +150,11 @@ pub async fn run(ctx: &Ctx, a: &GetArgs, out: &mut Out) -> anyhow::Result<()> {
     if let Some(f) = &a.sort_by {
         sort_by(&mut items, f, |(_, v)| v)?;
     }
+    if !a.show_managed_fields {
+        for (_, item) in &mut items {
+            hide_managed_fields(item);
+        }
+    }
     if let Some(spec) = output.strip_prefix("custom-columns=") {
         out.stdout(&custom_columns(spec, items.iter().map(|(_, v)| v), a.no_headers)?);
         return finish(errors);
@@ -179,6 +187,13 @@ pub async fn run(ctx: &Ctx, a: &GetArgs, out: &mut Out) -> anyhow::Result<()> {
         }
     }
     finish(errors)
+}
+
+/// kubectl hides `metadata.managedFields` in yaml/json output and in `edit` (`--show-managed-fields=false`).
+pub fn hide_managed_fields(obj: &mut Value) {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+    }
 }
 
 /// The first error decides the exit; kubectl prints each.

@@ -21,6 +21,7 @@
 
 mod api;
 mod config;
+mod edit;
 mod exec;
 mod get;
 mod info;
@@ -36,7 +37,7 @@ pub use config::Global;
 
 /// The verbs `k1s <verb>` hands to this module (the server's own subcommands win over these).
 pub const VERBS: &[&str] =
-    &["get", "delete", "create", "apply", "label", "annotate", "logs", "exec", "run", "wait", "version", "cluster-info", "api-resources"];
+    &["get", "delete", "create", "apply", "label", "annotate", "logs", "exec", "run", "wait", "edit", "version", "cluster-info", "api-resources"];
 
 #[derive(Parser, Debug)]
 #[command(name = "kubectl", disable_version_flag = true, disable_help_subcommand = true)]
@@ -65,6 +66,8 @@ enum Verb {
     Logs(write::LogsArgs),
     /// Execute a command in a container.
     Exec(exec::ExecArgs),
+    /// Edit a resource on the server.
+    Edit(edit::EditArgs),
     /// Run a particular image on the cluster.
     Run(runwait::RunArgs),
     /// Wait for a specific condition on one or many resources.
@@ -216,6 +219,7 @@ async fn execute(cli: Kubectl) -> anyhow::Result<()> {
         Verb::Annotate(a) => write::meta(&ctx, a, "annotations", &mut out).await,
         Verb::Logs(a) => write::logs(&ctx, a, &mut out).await,
         Verb::Exec(a) => exec::run(&ctx, a).await,
+        Verb::Edit(a) => edit::run(&ctx, a, &mut out).await,
         Verb::Run(a) => runwait::run(&ctx, a, &mut out).await,
         Verb::Wait(a) => runwait::wait(&ctx, a, &mut out).await,
         Verb::ClusterInfo => info::cluster_info(&ctx, &mut out).await,

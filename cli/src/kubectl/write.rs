@@ -371,21 +371,20 @@ async fn client_side_apply(ctx: &Ctx, r: &Resource, item: &str, ns: Option<&str>
         return Ok("unchanged");
     }
     // Kinds without patch metadata (custom resources) get a JSON merge patch, as kubectl sends them.
-    let builtin = !matches!(meta.list_strategy(&["__probe__"]), k1s_api::smp::ListStrategy::Replace) || known_smp(&r.group, &r.kind);
-    let ct = if builtin { "application/strategic-merge-patch+json" } else { "application/merge-patch+json" };
+    let ct = if known_smp(&r.group, &r.kind) { "application/strategic-merge-patch+json" } else { "application/merge-patch+json" };
     let url = format!("{item}?fieldManager=kubectl-client-side-apply&fieldValidation=Strict");
     api::call(&ctx.client, Method::PATCH, &url, "application/json", Some((ct, serde_json::to_vec(&Value::Object(patch))?))).await?;
     Ok("configured")
 }
 
-fn known_smp(group: &str, _kind: &str) -> bool {
+pub fn known_smp(group: &str, _kind: &str) -> bool {
     matches!(group, "" | "apps" | "batch" | "events.k8s.io" | "coordination.k8s.io" | "policy" | "rbac.authorization.k8s.io" | "networking.k8s.io")
 }
 
 /// `CreateThreeWayMergePatch` for maps: fields dropped since the last apply become `null`, fields whose new
 /// value differs from the live one are set; lists with a merge key are patched element-wise with
 /// `$setElementOrder` and `$patch: delete`, other lists are replaced whole.
-fn three_way(
+pub fn three_way(
     original: Option<&Value>,
     modified: &Value,
     current: &Value,
