@@ -2,7 +2,7 @@
 //! `kubectl` (the newest on the machine), `k1s kubectl` and `k1s` called through a symlink named `kubectl`;
 //! stdout, stderr and the exit code must be byte-identical. Ages tick while the three run, so a case whose
 //! outputs differ is run again (up to 5 times) before it fails; nothing else is normalised except the client's
-//! own version lines of `version`.
+//! own version lines of `version`. `exec -it` runs under a pseudo-terminal (`script`).
 
 use std::path::{Path, PathBuf};
 use std::io::Write as _;
@@ -334,4 +334,57 @@ fn kubectl_golden_outputs_match_stock_kubectl() {
         }
     }
     assert!(failures.is_empty(), "{} differences from stock kubectl:\n{}", failures.len(), failures.join("\n"));
+
+    terminal(&server, dir);
+}
+
+/// Run a shell line under a pseudo-terminal (`script`), typing `input` line by line, slowly, as a user does.
+fn on_terminal(line: &str, input: &str) -> Output {
+    let mut child = Command::new("script")
+        .args(["-qec", line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (bsdutils) runs");
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = input.to_string();
+    let typer = std::thread::spawn(move || {
+        for l in input.split_inclusive('\n') {
+            std::thread::sleep(Duration::from_millis(700));
+            if stdin.write_all(l.as_bytes()).is_err() {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    let out = child.wait_with_output().expect("script runs");
+    drop(typer);
+    out
+}
+
+/// `exec -it` on a real terminal: the container's terminal has our window size, typed lines reach the shell,
+/// its exit code is ours; the same through stock kubectl and k1s.
+fn terminal(server: &Server, dir: &Path) {
+    let k = server.kubeconfig.display();
+    let clients = [
+        format!("kubectl --kubeconfig {k} --cache-dir {}", dir.join("cache").display()),
+        format!("{} kubectl --kubeconfig {k}", k1s_tests::binary().display()),
+        format!("{} --kubeconfig {k}", dir.join("bin/kubectl").display()),
+    ];
+    let mut sized = Vec::new();
+    for c in &clients {
+        let out = on_terminal(&format!("stty cols 123 rows 45; {c} exec -it sleeper -- sh -c 'tty; stty size'"), "");
+        sized.push((String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code()));
+    }
+    assert!(sized[0].0.contains("45 123") && sized[0].0.contains("/dev/pts/"), "stock kubectl on a terminal: {:?}", sized[0]);
+    assert_eq!(sized[1], sized[0], "k1s kubectl exec -it prints what kubectl does");
+    assert_eq!(sized[2], sized[0], "k1s as kubectl: exec -it prints what kubectl does");
+    for c in &clients[1..] {
+        let out = on_terminal(&format!("{c} exec -it sleeper -- sh"), "echo $((6*7))\nexit 4\n");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("42\r\n"), "{c}: the typed line ran in the container's shell: {text}");
+        assert_eq!(out.status.code(), Some(4), "{c}: the shell's exit code is the client's: {text}");
+        assert!(text.contains("command terminated with exit code 4"), "{text}");
+    }
 }

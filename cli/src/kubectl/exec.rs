@@ -1,6 +1,6 @@
-//! `exec` (without a terminal): the command's stdout and stderr copied out, `-i` copies our stdin in, over the
-//! WebSocket exec subresource through kube's `ws` client; a non-zero exit becomes kubectl's
-//! `command terminated with exit code N` and that exit code.
+//! `exec`: the command's stdout and stderr copied out, `-i` copies our stdin in, `-it` puts our terminal in raw
+//! mode and forwards its size (and every SIGWINCH), over the WebSocket exec subresource through kube's `ws`
+//! client; a non-zero exit becomes kubectl's `command terminated with exit code N` and that exit code.
 
 use http::Method;
 use k8s_openapi::api::core::v1::Pod;
@@ -19,7 +19,7 @@ pub struct ExecArgs {
     /// Pass stdin to the container.
     #[arg(short = 'i', long)]
     pub stdin: bool,
-    /// Stdin is a TTY (TODO: a terminal, raw mode and resize are not done yet).
+    /// Stdin is a TTY: the container gets a terminal, ours is put in raw mode (needs -i, as kubectl).
     #[arg(short = 't', long)]
     pub tty: bool,
     /// Only print output from the remote session.
@@ -42,6 +42,54 @@ impl std::fmt::Display for ExitCode {
 
 impl std::error::Error for ExitCode {}
 
+/// Our terminal in raw mode (keys go through as typed, the remote terminal echoes), restored on drop.
+struct RawMode(nix::sys::termios::Termios);
+
+impl RawMode {
+    fn enter() -> anyhow::Result<RawMode> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin)?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw)?;
+        Ok(RawMode(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, &self.0);
+    }
+}
+
+/// Our window size as `stty size` reports it for stdin (rows, columns). Asking stty keeps this crate free of
+/// `unsafe` (TIOCGWINSZ has no safe wrapper in nix).
+fn window_size() -> Option<kube::api::TerminalSize> {
+    let out = std::process::Command::new("stty").arg("size").stdin(std::process::Stdio::inherit()).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace().map(|n| n.parse::<u16>().ok());
+    let (rows, cols) = (it.next()??, it.next()??);
+    Some(kube::api::TerminalSize { width: cols, height: rows })
+}
+
+/// The size now, then again on every SIGWINCH, as kubectl's resize queue does.
+async fn forward_window_size(sizes: futures::channel::mpsc::Sender<kube::api::TerminalSize>) {
+    use futures::SinkExt as _;
+    let mut sizes = sizes;
+    let Ok(mut winch) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()) else { return };
+    loop {
+        if let Some(s) = tokio::task::spawn_blocking(window_size).await.ok().flatten() {
+            if sizes.send(s).await.is_err() {
+                return;
+            }
+        }
+        if winch.recv().await.is_none() {
+            return;
+        }
+    }
+}
+
 /// The container kubectl picks when none is named, and its `Defaulted container` notice.
 pub fn default_container(pod: &Value, quiet: bool) -> String {
     let names: Vec<&str> =
@@ -58,9 +106,6 @@ pub async fn run(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<()> {
     if a.command.is_empty() {
         return Err(Fail::msg("error: you must specify at least one command for the container"));
     }
-    if a.tty {
-        return Err(Fail::msg("error: k1s exec -t (a terminal) is not implemented yet; use exec without -t"));
-    }
     let pod_name = a.target.strip_prefix("pod/").or_else(|| a.target.strip_prefix("pods/")).unwrap_or(&a.target);
     let ns = &ctx.namespace;
     let pod = api::call(&ctx.client, Method::GET, &format!("/api/v1/namespaces/{ns}/pods/{pod_name}"), "application/json", None).await?;
@@ -69,12 +114,26 @@ pub async fn run(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<()> {
         return Err(Fail::msg(format!("error: cannot exec into a container in a completed pod; current phase is {phase}")));
     }
     let container = a.container.clone().unwrap_or_else(|| default_container(&pod, a.quiet));
+    // kubectl's SetupTTY: -t without -i is silently no terminal; -it without a terminal on stdin says so.
+    let mut tty = a.tty && a.stdin;
+    if tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        tty = false;
+        if !a.quiet {
+            eprintln!("Unable to use a TTY - input is not a terminal or the right kind of file");
+        }
+    }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let params = AttachParams::default().container(container).stdin(a.stdin).stdout(true).stderr(true).tty(false);
+    let params = AttachParams::default().container(container).stdin(a.stdin).stdout(true).stderr(!tty).tty(tty);
     let mut proc = pods.exec(pod_name, a.command.clone(), &params).await.map_err(|e| match e {
         kube::Error::Api(s) => api::ApiError { code: s.code, reason: s.reason.clone(), message: s.message.clone(), status: Value::Null }.into(),
         e => anyhow::Error::from(e),
     })?;
+    let _raw = if tty { Some(RawMode::enter()?) } else { None };
+    if tty {
+        if let Some(sizes) = proc.terminal_size() {
+            tokio::spawn(forward_window_size(sizes));
+        }
+    }
     let status = proc.take_status();
     let stdin_task = proc.stdin().map(|mut w| {
         tokio::spawn(async move {

@@ -9,13 +9,13 @@
 //! `--field-selector`, `-A`, `--show-labels`, several kinds, names), `delete` (names, `-l`, `--all`, `-f`,
 //! `--grace-period`, `--force`, `--wait`), `create -f`, `create namespace|configmap|secret generic|job`,
 //! `apply -f` (client-side with the last-applied annotation and a three-way strategic merge patch,
-//! `--server-side`), `label`, `annotate`, `logs` (`-c`, `--tail`, `--previous`, `--timestamps`, `-f`), `exec` without a terminal (`-i`, `-c`),
+//! `--server-side`), `label`, `annotate`, `logs` (`-c`, `--tail`, `--previous`, `--timestamps`, `-f`), `exec` (`-i`, `-c`, `-t` with raw mode and resize),
 //! `run` (`--image`, `--restart`, `--env`, `--labels`, `--command`), `wait` (`--for=condition=…|delete|jsonpath=…`,
 //! `--timeout`).
 //!
 //! TODO (issue 11, not done yet):
-//! - `get -w`, `-L`, kubectl's `--sort-by` error over several kinds; `describe`; `edit`; `explain`; `run -i --rm`; `exec -t`
-//!   (a terminal in raw mode, resize); `debug`; `port-forward`; `cp`.
+//! - `get -w`, `-L`, kubectl's `--sort-by` error over several kinds; `describe`; `edit`; `explain`; `run -i --rm`;
+//!   `debug`; `port-forward`; `cp`.
 //! - kubectl's exact messages for bad flags (clap's are printed instead) and `file:line` on manifest errors
 //!   beyond what `k1s_api::yaml` reports.
 
@@ -188,14 +188,17 @@ pub fn run(args: Vec<OsString>) -> i32 {
             return 1;
         }
     };
-    match rt.block_on(execute(cli)) {
+    let code = match rt.block_on(execute(cli)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("{}", render_error(&e));
             // `exec` exits with the remote command's code, as kubectl does.
             e.downcast_ref::<exec::ExitCode>().map_or(1, |c| c.0)
         }
-    }
+    };
+    // A read of our stdin may still block (`exec -i` whose command ended first): do not wait for it.
+    rt.shutdown_background();
+    code
 }
 
 async fn execute(cli: Kubectl) -> anyhow::Result<()> {
