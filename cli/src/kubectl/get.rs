@@ -86,7 +86,7 @@ pub fn requests<'a>(resources: &'a [Resource], args: &[String]) -> anyhow::Resul
         return Ok(out);
     }
     let Some(types) = args.first() else {
-        return Err(super::Fail::msg("You must specify the type of resource to get. Use \"kubectl api-resources\" for a complete list of supported resources.\n\nerror: Required resource not specified.\nUse \"kubectl explain <resource>\" for a detailed description of that resource (e.g. kubectl explain pods).\nSee 'kubectl get -h' for help and examples").into());
+        return Err(super::Fail::msg("You must specify the type of resource to get. Use \"kubectl api-resources\" for a complete list of supported resources.\n\nerror: Required resource not specified.\nUse \"kubectl explain <resource>\" for a detailed description of that resource (e.g. kubectl explain pods).\nSee 'kubectl get -h' for help and examples"));
     };
     for t in types.split(',').filter(|t| !t.is_empty()) {
         out.push(Request { resource: lookup(t)?, names: args[1..].to_vec() });
@@ -179,8 +179,7 @@ pub async fn run(ctx: &Ctx, a: &GetArgs, out: &mut Out) -> anyhow::Result<()> {
                 o => {
                     return Err(super::Fail::msg(format!(
                         "error: unable to match a printer suitable for the output format \"{o}\", allowed formats are: custom-columns,custom-columns-file,go-template,go-template-file,json,jsonpath,jsonpath-as-json,jsonpath-file,name,template,templatefile,wide,yaml"
-                    ))
-                    .into())
+                    )))
                 }
             };
             out.stdout(&text);

@@ -487,7 +487,7 @@ enum Step {
 pub fn jsonpath(template: &str, data: &Value) -> anyhow::Result<String> {
     let nodes = parse_template(template)?;
     let mut out = String::new();
-    eval_nodes(&nodes, data, data, &mut out)?;
+    eval_nodes(&nodes, data, &mut out)?;
     Ok(out)
 }
 
@@ -655,13 +655,12 @@ fn walk<'v>(steps: &[Step], cur: &'v Value) -> Vec<&'v Value> {
     vals
 }
 
-fn eval_nodes(nodes: &[Node], root: &Value, cur: &Value, out: &mut String) -> anyhow::Result<()> {
+fn eval_nodes(nodes: &[Node], cur: &Value, out: &mut String) -> anyhow::Result<()> {
     for n in nodes {
         match n {
             Node::Text(t) => out.push_str(t),
             Node::Path(steps) => {
-                let vals = walk(steps, if steps.is_empty() { cur } else { cur });
-                let _ = root;
+                let vals = walk(steps, cur);
                 let texts: Vec<String> = vals.into_iter().map(jsonpath_text).collect();
                 out.push_str(&texts.join(" "));
             }
@@ -670,10 +669,10 @@ fn eval_nodes(nodes: &[Node], root: &Value, cur: &Value, out: &mut String) -> an
                     match v {
                         Value::Array(a) => {
                             for e in a {
-                                eval_nodes(body, root, e, out)?;
+                                eval_nodes(body, e, out)?;
                             }
                         }
-                        other => eval_nodes(body, root, other, out)?,
+                        other => eval_nodes(body, other, out)?,
                     }
                 }
             }
@@ -708,13 +707,14 @@ mod tests {
     }
 
     #[test]
+    /// `n` is a bool to go-yaml v2, so the key is quoted (as `note: "y"` is in kubectl's output).
     fn yaml_is_go_yaml_v2_style() {
         let v = json!({"metadata": {"name": "x", "creationTimestamp": "2024-01-01T00:00:00Z", "labels": {}},
             "spec": {"containers": [{"name": "c", "args": ["sleep", "10", "-c"]}]}, "n": 5, "s": "",
             "multi": "a\nb\n", "colon": "a: b", "star": "*"});
         assert_eq!(
             yaml(&v),
-            "colon: 'a: b'\nmetadata:\n  creationTimestamp: \"2024-01-01T00:00:00Z\"\n  labels: {}\n  name: x\nmulti: |\n  a\n  b\nn: 5\ns: \"\"\nspec:\n  containers:\n  - args:\n    - sleep\n    - \"10\"\n    - -c\n    name: c\nstar: '*'\n"
+            "colon: 'a: b'\nmetadata:\n  creationTimestamp: \"2024-01-01T00:00:00Z\"\n  labels: {}\n  name: x\nmulti: |\n  a\n  b\n\"n\": 5\ns: \"\"\nspec:\n  containers:\n  - args:\n    - sleep\n    - \"10\"\n    - -c\n    name: c\nstar: '*'\n"
         );
     }
 
