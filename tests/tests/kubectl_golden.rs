@@ -44,6 +44,16 @@ data:
     world
 ---
 apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cfg-one
+  annotations:
+    team: edge
+data:
+  only: |
+    one key: kubectl describes a map in Go's random order
+---
+apiVersion: v1
 kind: Pod
 metadata:
   name: sleeper
@@ -203,6 +213,12 @@ fn cases() -> Vec<Case> {
         write(&["edit", "cm", "cfg-a"], &[&["apply", "-f", "state.yaml"]], &[&["apply", "-f", "state.yaml"]]),
         read(&["edit", "pod/sleeper"]),
         read(&["edit", "cm", "nope"]),
+        read(&["describe", "pod", "sleeper"]),
+        read(&["describe", "po", "-l", "app=demo"]),
+        read(&["describe", "pods"]),
+        read(&["describe", "cm", "cfg-one"]),
+        read(&["describe", "ns", "default"]),
+        read(&["describe", "pod", "nope"]),
         read(&["delete", "cm", "nope"]),
         read(&["delete", "cm", "nope", "--ignore-not-found"]),
     ]

@@ -4,23 +4,24 @@
 //! Built on the kube crate's client and config plus raw JSON requests: every verb works on JSON values of any
 //! kind, tables come from the server (`as=Table`), so no server logic is repeated here.
 //!
-//! Done: `version`, `cluster-info`, `api-resources`, `get` (table, `-o wide|name|json|yaml|jsonpath=|custom-columns=`,
-//! `--sort-by`, `--no-headers`, `-l`,
-//! `--field-selector`, `-A`, `--show-labels`, several kinds, names), `delete` (names, `-l`, `--all`, `-f`,
-//! `--grace-period`, `--force`, `--wait`), `create -f`, `create namespace|configmap|secret generic|job`,
-//! `apply -f` (client-side with the last-applied annotation and a three-way strategic merge patch,
-//! `--server-side`), `label`, `annotate`, `logs` (`-c`, `--tail`, `--previous`, `--timestamps`, `-f`), `exec` (`-i`, `-c`, `-t` with raw mode and resize),
-//! `run` (`--image`, `--restart`, `--env`, `--labels`, `--command`), `wait` (`--for=condition=…|delete|jsonpath=…`,
-//! `--timeout`).
+//! Done: `version`, `cluster-info`, `api-resources`; `get` (the server's Table, `-o wide|name|json|yaml|jsonpath=|
+//! custom-columns=`, `--sort-by`, `--no-headers`, `-l`, `--field-selector`, `-A`, `--show-labels`, several kinds,
+//! names); `describe` (Pod, ConfigMap, Namespace); `delete` (names, `-l`, `--all`, `-f`, `--grace-period`, `--force`,
+//! `--wait`); `create -f`, `create namespace|configmap|secret generic|job`; `apply -f` (files, directories, `-`,
+//! client-side with the last-applied annotation and a three-way strategic merge patch, `--server-side`); `edit`;
+//! `label`; `annotate`; `logs` (`-c`, `--tail`, `--previous`, `--timestamps`, `-f`, TYPE/NAME); `exec` (`-i`, `-c`,
+//! `-t` with raw mode and resize); `run` (`--image`, `--restart`, `--env`, `--labels`, `--command`); `wait`
+//! (`--for=condition=…|delete|jsonpath=…`, `--timeout`).
 //!
 //! TODO (issue 11, not done yet):
-//! - `get -w`, `-L`, kubectl's `--sort-by` error over several kinds; `describe`; `edit`; `explain`; `run -i --rm`;
-//!   `debug`; `port-forward`; `cp`.
+//! - `get -w`, `-L`, kubectl's `--sort-by` error over several kinds; `describe` of other kinds; `explain`;
+//!   `run -i --rm`; `debug`; `port-forward`; `cp`.
 //! - kubectl's exact messages for bad flags (clap's are printed instead) and `file:line` on manifest errors
 //!   beyond what `k1s_api::yaml` reports.
 
 mod api;
 mod config;
+mod describe;
 mod edit;
 mod exec;
 mod get;
@@ -37,7 +38,7 @@ pub use config::Global;
 
 /// The verbs `k1s <verb>` hands to this module (the server's own subcommands win over these).
 pub const VERBS: &[&str] =
-    &["get", "delete", "create", "apply", "label", "annotate", "logs", "exec", "run", "wait", "edit", "version", "cluster-info", "api-resources"];
+    &["get", "delete", "create", "apply", "label", "annotate", "logs", "exec", "run", "wait", "edit", "describe", "version", "cluster-info", "api-resources"];
 
 #[derive(Parser, Debug)]
 #[command(name = "kubectl", disable_version_flag = true, disable_help_subcommand = true)]
@@ -66,6 +67,8 @@ enum Verb {
     Logs(write::LogsArgs),
     /// Execute a command in a container.
     Exec(exec::ExecArgs),
+    /// Show details of a specific resource or group of resources.
+    Describe(describe::DescribeArgs),
     /// Edit a resource on the server.
     Edit(edit::EditArgs),
     /// Run a particular image on the cluster.
@@ -222,6 +225,7 @@ async fn execute(cli: Kubectl) -> anyhow::Result<()> {
         Verb::Annotate(a) => write::meta(&ctx, a, "annotations", &mut out).await,
         Verb::Logs(a) => write::logs(&ctx, a, &mut out).await,
         Verb::Exec(a) => exec::run(&ctx, a).await,
+        Verb::Describe(a) => describe::run(&ctx, a, &mut out).await,
         Verb::Edit(a) => edit::run(&ctx, a, &mut out).await,
         Verb::Run(a) => runwait::run(&ctx, a, &mut out).await,
         Verb::Wait(a) => runwait::wait(&ctx, a, &mut out).await,

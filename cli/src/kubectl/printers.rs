@@ -4,32 +4,64 @@
 
 use serde_json::Value;
 
-/// Go's `text/tabwriter` with kubectl's settings (`printers.GetNewTabWriter`: minwidth 6, padding 3, spaces):
-/// every tab-terminated cell is padded to its column's widest cell + 3; a line's last cell is not padded.
-/// Rows are cells; all rows of one call form one column block, as kubectl flushes per table.
+/// Go's `text/tabwriter` with kubectl's table settings (`printers.GetNewTabWriter`: minwidth 6, padding 3).
 pub fn tabwrite(rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = Vec::new();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate().take(row.len().saturating_sub(1)) {
-            let w = cell.chars().count() + 3;
-            if widths.len() <= i {
-                widths.push(6);
-            }
-            widths[i] = widths[i].max(w);
-        }
-    }
+    let text: String = rows.iter().map(|r| format!("{}\n", r.join("\t"))).collect();
+    tabwriter(&text, 6, 3)
+}
+
+/// Go's `text/tabwriter` (padchar ' ', no flags) over `text`: a cell is text ended by a tab; a column block is
+/// a run of consecutive lines that have a cell in that column, padded to its widest cell + `padding` (at
+/// least `minwidth`); a line's last cell is never padded. The algorithm of `Writer.format`, so that
+/// `describe`'s mixed lines align exactly as kubectl's.
+pub fn tabwriter(text: &str, minwidth: usize, padding: usize) -> String {
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let lines: Vec<Vec<&str>> = body.split('\n').map(|l| l.split('\t').collect()).collect();
     let mut out = String::new();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            out.push_str(cell);
-            if i + 1 < row.len() {
-                let pad = widths[i] - cell.chars().count();
-                out.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
+    let mut widths = Vec::new();
+    format_block(&lines, 0, lines.len(), &mut widths, minwidth, padding, &mut out);
+    if text.ends_with('\n') {
         out.push('\n');
     }
     out
+}
+
+fn format_block(lines: &[Vec<&str>], line0: usize, line1: usize, widths: &mut Vec<usize>, minwidth: usize, padding: usize, out: &mut String) {
+    let column = widths.len();
+    let mut start = line0;
+    let mut this = line0;
+    while this < line1 {
+        if column + 1 >= lines[this].len() {
+            this += 1;
+            continue;
+        }
+        write_lines(lines, start, this, widths, out);
+        start = this;
+        let mut width = minwidth;
+        while this < line1 && column + 1 < lines[this].len() {
+            width = width.max(lines[this][column].chars().count() + padding);
+            this += 1;
+        }
+        widths.push(width);
+        format_block(lines, start, this, widths, minwidth, padding, out);
+        widths.pop();
+        start = this;
+    }
+    write_lines(lines, start, line1, widths, out);
+}
+
+fn write_lines(lines: &[Vec<&str>], line0: usize, line1: usize, widths: &[usize], out: &mut String) {
+    for (i, line) in lines.iter().enumerate().take(line1).skip(line0) {
+        for (j, cell) in line.iter().enumerate() {
+            out.push_str(cell);
+            if j < widths.len() && j + 1 < line.len() {
+                out.extend(std::iter::repeat_n(' ', widths[j].saturating_sub(cell.chars().count())));
+            }
+        }
+        if i + 1 < lines.len() {
+            out.push('\n');
+        }
+    }
 }
 
 /// `json.MarshalIndent(v, "", "    ")` plus the newline kubectl's JSON printer adds.
@@ -699,6 +731,15 @@ mod tests {
     fn tabwriter_pads_like_kubectl() {
         let rows = vec![vec!["NAME".into(), "STATUS".into(), "AGE".into()], vec!["default".into(), "Active".into(), "4s".into()]];
         assert_eq!(tabwrite(&rows), "NAME      STATUS   AGE\ndefault   Active   4s\n");
+    }
+
+    #[test]
+    fn tabwriter_column_blocks_end_at_lines_without_the_cell() {
+        let t = "Name:\tx\nLabels:\ta=b\n\tc=d\nCommand:\n  sh\nState:\tRunning\n  Started:\tnow\n";
+        assert_eq!(
+            tabwriter(t, 0, 2),
+            "Name:    x\nLabels:  a=b\n         c=d\nCommand:\n  sh\nState:      Running\n  Started:  now\n"
+        );
     }
 
     #[test]
