@@ -29,13 +29,18 @@ pub fn rv(meta: &ObjectMeta) -> u64 {
 }
 
 /// Feed a watch into a loop's channel, wrapping each event in the loop's input type; errors are retried.
-/// A cached Pod without what no controller reads and every Pod carries: its managedFields and kubectl's
-/// last-applied copy of itself. The caches hold every Pod of the node several times over (one per
-/// controller), so this is most of their size.
+/// A cached Pod with only what the Job and ReplicaSet controllers read: metadata (without managedFields and
+/// kubectl's last-applied copy), `spec.nodeName`, and the status. The ReplicaSet controller must keep every
+/// Pod (a bare one may be adopted), so its cache grows with every Pod of the node: the containers, volumes
+/// and the rest of the spec are most of a Pod's size, and no controller decision depends on them (the
+/// template comes from the owner).
 pub fn slim_pod(p: &mut k8s_openapi::api::core::v1::Pod) {
     p.metadata.managed_fields = None;
     if let Some(a) = p.metadata.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    if let Some(spec) = p.spec.take() {
+        p.spec = Some(k8s_openapi::api::core::v1::PodSpec { node_name: spec.node_name, ..Default::default() });
     }
 }
 
