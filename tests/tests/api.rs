@@ -2016,6 +2016,41 @@ mod node {
         assert_eq!(frames.last().map(|f| f[0]), Some(3));
     }
 
+    /// A client that speaks only `v4.channel.k8s.io` (the Python client, older tools) gets v4: output on
+    /// channels 1 and 2, the exit Status on channel 3, and no v5 close frames needed (stdin ends with the
+    /// connection's half of the session).
+    #[tokio::test]
+    async fn exec_over_websocket_v4() {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let (api, r, _node) = with_node().await;
+        create(&r, PODS, bound_pod("v4", &["main"], &[])).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = api.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let url = format!("ws://{addr}{PODS}/v4/exec?command=sh&command=-c&command=echo%20out%3B%20echo%20err%20%3E%262%3B%20exit%202&stdout=true&stderr=true");
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "v4.channel.k8s.io".parse().unwrap());
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut ws, resp) = tokio_tungstenite::client_async(req, tcp).await.expect("v4 handshake");
+        assert_eq!(resp.headers()["sec-websocket-protocol"], "v4.channel.k8s.io");
+        let mut frames: Vec<Vec<u8>> = Vec::new();
+        while let Some(msg) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("the session ends") {
+            let msg = msg.unwrap();
+            if msg.is_close() {
+                break;
+            }
+            assert!(msg.is_binary(), "binary frames only: {msg:?}");
+            frames.push(msg.into_data().to_vec());
+        }
+        let on = |ch: u8| -> Vec<u8> { frames.iter().filter(|f| f[0] == ch).flat_map(|f| f[1..].to_vec()).collect() };
+        assert_eq!((on(1), on(2)), (b"out\n".to_vec(), b"err\n".to_vec()));
+        let status: Value = serde_json::from_slice(&frames.last().unwrap()[1..]).unwrap();
+        assert_eq!(frames.last().unwrap()[0], 3);
+        assert_eq!(status["reason"], "NonZeroExitCode");
+        assert_eq!(status["details"]["causes"][0]["message"], "2");
+    }
+
     /// pods/portforward over a raw SPDY/3.1 upgrade, spoken by a minimal spdystream-like client built on our
     /// own codec: the 101 and its headers, a SYN_REPLY per stream, bytes both ways through the FakeNode's
     /// connection (a local echo server), FIN on data and error streams; a closed port is an error text.
