@@ -1,11 +1,12 @@
 //! The kubectl golden tier (issue 11): one server, one state, and the same command lines run through stock
 //! `kubectl` (the newest on the machine), `k1s kubectl` and `k1s` called through a symlink named `kubectl`;
-//! stdout, stderr and the exit code must be byte-identical. Ages tick while the three run, so a case whose
-//! outputs differ is run again (up to 5 times) before it fails; nothing else is normalised except the client's
-//! own version lines of `version`. `exec -it` runs under a pseudo-terminal (`script`).
+//! stdout, stderr and the exit code must be byte-identical. A case that changes nothing runs through the three
+//! at once; ages still tick, so a case whose outputs differ is run again (up to 5 times) before it fails.
+//! Nothing else is normalised except the client's own version lines of `version`. `exec -it` runs under a
+//! pseudo-terminal (`script`).
 
-use std::path::{Path, PathBuf};
 use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,14 +22,20 @@ struct Case {
     client_lines: bool,
     /// Standard input for the run (`exec -i`).
     input: &'static str,
+    /// Stop the client (SIGTERM) after this long: `get -w` runs until stopped.
+    stop_after: Option<Duration>,
 }
 
 const fn read(args: &'static [&'static str]) -> Case {
-    Case { args, before: &[], after: &[], client_lines: false, input: "" }
+    Case { args, before: &[], after: &[], client_lines: false, input: "", stop_after: None }
+}
+
+const fn watch(args: &'static [&'static str]) -> Case {
+    Case { args, before: &[], after: &[], client_lines: false, input: "", stop_after: Some(Duration::from_secs(2)) }
 }
 
 const fn write(args: &'static [&'static str], before: &'static [&'static [&'static str]], after: &'static [&'static [&'static str]]) -> Case {
-    Case { args, before, after, client_lines: false, input: "" }
+    Case { args, before, after, client_lines: false, input: "", stop_after: None }
 }
 
 const STATE: &str = "apiVersion: v1
@@ -123,7 +130,7 @@ data:
 
 fn cases() -> Vec<Case> {
     vec![
-        Case { args: &["version"], before: &[], after: &[], client_lines: true, input: "" },
+        Case { args: &["version"], before: &[], after: &[], client_lines: true, input: "", stop_after: None },
         read(&["cluster-info"]),
         read(&["api-resources"]),
         read(&["api-resources", "-o", "wide"]),
@@ -159,6 +166,11 @@ fn cases() -> Vec<Case> {
         read(&["get", "po", "-o", "custom-columns=NAME:.metadata.name,IMAGES:.spec.containers[*].image,NODE:.spec.nodeName,NONE:.foo"]),
         read(&["get", "po", "sleeper", "-o", "custom-columns=N:metadata.name", "--no-headers"]),
         read(&["get", "po", "--no-headers"]),
+        read(&["get", "po", "-L", "app,tier,run", "--show-labels"]),
+        read(&["get", "po", "-A", "-L", "tier"]),
+        watch(&["get", "po", "-w"]),
+        watch(&["get", "po", "sleeper", "-w", "-o", "wide"]),
+        watch(&["get", "cm", "-A", "-w"]),
         read(&["get", "pod", "nope"]),
         read(&["get", "foo"]),
         read(&["get", "po", "sleeper", "nope"]),
@@ -195,7 +207,7 @@ fn cases() -> Vec<Case> {
         read(&["exec", "sleeper", "--", "nonexistent-command"]),
         read(&["exec", "nope", "--", "true"]),
         read(&["exec", "sleeper", "-c", "nope", "--", "true"]),
-        Case { args: &["exec", "-i", "sleeper", "--", "sh", "-c", "wc -l; cat"], before: &[], after: &[], client_lines: false, input: "one\ntwo\n" },
+        Case { args: &["exec", "-i", "sleeper", "--", "sh", "-c", "wc -l; cat"], before: &[], after: &[], client_lines: false, input: "one\ntwo\n", stop_after: None },
         write(
             &["run", "r1", "--image=busybox", "--restart=Never", "--env=A=1", "--labels=x=y,z=w", "--", "sleep", "3600"],
             &[],
@@ -241,10 +253,10 @@ impl Tool {
     }
 
     fn run(&self, server: &Server, dir: &Path, args: &[&str]) -> Output {
-        self.run_with(server, dir, args, "")
+        self.run_with(server, dir, args, "", None)
     }
 
-    fn run_with(&self, server: &Server, dir: &Path, args: &[&str], input: &str) -> Output {
+    fn run_with(&self, server: &Server, dir: &Path, args: &[&str], input: &str, stop_after: Option<Duration>) -> Output {
         let mut c = match self {
             Tool::Kubectl { cache } => {
                 let mut c = Command::new("kubectl");
@@ -265,6 +277,11 @@ impl Tool {
         let mut stdin = child.stdin.take().expect("piped");
         stdin.write_all(input.as_bytes()).expect("stdin takes the input");
         drop(stdin);
+        if let Some(d) = stop_after {
+            std::thread::sleep(d);
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
         child.wait_with_output().expect("client runs")
     }
 }
@@ -324,14 +341,23 @@ fn kubectl_golden_outputs_match_stock_kubectl() {
                 for b in case.before {
                     kubectl.run(&server, dir, b);
                 }
-                let o = tool.run_with(&server, dir, case.args, case.input);
+                let o = tool.run_with(&server, dir, case.args, case.input, case.stop_after);
                 for a in case.after {
                     kubectl.run(&server, dir, a);
                 }
                 shown(&o, case.client_lines)
             };
-            let want = run(&kubectl);
-            let got: Vec<_> = ours.iter().map(|t| (t.name(), run(t))).collect();
+            let (want, got): (_, Vec<_>) = if case.before.is_empty() && case.after.is_empty() {
+                // A case that changes nothing runs through the three clients at once: ages and `-w` streams
+                // are then read at the same moment.
+                std::thread::scope(|sc| {
+                    let want = sc.spawn(|| run(&kubectl));
+                    let got: Vec<_> = ours.iter().map(|t| (t.name(), sc.spawn(move || run(t)))).collect();
+                    (want.join().unwrap(), got.into_iter().map(|(n, h)| (n, h.join().unwrap())).collect())
+                })
+            } else {
+                (run(&kubectl), ours.iter().map(|t| (t.name(), run(t))).collect())
+            };
             let bad: Vec<_> = got.into_iter().filter(|(_, g)| *g != want).collect();
             if bad.is_empty() {
                 last = None;

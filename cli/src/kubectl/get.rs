@@ -29,6 +29,12 @@ pub struct GetArgs {
     /// Don't print headers.
     #[arg(long)]
     pub no_headers: bool,
+    /// Labels to show as columns (`-L app,tier`).
+    #[arg(short = 'L', long = "label-columns")]
+    pub label_columns: Vec<String>,
+    /// After listing/getting the requested object, watch for changes.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
     /// If true, keep the managedFields when printing objects in JSON or YAML format.
     #[arg(long)]
     pub show_managed_fields: bool,
@@ -211,6 +217,7 @@ async fn tables(ctx: &Ctx, a: &GetArgs, reqs: &[Request<'_>], ns: Option<&str>, 
     // Fetch first: whether names carry their kind depends on how many kinds came back.
     let mut fetched: Vec<(&Resource, Value, Vec<Value>)> = Vec::new();
     let mut errors = Vec::new();
+    let mut last_table = Value::Null;
     for req in reqs {
         let r = req.resource;
         let mut rows = Vec::new();
@@ -222,12 +229,14 @@ async fn tables(ctx: &Ctx, a: &GetArgs, reqs: &[Request<'_>], ns: Option<&str>, 
             let t = api::call(&ctx.client, Method::GET, &url, api::TABLE_ACCEPT, None).await?;
             columns = t["columnDefinitions"].clone();
             rows.extend(t["rows"].as_array().cloned().unwrap_or_default());
+            last_table = t;
         } else {
             for n in &req.names {
                 match api::call(&ctx.client, Method::GET, &r.item(ns.or(Some(&ctx.namespace)), n), api::TABLE_ACCEPT, None).await {
                     Ok(t) => {
                         columns = t["columnDefinitions"].clone();
                         rows.extend(t["rows"].as_array().cloned().unwrap_or_default());
+                        last_table = t;
                     }
                     Err(e) => errors.push(e),
                 }
@@ -245,44 +254,7 @@ async fn tables(ctx: &Ctx, a: &GetArgs, reqs: &[Request<'_>], ns: Option<&str>, 
         if i > 0 && !a.no_headers {
             out.stdout("\n");
         }
-        let cols: Vec<(usize, String)> = columns
-            .as_array()
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .filter(|(_, c)| wide || c.get("priority").and_then(Value::as_i64).unwrap_or(0) == 0)
-            .map(|(i, c)| (i, c.get("name").and_then(Value::as_str).unwrap_or("").to_uppercase()))
-            .collect();
-        let mut grid: Vec<Vec<String>> = Vec::new();
-        if !a.no_headers {
-            let mut h = Vec::new();
-            if a.all_namespaces && r.namespaced {
-                h.push("NAMESPACE".to_string());
-            }
-            h.extend(cols.iter().map(|(_, n)| n.clone()));
-            if a.show_labels {
-                h.push("LABELS".into());
-            }
-            grid.push(h);
-        }
-        for row in rows {
-            let cells = row["cells"].as_array().cloned().unwrap_or_default();
-            let mut line = Vec::new();
-            if a.all_namespaces && r.namespaced {
-                line.push(row.pointer("/object/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string());
-            }
-            for (pos, (i, _)) in cols.iter().enumerate() {
-                let mut cell = cell_text(cells.get(*i).unwrap_or(&Value::Null));
-                if pos == 0 && with_kind {
-                    cell = format!("{}/{cell}", r.kind_group());
-                }
-                line.push(cell);
-            }
-            if a.show_labels {
-                line.push(labels_text(row.pointer("/object/metadata/labels")));
-            }
-            grid.push(line);
-        }
+        let grid = grid(a, r, columns, rows, wide, with_kind, !a.no_headers);
         out.stdout(&super::printers::tabwrite(&grid));
     }
     if fetched.is_empty() && errors.is_empty() {
@@ -293,7 +265,153 @@ async fn tables(ctx: &Ctx, a: &GetArgs, reqs: &[Request<'_>], ns: Option<&str>, 
             _ => eprintln!("No resources found"),
         }
     }
+    if a.watch {
+        if !errors.is_empty() {
+            return finish(errors);
+        }
+        if let [req] = reqs {
+            return watch(ctx, a, req, ns, wide, &last_table, out).await;
+        }
+        return Err(super::Fail::msg(format!(
+            "error: watch is only supported on individual resources and resource collections, but {} resources were found",
+            reqs.len()
+        )));
+    }
     finish(errors)
+}
+
+/// The printed cells of a Table: its columns (priority 0, or all with `-o wide`), NAMESPACE first with `-A`,
+/// `-L` label columns and LABELS last, names as `kind/name` when several kinds are printed.
+fn grid(a: &GetArgs, r: &Resource, columns: &Value, rows: &[Value], wide: bool, with_kind: bool, header: bool) -> Vec<Vec<String>> {
+    let cols: Vec<(usize, String)> = columns
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, c)| wide || c.get("priority").and_then(Value::as_i64).unwrap_or(0) == 0)
+        .map(|(i, c)| (i, c.get("name").and_then(Value::as_str).unwrap_or("").to_uppercase()))
+        .collect();
+    let label_columns: Vec<&str> = a.label_columns.iter().flat_map(|l| l.split(',')).filter(|l| !l.is_empty()).collect();
+    let namespace = a.all_namespaces && r.namespaced;
+    let mut grid: Vec<Vec<String>> = Vec::new();
+    if header {
+        let mut h = Vec::new();
+        if namespace {
+            h.push("NAMESPACE".to_string());
+        }
+        h.extend(cols.iter().map(|(_, n)| n.clone()));
+        // kubectl's header for `-L x.io/app` is the last path segment, uppercased.
+        h.extend(label_columns.iter().map(|l| l.rsplit('/').next().unwrap_or(l).to_uppercase()));
+        if a.show_labels {
+            h.push("LABELS".into());
+        }
+        grid.push(h);
+    }
+    for row in rows {
+        let cells = row["cells"].as_array().cloned().unwrap_or_default();
+        let mut line = Vec::new();
+        if namespace {
+            line.push(row.pointer("/object/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string());
+        }
+        for (pos, (i, _)) in cols.iter().enumerate() {
+            let mut cell = cell_text(cells.get(*i).unwrap_or(&Value::Null));
+            if pos == 0 && with_kind {
+                cell = format!("{}/{cell}", r.kind_group());
+            }
+            line.push(cell);
+        }
+        for l in &label_columns {
+            let v = row.pointer("/object/metadata/labels").and_then(|m| m.get(*l)).and_then(Value::as_str).unwrap_or("");
+            line.push(v.to_string());
+        }
+        if a.show_labels {
+            line.push(labels_text(row.pointer("/object/metadata/labels")));
+        }
+        grid.push(line);
+    }
+    grid
+}
+
+/// `-w`: after the table, every change as a row, through kubectl's watch tabwriter, which remembers the
+/// column widths it printed (they only grow).
+async fn watch(ctx: &Ctx, a: &GetArgs, req: &Request<'_>, ns: Option<&str>, wide: bool, first: &Value, out: &mut Out) -> anyhow::Result<()> {
+    let r = req.resource;
+    let rv = first.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+    let mut columns = first["columnDefinitions"].clone();
+    let mut url = match req.names.as_slice() {
+        [name] => format!("{}?fieldSelector={}", r.collection(ns.or(Some(&ctx.namespace))), enc(&format!("metadata.name={name}"))),
+        _ => list_url(r, ns, a.selector.as_deref(), a.field_selector.as_deref(), false),
+    };
+    url.push(if url.contains('?') { '&' } else { '?' });
+    if !rv.is_empty() {
+        url.push_str(&format!("resourceVersion={}&", enc(&rv)));
+    }
+    url.push_str("watch=true");
+    let mut widths = tab_widths(&grid(a, r, &columns, first["rows"].as_array().map(Vec::as_slice).unwrap_or(&[]), wide, false, !a.no_headers), &[]);
+    let req = http::Request::builder().method(Method::GET).uri(&url).header("Accept", api::TABLE_ACCEPT).body(Vec::new())?;
+    let mut stream = ctx.client.request_stream(req).await?;
+    let mut line = Vec::new();
+    // kubectl's interrupt handler: SIGINT, SIGTERM, SIGHUP or SIGQUIT end the watch with exit code 1.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigs = [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup(), SignalKind::quit()]
+        .into_iter()
+        .map(signal)
+        .collect::<Result<Vec<_>, _>>()?;
+    let stopped = async move {
+        let waits = sigs.iter_mut().map(|s| Box::pin(s.recv()));
+        futures::future::select_all(waits).await;
+    };
+    tokio::pin!(stopped);
+    loop {
+        line.clear();
+        tokio::select! {
+            _ = &mut stopped => return Err(super::Silent(1).into()),
+            n = futures::AsyncBufReadExt::read_until(&mut stream, b'\n', &mut line) => {
+                if n? == 0 {
+                    return Ok(());
+                }
+            }
+        }
+        let Ok(ev) = serde_json::from_slice::<Value>(&line) else { continue };
+        if ev["type"] == "ERROR" || ev["type"] == "BOOKMARK" {
+            continue;
+        }
+        let t = &ev["object"];
+        if t["columnDefinitions"].as_array().is_some_and(|c| !c.is_empty()) {
+            columns = t["columnDefinitions"].clone();
+        }
+        let g = grid(a, r, &columns, t["rows"].as_array().map(Vec::as_slice).unwrap_or(&[]), wide, false, false);
+        widths = tab_widths(&g, &widths);
+        out.stdout(&pad_rows(&g, &widths));
+    }
+}
+
+/// Column widths as Go's tabwriter computes them (minwidth 6, padding 3), never below `remembered`.
+fn tab_widths(rows: &[Vec<String>], remembered: &[usize]) -> Vec<usize> {
+    let mut w: Vec<usize> = remembered.to_vec();
+    for row in rows {
+        for (i, c) in row.iter().enumerate().take(row.len().saturating_sub(1)) {
+            if w.len() <= i {
+                w.push(6);
+            }
+            w[i] = w[i].max(c.chars().count() + 3).max(6);
+        }
+    }
+    w
+}
+
+fn pad_rows(rows: &[Vec<String>], widths: &[usize]) -> String {
+    let mut out = String::new();
+    for row in rows {
+        for (i, c) in row.iter().enumerate() {
+            out.push_str(c);
+            if i + 1 < row.len() {
+                out.extend(std::iter::repeat_n(' ', widths[i].saturating_sub(c.chars().count())));
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// `-o custom-columns=HEADER:.path,…`: one column per spec, several values joined by commas, `<none>` when

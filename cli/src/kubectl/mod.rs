@@ -5,7 +5,7 @@
 //! kind, tables come from the server (`as=Table`), so no server logic is repeated here.
 //!
 //! Done: `version`, `cluster-info`, `api-resources`; `get` (the server's Table, `-o wide|name|json|yaml|jsonpath=|
-//! custom-columns=`, `--sort-by`, `--no-headers`, `-l`, `--field-selector`, `-A`, `--show-labels`, several kinds,
+//! custom-columns=`, `-w`, `-L`, `--sort-by`, `--no-headers`, `-l`, `--field-selector`, `-A`, `--show-labels`, several kinds,
 //! names); `describe` (Pod, ConfigMap, Namespace); `delete` (names, `-l`, `--all`, `-f`, `--grace-period`, `--force`,
 //! `--wait`); `create -f`, `create namespace|configmap|secret generic|job`; `apply -f` (files, directories, `-`,
 //! client-side with the last-applied annotation and a three-way strategic merge patch, `--server-side`); `edit`;
@@ -14,7 +14,7 @@
 //! (`--for=condition=…|delete|jsonpath=…`, `--timeout`).
 //!
 //! TODO (issue 11, not done yet):
-//! - `get -w`, `-L`, kubectl's `--sort-by` error over several kinds; `describe` of other kinds; `explain`;
+//! - kubectl's `--sort-by` error over several kinds; `describe` of other kinds; `explain`;
 //!   `run -i --rm`; `debug`; `port-forward`; `cp`.
 //! - kubectl's exact messages for bad flags (clap's are printed instead) and `file:line` on manifest errors
 //!   beyond what `k1s_api::yaml` reports.
@@ -100,6 +100,18 @@ impl std::fmt::Display for Fail {
 }
 
 impl std::error::Error for Fail {}
+
+/// An exit with this code and nothing printed (kubectl's interrupt handler: a signal ends `get -w` with 1).
+#[derive(Debug)]
+pub struct Silent(pub i32);
+
+impl std::fmt::Display for Silent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for Silent {}
 
 /// The line kubectl's `CheckErr` prints for an error.
 pub fn render_error(e: &anyhow::Error) -> String {
@@ -193,6 +205,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     };
     let code = match rt.block_on(execute(cli)) {
         Ok(()) => 0,
+        Err(e) if e.downcast_ref::<Silent>().is_some() => e.downcast_ref::<Silent>().map_or(1, |s| s.0),
         Err(e) => {
             eprintln!("{}", render_error(&e));
             // `exec` exits with the remote command's code, as kubectl does.
