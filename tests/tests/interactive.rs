@@ -297,6 +297,16 @@ spec:
         let kube::Error::Api(e) = err else { panic!("{err}") };
         assert_eq!(e.code, 422, "{}", e.message);
         assert!(e.message.contains("existing ephemeral containers \"dbg\" may not be removed"), "{}", e.message);
+        // GET and PUT of the subresource: the whole Pod; a PUT may add one.
+        let mut pod: Pod = pods.get_subresource("ephemeralcontainers", "target").await.unwrap();
+        let ecs = pod.spec.as_mut().unwrap().ephemeral_containers.as_mut().unwrap();
+        assert!(ecs.iter().any(|e| e.name == "dbg"));
+        let mut added = ecs[0].clone();
+        added.name = "put".into();
+        added.target_container_name = None;
+        ecs.push(added);
+        let put: Pod = pods.replace_subresource("ephemeralcontainers", "target", &kube::api::PostParams::default(), &pod).await.unwrap();
+        assert!(put.spec.unwrap().ephemeral_containers.unwrap().iter().any(|e| e.name == "put"));
         let bad = serde_json::json!({"spec": {"ephemeralContainers": [{"name": "p", "image": "busybox", "ports": [{"containerPort": 80}]}]}});
         let err = pods.patch_subresource("ephemeralcontainers", "target", &PatchParams::default(), &Patch::Strategic(bad)).await.unwrap_err();
         let kube::Error::Api(e) = err else { panic!("{err}") };
