@@ -30,7 +30,7 @@ pub const PROTOCOLS: &[&str] = &["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.c
 const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// After the command exits, how long its output may still take to reach EOF (as the WebSocket path).
-const EXIT_DRAIN: Duration = Duration::from_secs(2);
+use crate::streaming::EXIT_DRAIN;
 
 /// The streams the client was asked to open (the request's options, after `tty` dropped stderr).
 #[derive(Debug, Clone, Copy)]
@@ -217,39 +217,16 @@ async fn feed(mut r: StreamReader, mut w: Pin<Box<dyn AsyncWrite + Send>>) {
     let _ = w.shutdown().await;
 }
 
-#[derive(serde::Deserialize)]
-struct TerminalSize {
-    #[serde(rename = "Width")]
-    width: u16,
-    #[serde(rename = "Height")]
-    height: u16,
-}
-
 /// The resize stream: JSON values one after another (Go's `json.Encoder`), split anywhere.
 async fn resizes(mut r: StreamReader, tx: mpsc::Sender<(u16, u16)>) {
     let mut buf: Vec<u8> = Vec::new();
     while let Some(data) = r.recv().await {
         buf.extend_from_slice(&data);
-        for size in take_sizes(&mut buf) {
+        for size in crate::streaming::take_sizes(&mut buf) {
             // Only the latest size matters; a full queue drops this one.
             let _ = tx.try_send(size);
         }
     }
-}
-
-/// The complete sizes at the front of `buf`; a partial value stays for later, garbage is dropped.
-fn take_sizes(buf: &mut Vec<u8>) -> Vec<(u16, u16)> {
-    let mut sizes = Vec::new();
-    let mut de = serde_json::Deserializer::from_slice(buf).into_iter::<TerminalSize>();
-    let consumed = loop {
-        match de.next() {
-            Some(Ok(s)) => sizes.push((s.width, s.height)),
-            Some(Err(e)) if e.is_eof() => break de.byte_offset(),
-            Some(Err(_)) | None => break buf.len(),
-        }
-    };
-    buf.drain(..consumed);
-    sizes
 }
 
 #[cfg(test)]
@@ -272,15 +249,5 @@ mod tests {
         assert_eq!(negotiate(&h(&["v2.channel.k8s.io"])).unwrap(), "v2.channel.k8s.io");
         assert_eq!(negotiate(&h(&[])).unwrap(), "channel.k8s.io");
         assert_eq!(negotiate(&h(&["v9.channel.k8s.io"])).unwrap_err().code, 400);
-    }
-
-    #[test]
-    fn resize_values_split_anywhere() {
-        let mut b = br#"{"Width":100,"Height":30}"#.to_vec();
-        b.extend_from_slice(b"\n{\"Width\":8");
-        assert_eq!(take_sizes(&mut b), [(100, 30)]);
-        b.extend_from_slice(b"0,\"Height\":24}\n");
-        assert_eq!(take_sizes(&mut b), [(80, 24)]);
-        assert!(b.iter().all(u8::is_ascii_whitespace));
     }
 }

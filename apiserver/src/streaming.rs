@@ -102,7 +102,7 @@ const CLOSE: u8 = 255;
 /// After the command exits, how long its output may still take to reach EOF before the status is sent
 /// anyway. Output normally ends with the process; a background child that keeps the pipes open would
 /// otherwise hold the session until it exits (the known "exec hangs after `cmd &`" behaviour upstream).
-const EXIT_DRAIN: Duration = Duration::from_secs(2);
+pub(crate) const EXIT_DRAIN: Duration = Duration::from_secs(2);
 
 /// Serve `GET pods/{name}/log`, `pods/{name}/exec` or `pods/{name}/attach` for the pod `ns/name`.
 pub(crate) async fn serve(api: &ApiServer, info: &'static ResourceInfo, ns: &str, name: &str, sub: Subresource, parts: Parts) -> ApiResult<Response> {
@@ -614,7 +614,7 @@ impl ClientFrames {
             }
             RESIZE => {
                 self.resize_buf.extend_from_slice(&data[1..]);
-                for (w, h) in self.take_sizes() {
+                for (w, h) in take_sizes(&mut self.resize_buf) {
                     if let Some(tx) = &self.resize {
                         // Only the latest size matters; a full queue drops this one.
                         let _ = tx.try_send((w, h));
@@ -626,35 +626,26 @@ impl ClientFrames {
             _ => {}
         }
     }
+}
 
-    /// The complete sizes in the buffer; a partial value stays for the next message.
-    fn take_sizes(&mut self) -> Vec<(u16, u16)> {
-        let mut sizes = Vec::new();
-        let mut de = serde_json::Deserializer::from_slice(&self.resize_buf).into_iter::<TerminalSize>();
-        let mut consumed = 0;
-        loop {
-            match de.next() {
-                Some(Ok(s)) => {
-                    sizes.push((s.width, s.height));
-                    consumed = de.byte_offset();
-                }
-                Some(Err(e)) if e.is_eof() => break,
-                Some(Err(_)) => {
-                    consumed = self.resize_buf.len();
-                    break;
-                }
-                None => {
-                    consumed = self.resize_buf.len();
-                    break;
-                }
-            }
+/// The complete terminal sizes at the front of `buf` (a stream of JSON values, Go's `json.Encoder`, split
+/// anywhere by the transport); a partial value stays for later, garbage is dropped, and the buffer is bounded.
+/// WebSocket channel 4 and the SPDY resize stream both carry this.
+pub(crate) fn take_sizes(buf: &mut Vec<u8>) -> Vec<(u16, u16)> {
+    let mut sizes = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(buf).into_iter::<TerminalSize>();
+    let consumed = loop {
+        match de.next() {
+            Some(Ok(s)) => sizes.push((s.width, s.height)),
+            Some(Err(e)) if e.is_eof() => break de.byte_offset(),
+            Some(Err(_)) | None => break buf.len(),
         }
-        self.resize_buf.drain(..consumed);
-        if self.resize_buf.len() > 4096 {
-            self.resize_buf.clear();
-        }
-        sizes
+    };
+    buf.drain(..consumed);
+    if buf.len() > 4096 {
+        buf.clear();
     }
+    sizes
 }
 
 /// Copy a command's output to the socket writer as channel messages until EOF (`channel` None: read and drop).
@@ -777,13 +768,12 @@ mod tests {
 
     #[test]
     fn resize_frames_are_a_byte_stream() {
-        let mut f = ClientFrames { v5: true, resize: None, resize_buf: Vec::new() };
-        f.resize_buf.extend_from_slice(br#"{"Width":100,"Height":30}"#);
-        f.resize_buf.extend_from_slice(b"\n{\"Width\":8");
-        assert_eq!(f.take_sizes(), [(100, 30)]);
-        f.resize_buf.extend_from_slice(b"0,\"Height\":24}\n");
-        assert_eq!(f.take_sizes(), [(80, 24)]);
-        assert!(f.resize_buf.iter().all(u8::is_ascii_whitespace));
+        let mut b = br#"{"Width":100,"Height":30}"#.to_vec();
+        b.extend_from_slice(b"\n{\"Width\":8");
+        assert_eq!(take_sizes(&mut b), [(100, 30)]);
+        b.extend_from_slice(b"0,\"Height\":24}\n");
+        assert_eq!(take_sizes(&mut b), [(80, 24)]);
+        assert!(b.iter().all(u8::is_ascii_whitespace));
     }
 
     #[test]
