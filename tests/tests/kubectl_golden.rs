@@ -231,6 +231,10 @@ fn cases() -> Vec<Case> {
         read(&["describe", "cm", "cfg-one"]),
         read(&["describe", "ns", "default"]),
         read(&["describe", "pod", "nope"]),
+        write(&["cp", "dir", "sleeper:/tmp/cp-in"], &[], &[&["exec", "sleeper", "--", "rm", "-rf", "/tmp/cp-in"]]),
+        write(&["cp", "state.yaml", "sleeper:/tmp/"], &[], &[&["exec", "sleeper", "--", "rm", "-f", "/tmp/state.yaml"]]),
+        read(&["cp", "missing.txt", "sleeper:/tmp/x"]),
+        read(&["cp", "nope:/etc/hostname", "x"]),
         read(&["delete", "cm", "nope"]),
         read(&["delete", "cm", "nope", "--ignore-not-found"]),
     ]
@@ -378,6 +382,38 @@ fn kubectl_golden_outputs_match_stock_kubectl() {
     assert!(failures.is_empty(), "{} differences from stock kubectl:\n{}", failures.len(), failures.join("\n"));
 
     terminal(&server, dir);
+    copy_out(&server, dir, &kubectl, &ours);
+}
+
+/// `cp POD:PATH LOCAL` writes the same files through every client (and prints the same lines).
+fn copy_out(server: &Server, dir: &Path, kubectl: &Tool, ours: &[Tool]) {
+    let tree = |root: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(p) = stack.pop() {
+            if p.is_dir() {
+                stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            } else {
+                out.push((p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap()));
+            }
+        }
+        out.sort();
+        out
+    };
+    for (src, what) in [("sleeper:/etc/hostname", "a file"), ("sleeper:/etc", "a directory")] {
+        let run = |tool: &Tool| {
+            let out_dir = dir.join("out");
+            let _ = std::fs::remove_dir_all(&out_dir);
+            std::fs::create_dir_all(&out_dir).unwrap();
+            let o = tool.run(server, dir, &["cp", src, "out/copy"]);
+            (shown(&o, false), tree(&out_dir))
+        };
+        let want = run(kubectl);
+        assert!(!want.1.is_empty(), "kubectl cp {src} copied nothing: {:?}", want.0);
+        for t in ours {
+            assert_eq!(run(t), want, "cp of {what} through {}", t.name());
+        }
+    }
 }
 
 /// Run a shell line under a pseudo-terminal (`script`), typing `input` line by line, slowly, as a user does.

@@ -11,16 +11,17 @@
 //! client-side with the last-applied annotation and a three-way strategic merge patch, `--server-side`); `edit`;
 //! `label`; `annotate`; `logs` (`-c`, `--tail`, `--previous`, `--timestamps`, `-f`, TYPE/NAME); `exec` (`-i`, `-c`,
 //! `-t` with raw mode and resize); `run` (`--image`, `--restart`, `--env`, `--labels`, `--command`); `wait`
-//! (`--for=condition=…|delete|jsonpath=…`, `--timeout`); `port-forward` (`--address`; see its TODO).
+//! (`--for=condition=…|delete|jsonpath=…`, `--timeout`); `port-forward` (`--address`; see its TODO); `cp` (both ways).
 //!
 //! TODO (issue 11, not done yet):
 //! - kubectl's `--sort-by` error over several kinds; `describe` of other kinds; `explain`;
-//!   `run -i --rm`; `debug`; `cp`; `port-forward` against a k1s server (SPDY only there).
+//!   `run -i --rm`; `debug`; `port-forward` against a k1s server (SPDY only there).
 //! - kubectl's exact messages for bad flags (clap's are printed instead) and `file:line` on manifest errors
 //!   beyond what `k1s_api::yaml` reports.
 
 mod api;
 mod config;
+mod cp;
 mod describe;
 mod edit;
 mod exec;
@@ -39,7 +40,7 @@ pub use config::Global;
 
 /// The verbs `k1s <verb>` hands to this module (the server's own subcommands win over these).
 pub const VERBS: &[&str] =
-    &["get", "delete", "create", "apply", "label", "annotate", "logs", "exec", "run", "wait", "edit", "describe", "port-forward", "version", "cluster-info", "api-resources"];
+    &["get", "delete", "create", "apply", "label", "annotate", "logs", "exec", "run", "wait", "edit", "describe", "port-forward", "cp", "version", "cluster-info", "api-resources"];
 
 #[derive(Parser, Debug)]
 #[command(name = "kubectl", disable_version_flag = true, disable_help_subcommand = true)]
@@ -72,6 +73,8 @@ enum Verb {
     Describe(describe::DescribeArgs),
     /// Edit a resource on the server.
     Edit(edit::EditArgs),
+    /// Copy files and directories to and from containers.
+    Cp(cp::CpArgs),
     /// Forward one or more local ports to a pod.
     PortForward(portforward::PortForwardArgs),
     /// Run a particular image on the cluster.
@@ -243,6 +246,7 @@ async fn execute(cli: Kubectl) -> anyhow::Result<()> {
         Verb::Exec(a) => exec::run(&ctx, a).await,
         Verb::Describe(a) => describe::run(&ctx, a, &mut out).await,
         Verb::Edit(a) => edit::run(&ctx, a, &mut out).await,
+        Verb::Cp(a) => cp::run(&ctx, a, &mut out).await,
         Verb::PortForward(a) => portforward::run(&ctx, a, &mut out).await,
         Verb::Run(a) => runwait::run(&ctx, a, &mut out).await,
         Verb::Wait(a) => runwait::wait(&ctx, a, &mut out).await,
