@@ -30,9 +30,13 @@ pub struct RunArgs {
     /// The port the container exposes.
     #[arg(long)]
     pub port: Option<i32>,
-    /// TODO: attach (`-i`, `--rm`) is not implemented yet.
+    /// Keep stdin open on the container and attach to it (the Pod's `stdin`, `stdinOnce`).
     #[arg(short = 'i', long)]
     pub stdin: bool,
+    /// Allocate a TTY (TODO: attach with a terminal is not done; -t is refused).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Delete the Pod after it exits (only with -i).
     #[arg(long)]
     pub rm: bool,
     #[arg(last = true)]
@@ -40,8 +44,11 @@ pub struct RunArgs {
 }
 
 pub async fn run(ctx: &Ctx, a: &RunArgs, out: &mut Out) -> anyhow::Result<()> {
-    if a.stdin || a.rm {
-        return Err(Fail::msg("error: k1s run -i/--rm (attach) is not implemented yet; run without them and use `k1s logs -f`"));
+    if a.tty {
+        return Err(Fail::msg("error: k1s run -t (attach with a terminal) is not implemented yet; use -i, or exec -it"));
+    }
+    if a.rm && !a.stdin {
+        return Err(Fail::msg("error: --rm should only be used for attached containers"));
     }
     if !matches!(a.restart.as_str(), "Always" | "OnFailure" | "Never") {
         return Err(Fail::msg(format!("error: invalid restart policy: {}", a.restart)));
@@ -76,11 +83,81 @@ pub async fn run(ctx: &Ctx, a: &RunArgs, out: &mut Out) -> anyhow::Result<()> {
     if let Some(p) = a.port {
         c["ports"] = json!([{"containerPort": p}]);
     }
+    if a.stdin {
+        c["stdin"] = json!(true);
+        c["stdinOnce"] = json!(true);
+    }
     let pod = json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": a.name, "labels": labels},
         "spec": {"containers": [c], "restartPolicy": a.restart, "dnsPolicy": "ClusterFirst"}, "status": {}});
     let url = format!("/api/v1/namespaces/{}/pods?fieldManager=kubectl-run", ctx.namespace);
     api::call(&ctx.client, Method::POST, &url, "application/json", Some(("application/json", serde_json::to_vec(&pod)?))).await?;
-    out.stdout(&format!("pod/{} created\n", a.name));
+    if !a.stdin {
+        out.stdout(&format!("pod/{} created\n", a.name));
+        return Ok(());
+    }
+    attach_and_finish(ctx, a, out).await
+}
+
+/// `run -i`: wait until the Pod runs and is ready (or already ended), attach to its stdio, wait for the end,
+/// then `--rm` deletes it; a failed container is kubectl's `pod NS/NAME terminated (REASON)` and its exit code.
+async fn attach_and_finish(ctx: &Ctx, a: &RunArgs, out: &mut Out) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, AttachParams};
+    let ns = &ctx.namespace;
+    let item = format!("/api/v1/namespaces/{ns}/pods/{}", a.name);
+    let phase = |p: &Value| p.pointer("/status/phase").and_then(Value::as_str).unwrap_or("").to_string();
+    let ready = |p: &Value| {
+        p.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
+    };
+    loop {
+        let p = api::call(&ctx.client, Method::GET, &item, "application/json", None).await?;
+        let ph = phase(&p);
+        if (ph == "Running" && ready(&p)) || ph == "Succeeded" || ph == "Failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("If you don't see a command prompt, try pressing enter.");
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let params = AttachParams::default().container(a.name.clone()).stdin(true).stdout(true).stderr(true);
+    if let Ok(mut proc) = pods.attach(&a.name, &params).await {
+        let stdin_task = proc.stdin().map(|mut w| {
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut w).await;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
+            })
+        });
+        let o = proc.stdout().map(|mut r| tokio::spawn(async move { tokio::io::copy(&mut r, &mut tokio::io::stdout()).await }));
+        let e = proc.stderr().map(|mut r| tokio::spawn(async move { tokio::io::copy(&mut r, &mut tokio::io::stderr()).await }));
+        for t in [o, e].into_iter().flatten() {
+            let _ = t.await;
+        }
+        if let Some(t) = stdin_task {
+            t.abort();
+        }
+        let _ = proc.join().await;
+    }
+    // The container's end, as kubectl reads it: phase, then the first container's terminated state.
+    let pod = loop {
+        let p = api::call(&ctx.client, Method::GET, &item, "application/json", None).await?;
+        let ph = phase(&p);
+        if ph == "Succeeded" || ph == "Failed" || a.restart == "Always" {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if a.rm {
+        let body = serde_json::to_vec(&json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}))?;
+        api::call(&ctx.client, Method::DELETE, &item, "application/json", Some(("application/json", body))).await?;
+        out.stdout(&format!("pod \"{}\" deleted\n", a.name));
+    }
+    let term = pod.pointer("/status/containerStatuses/0/state/terminated");
+    let code = term.and_then(|t| t.get("exitCode")).and_then(Value::as_i64).unwrap_or(0) as i32;
+    if phase(&pod) == "Failed" || code != 0 {
+        let reason = term.and_then(|t| t.get("reason")).and_then(Value::as_str).unwrap_or("Error");
+        eprintln!("pod {ns}/{} terminated ({reason})", a.name);
+        return Err(super::Silent(if code == 0 { 1 } else { code }).into());
+    }
     Ok(())
 }
 
