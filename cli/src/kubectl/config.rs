@@ -76,6 +76,11 @@ pub async fn connect(global: &Global) -> anyhow::Result<Cluster> {
         });
     }
     let kc = merged.context("no kubeconfig found")?;
+    if let Some(ctx) = &global.context {
+        if !kc.contexts.iter().any(|c| &c.name == ctx) {
+            return Err(super::Fail::msg(format!("Error in configuration: context was not found for specified context: {ctx}")));
+        }
+    }
     let opts = KubeConfigOptions { context: global.context.clone(), cluster: None, user: None };
     let mut config = kube::Config::from_custom_kubeconfig(kc, &opts).await?;
     // kubectl's own client timeout is none; kube's default read timeout would cut `logs -f` and `get -w`.

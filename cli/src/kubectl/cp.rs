@@ -91,11 +91,29 @@ async fn exec(
     Ok((out, ok))
 }
 
-pub async fn run(ctx: &Ctx, a: &CpArgs, _out: &mut Out) -> anyhow::Result<()> {
+/// The container to copy with: `-c`, else kubectl's default, announced on stdout (copying out: kubectl's tar
+/// pipe sends its exec's messages there) or stderr (copying in).
+async fn container(ctx: &Ctx, ns: &str, pod: &str, a: &CpArgs, to: ErrTo, out: &mut Out) -> anyhow::Result<String> {
+    if let Some(c) = &a.container {
+        return Ok(c.clone());
+    }
+    let obj = super::api::call(&ctx.client, http::Method::GET, &format!("/api/v1/namespaces/{ns}/pods/{pod}"), "application/json", None).await?;
+    let (chosen, notice) = super::exec::default_container_notice(&obj);
+    if let Some(n) = notice {
+        match to {
+            ErrTo::Stdout => out.stdout(&format!("{n}\n")),
+            ErrTo::Stderr => eprintln!("{n}"),
+        }
+    }
+    Ok(chosen)
+}
+
+pub async fn run(ctx: &Ctx, a: &CpArgs, out: &mut Out) -> anyhow::Result<()> {
     match (remote(&a.src), remote(&a.dest)) {
         (Some((ns, pod, path)), None) => {
             let ns = ns.unwrap_or_else(|| ctx.namespace.clone());
-            let (tar, _) = exec(ctx, &ns, &pod, a.container.as_deref(), vec!["tar".into(), "cf".into(), "-".into(), path.clone()], None, ErrTo::Stdout).await?;
+            let c = container(ctx, &ns, &pod, a, ErrTo::Stdout, out).await?;
+            let (tar, _) = exec(ctx, &ns, &pod, Some(&c), vec!["tar".into(), "cf".into(), "-".into(), path.clone()], None, ErrTo::Stdout).await?;
             // The archive names the path without its leading '/': strip that prefix, as kubectl's untarAll.
             let prefix = path.trim_start_matches('/').trim_end_matches('/').to_string();
             let dest = Path::new(&a.dest);
@@ -118,8 +136,9 @@ pub async fn run(ctx: &Ctx, a: &CpArgs, _out: &mut Out) -> anyhow::Result<()> {
             if !src.exists() {
                 return Err(Fail::msg(format!("error: {} doesn't exist in local filesystem", a.src)));
             }
+            let c = container(ctx, &ns, &pod, a, ErrTo::Stderr, out).await?;
             // Into an existing directory, the file keeps its name (kubectl asks the container with `test -d`).
-            let (_, is_dir) = exec(ctx, &ns, &pod, a.container.as_deref(), vec!["test".into(), "-d".into(), path.clone()], None, ErrTo::Stderr).await?;
+            let (_, is_dir) = exec(ctx, &ns, &pod, Some(&c), vec!["test".into(), "-d".into(), path.clone()], None, ErrTo::Stderr).await?;
             let base = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let dest = if is_dir { format!("{}/{base}", path.trim_end_matches('/')) } else { path.clone() };
             let (dir, name) = match dest.rsplit_once('/') {
@@ -141,7 +160,7 @@ pub async fn run(ctx: &Ctx, a: &CpArgs, _out: &mut Out) -> anyhow::Result<()> {
             if !dir.is_empty() {
                 cmd.extend(["-C".into(), dir]);
             }
-            let (_, ok) = exec(ctx, &ns, &pod, a.container.as_deref(), cmd, Some(data), ErrTo::Stderr).await?;
+            let (_, ok) = exec(ctx, &ns, &pod, Some(&c), cmd, Some(data), ErrTo::Stderr).await?;
             if !ok {
                 return Err(Fail::msg("error: command terminated with non-zero exit code"));
             }

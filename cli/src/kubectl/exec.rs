@@ -90,16 +90,37 @@ async fn forward_window_size(sizes: futures::channel::mpsc::Sender<kube::api::Te
     }
 }
 
-/// The container kubectl picks when none is named, and its `Defaulted container` notice.
+/// The container kubectl picks when none is named (the `kubectl.kubernetes.io/default-container` annotation,
+/// else the first), and its `Defaulted container` notice naming every container, ephemeral and init ones marked
+/// (podcmd's `AllContainerNames`), whenever there is more than one to choose from.
 pub fn default_container(pod: &Value, quiet: bool) -> String {
-    let names: Vec<&str> =
-        pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
-    let annotated = pod.pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container").and_then(Value::as_str);
-    let chosen = annotated.or(names.first().copied()).unwrap_or("").to_string();
-    if names.len() > 1 && annotated.is_none() && !quiet {
-        eprintln!("Defaulted container \"{chosen}\" out of: {}", names.join(", "));
+    let (chosen, notice) = default_container_notice(pod);
+    if let Some(n) = notice.filter(|_| !quiet) {
+        eprintln!("{n}");
     }
     chosen
+}
+
+/// [`default_container`]'s choice and the notice, for callers that print it elsewhere (`cp` prints it where
+/// kubectl's exec streams go).
+pub fn default_container_notice(pod: &Value) -> (String, Option<String>) {
+    let names = |field: &str| -> Vec<String> {
+        pod.pointer(&format!("/spec/{field}")).and_then(Value::as_array).into_iter().flatten().filter_map(|c| c["name"].as_str().map(String::from)).collect()
+    };
+    let (main, ephemeral, init) = (names("containers"), names("ephemeralContainers"), names("initContainers"));
+    let annotated = pod.pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container").and_then(Value::as_str);
+    let chosen = annotated.map(String::from).or(main.first().cloned()).unwrap_or_default();
+    let mut notice = None;
+    if annotated.is_none() && (main.len() > 1 || !ephemeral.is_empty() || !init.is_empty()) {
+        let all: Vec<String> = main
+            .iter()
+            .cloned()
+            .chain(ephemeral.iter().map(|n| format!("{n} (ephem)")))
+            .chain(init.iter().map(|n| format!("{n} (init)")))
+            .collect();
+        notice = Some(format!("Defaulted container \"{chosen}\" out of: {}", all.join(", ")));
+    }
+    (chosen, notice)
 }
 
 pub async fn run(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<()> {

@@ -11,17 +11,19 @@
 //! client-side with the last-applied annotation and a three-way strategic merge patch, `--server-side`); `edit`;
 //! `label`; `annotate`; `logs` (`-c`, `--tail`, `--previous`, `--timestamps`, `-f`, TYPE/NAME); `exec` (`-i`, `-c`,
 //! `-t` with raw mode and resize); `run` (`--image`, `--restart`, `--env`, `--labels`, `--command`, `-i --rm`); `wait`
-//! (`--for=condition=…|delete|jsonpath=…`, `--timeout`); `port-forward` (`--address`; see its TODO); `cp` (both ways).
+//! (`--for=condition=…|delete|jsonpath=…`, `--timeout`); `port-forward` (`--address`; see its TODO); `cp` (both ways); `debug`
+//! (ephemeral containers, profiles, `-i`); `patch` (strategic, merge, json).
 //!
 //! TODO (issue 11, not done yet):
 //! - kubectl's `--sort-by` error over several kinds; `describe` of other kinds; `explain`;
-//!   `run -t`; `debug`; `port-forward` against a k1s server (SPDY only there).
+//!   `run -t`; `debug -t`, `debug node/…`, `--copy-to`; `port-forward` against a k1s server (SPDY only there).
 //! - kubectl's exact messages for bad flags (clap's are printed instead) and `file:line` on manifest errors
 //!   beyond what `k1s_api::yaml` reports.
 
 mod api;
 mod config;
 mod cp;
+mod debug;
 mod describe;
 mod edit;
 mod exec;
@@ -40,7 +42,7 @@ pub use config::Global;
 
 /// The verbs `k1s <verb>` hands to this module (the server's own subcommands win over these).
 pub const VERBS: &[&str] =
-    &["get", "delete", "create", "apply", "label", "annotate", "logs", "exec", "run", "wait", "edit", "describe", "port-forward", "cp", "version", "cluster-info", "api-resources"];
+    &["get", "delete", "create", "apply", "label", "annotate", "logs", "exec", "run", "wait", "edit", "describe", "port-forward", "cp", "debug", "patch", "version", "cluster-info", "api-resources"];
 
 #[derive(Parser, Debug)]
 #[command(name = "kubectl", disable_version_flag = true, disable_help_subcommand = true)]
@@ -73,6 +75,10 @@ enum Verb {
     Describe(describe::DescribeArgs),
     /// Edit a resource on the server.
     Edit(edit::EditArgs),
+    /// Create debugging sessions for troubleshooting workloads.
+    Debug(debug::DebugArgs),
+    /// Update fields of a resource.
+    Patch(write::PatchArgs),
     /// Copy files and directories to and from containers.
     Cp(cp::CpArgs),
     /// Forward one or more local ports to a pod.
@@ -194,6 +200,7 @@ pub fn dispatch() -> Option<i32> {
 
 /// Parse and run one kubectl command line (without the program name); returns the exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
+    let args = if args.iter().any(|a| a == "debug") { debug::normalise_args(args) } else { args };
     let cli = match Kubectl::try_parse_from(std::iter::once(OsString::from("kubectl")).chain(args)) {
         Ok(c) => c,
         Err(e) => {
@@ -246,6 +253,8 @@ async fn execute(cli: Kubectl) -> anyhow::Result<()> {
         Verb::Exec(a) => exec::run(&ctx, a).await,
         Verb::Describe(a) => describe::run(&ctx, a, &mut out).await,
         Verb::Edit(a) => edit::run(&ctx, a, &mut out).await,
+        Verb::Debug(a) => debug::run(&ctx, a, &mut out).await,
+        Verb::Patch(a) => write::patch(&ctx, a, &mut out).await,
         Verb::Cp(a) => cp::run(&ctx, a, &mut out).await,
         Verb::PortForward(a) => portforward::run(&ctx, a, &mut out).await,
         Verb::Run(a) => runwait::run(&ctx, a, &mut out).await,

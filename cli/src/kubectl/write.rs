@@ -656,11 +656,61 @@ pub async fn meta(ctx: &Ctx, a: &MetaArgs, field: &str, out: &mut Out) -> anyhow
             continue;
         }
         let body = json!({"metadata": {field: patch}});
-        api::call(&ctx.client, Method::PATCH, &item, "application/json", Some(("application/merge-patch+json", serde_json::to_vec(&body)?)))
+        let manager = if field == "labels" { "kubectl-label" } else { "kubectl-annotate" };
+        let url = format!("{item}?fieldManager={manager}");
+        api::call(&ctx.client, Method::PATCH, &url, "application/json", Some(("application/merge-patch+json", serde_json::to_vec(&body)?)))
             .await?;
         // kubectl says `unlabeled` when a label command only removed labels.
         let only_removals = field == "labels" && patch.values().all(Value::is_null);
         out.stdout(&format!("{shown} {}\n", if only_removals { "unlabeled" } else { verb }));
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PatchArgs {
+    /// TYPE NAME or TYPE/NAME.
+    pub args: Vec<String>,
+    /// The patch to be applied to the resource JSON file.
+    #[arg(short = 'p', long)]
+    pub patch: String,
+    /// The type of patch being provided; one of [json merge strategic].
+    #[arg(long = "type", default_value = "strategic")]
+    pub type_: String,
+}
+
+/// `patch`: the user's patch as given (`?fieldManager=kubectl-patch`); `patched (no change)` when the object
+/// came back with the same resourceVersion.
+pub async fn patch(ctx: &Ctx, a: &PatchArgs, out: &mut Out) -> anyhow::Result<()> {
+    let ct = match a.type_.as_str() {
+        "strategic" => "application/strategic-merge-patch+json",
+        "merge" => "application/merge-patch+json",
+        "json" => "application/json-patch+json",
+        t => return Err(Fail::msg(format!("error: --type must be one of [json merge strategic], not \"{t}\""))),
+    };
+    // kubectl reads the patch as YAML (JSON is YAML).
+    let body: Value = match serde_json::from_str(&a.patch) {
+        Ok(v) => v,
+        Err(_) => k1s_api::yaml::documents(&a.patch)
+            .ok()
+            .and_then(|d| d.into_iter().next())
+            .map(|d| d.object)
+            .ok_or_else(|| Fail::msg(format!("error: unable to parse \"{}\": yaml: did not find expected node content", a.patch)))?,
+    };
+    let resources = ctx.resources().await?;
+    let reqs = super::get::requests(&resources, &a.args)?;
+    for req in &reqs {
+        let r = req.resource;
+        let ns = if r.namespaced { Some(ctx.namespace.as_str()) } else { None };
+        for n in &req.names {
+            let item = r.item(ns, n);
+            let before = api::call(&ctx.client, Method::GET, &item, "application/json", None).await?;
+            let url = format!("{item}?fieldManager=kubectl-patch");
+            let after = api::call(&ctx.client, Method::PATCH, &url, "application/json", Some((ct, serde_json::to_vec(&body)?))).await?;
+            let rv = |v: &Value| v.pointer("/metadata/resourceVersion").cloned();
+            let note = if rv(&before) == rv(&after) { " (no change)" } else { "" };
+            out.stdout(&format!("{}/{n} patched{note}\n", r.kind_group()));
+        }
     }
     Ok(())
 }

@@ -1,0 +1,157 @@
+//! `debug POD`: add an ephemeral container (a strategic merge patch of the `ephemeralcontainers` subresource, as
+//! kubectl sends it) with kubectl's profiles, and with `-i` attach to it once it runs.
+//!
+//! TODO: `debug node/…` and `--copy-to` (a new Pod), `-t` (attach with a terminal).
+
+use std::time::Duration;
+
+use http::Method;
+use serde_json::{json, Value};
+
+use super::{api, Ctx, Fail, Out};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DebugArgs {
+    /// POD or pod/POD.
+    pub target: String,
+    /// Container image to use for the debug container.
+    #[arg(long)]
+    pub image: String,
+    /// Container name for the debug container (default: debugger-XXXXX).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// The container in the Pod whose process namespace to share.
+    #[arg(long)]
+    pub target_container: Option<String>,
+    /// Keep stdin open on the container and attach to it.
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+    /// Allocate a TTY (TODO: refused for now).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Debugging profile: legacy, general, baseline, netadmin, restricted, sysadmin.
+    #[arg(long, default_value = "legacy")]
+    pub profile: String,
+    /// The command (after `--`).
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// kubectl's `--target` is the flag name; clap keeps `target` for the Pod argument.
+pub fn normalise_args(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    args.into_iter()
+        .map(|a| match a.to_str() {
+            Some("--target") => "--target-container".into(),
+            Some(s) if s.starts_with("--target=") => format!("--target-container={}", &s["--target=".len()..]).into(),
+            _ => a,
+        })
+        .collect()
+}
+
+/// kubectl's generated name: `debugger-` and five characters of its random alphabet (no vowels, no look-alikes).
+fn generated_name() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0) ^ u128::from(std::process::id());
+    let mut x = seed as u64 | 1;
+    let mut s = String::from("debugger-");
+    for _ in 0..5 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.push(ALPHABET[(x % ALPHABET.len() as u64) as usize] as char);
+    }
+    s
+}
+
+pub async fn run(ctx: &Ctx, a: &DebugArgs, out: &mut Out) -> anyhow::Result<()> {
+    if a.tty {
+        return Err(Fail::msg("error: k1s debug -t (attach with a terminal) is not implemented yet; use -i, or exec -it"));
+    }
+    let security = match a.profile.as_str() {
+        "legacy" => {
+            eprintln!("--profile=legacy is deprecated and will be removed in the future. It is recommended to explicitly specify a profile, for example \"--profile=general\".");
+            None
+        }
+        "general" => Some(json!({"capabilities": {"add": ["SYS_PTRACE"]}})),
+        "baseline" => None,
+        "netadmin" => Some(json!({"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}})),
+        "sysadmin" => Some(json!({"privileged": true})),
+        "restricted" => Some(json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}})),
+        p => return Err(Fail::msg(format!("error: unknown profile: {p}"))),
+    };
+    let pod = a.target.strip_prefix("pod/").or_else(|| a.target.strip_prefix("pods/")).unwrap_or(&a.target);
+    let ns = &ctx.namespace;
+    let item = format!("/api/v1/namespaces/{ns}/pods/{pod}");
+    api::call(&ctx.client, Method::GET, &item, "application/json", None).await?;
+    let name = match &a.container {
+        Some(n) => n.clone(),
+        None => {
+            let n = generated_name();
+            eprintln!("Defaulting debug container name to {n}.");
+            n
+        }
+    };
+    let mut c = json!({"name": name, "image": a.image, "resources": {}, "terminationMessagePolicy": "File"});
+    if !a.command.is_empty() {
+        c["command"] = json!(a.command);
+    }
+    if a.stdin {
+        c["stdin"] = json!(true);
+    }
+    if let Some(t) = &a.target_container {
+        c["targetContainerName"] = json!(t);
+    }
+    if let Some(sc) = security {
+        c["securityContext"] = sc;
+    }
+    let patch = json!({"spec": {"ephemeralContainers": [c]}});
+    api::call(
+        &ctx.client,
+        Method::PATCH,
+        &format!("{item}/ephemeralcontainers"),
+        "application/json",
+        Some(("application/strategic-merge-patch+json", serde_json::to_vec(&patch)?)),
+    )
+    .await?;
+    if let Some(t) = &a.target_container {
+        out.stdout(&format!(
+            "Targeting container \"{t}\". If you don't see processes from this container it may be because the container runtime doesn't support this feature.\n"
+        ));
+    }
+    if !a.stdin {
+        return Ok(());
+    }
+    // Attach once the ephemeral container runs (or has already ended).
+    loop {
+        let p = api::call(&ctx.client, Method::GET, &item, "application/json", None).await?;
+        let st = p
+            .pointer("/status/ephemeralContainerStatuses")
+            .and_then(Value::as_array)
+            .and_then(|v| v.iter().find(|s| s["name"] == name.as_str()).cloned());
+        if st.as_ref().is_some_and(|s| s.pointer("/state/running").is_some() || s.pointer("/state/terminated").is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("If you don't see a command prompt, try pressing enter.");
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, AttachParams};
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let params = AttachParams::default().container(name).stdin(true).stdout(true).stderr(true);
+    let mut proc = pods.attach(pod, &params).await?;
+    let stdin_task = proc.stdin().map(|mut w| {
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut w).await;
+        })
+    });
+    let o = proc.stdout().map(|mut r| tokio::spawn(async move { tokio::io::copy(&mut r, &mut tokio::io::stdout()).await }));
+    let e = proc.stderr().map(|mut r| tokio::spawn(async move { tokio::io::copy(&mut r, &mut tokio::io::stderr()).await }));
+    for t in [o, e].into_iter().flatten() {
+        let _ = t.await;
+    }
+    if let Some(t) = stdin_task {
+        t.abort();
+    }
+    let _ = proc.join().await;
+    Ok(())
+}
