@@ -217,19 +217,29 @@ fn inotify(dir: &Path) -> Option<AsyncFd<OwnedFd>> {
 /// Keep one mirror per static Pod in the API, and none for static Pods that are gone. Runs whenever the
 /// static set changes or a mirror changes in the API (the sender is poked), and every [`RESCAN`].
 pub async fn mirror_loop(client: kube::Client, node: String, mut statics: watch::Receiver<Arc<BTreeMap<String, StaticPod>>>) {
+    let mut held: BTreeMap<String, tokio::time::Instant> = BTreeMap::new();
     loop {
         let current = statics.borrow_and_update().clone();
-        if let Err(e) = sync_mirrors(&client, &node, &current).await {
+        if let Err(e) = sync_mirrors(&client, &node, &current, &mut held).await {
             tracing::warn!(error = %e, "mirror Pods: retrying");
         }
+        let now = tokio::time::Instant::now();
+        held.retain(|_, until| *until > now);
+        let wake = held.values().min().copied().unwrap_or(now + RESCAN).min(now + RESCAN);
         tokio::select! {
             r = statics.changed() => if r.is_err() { return },
-            () = tokio::time::sleep(RESCAN) => {}
+            () = tokio::time::sleep_until(wake) => {}
         }
     }
 }
 
-async fn sync_mirrors(client: &kube::Client, node: &str, statics: &BTreeMap<String, StaticPod>) -> Result<(), kube::Error> {
+/// How long a mirror deleted through the API stays away before it is created again. The kubelet puts one
+/// back on its next sync, seconds later; at once would race `kubectl delete`, which waits for the deletion
+/// with a fresh list and watch by name: a new mirror of the same name already there hides the old one's
+/// DELETED event, and kubectl waits until its timeout.
+const RECREATE_AFTER: Duration = Duration::from_secs(2);
+
+async fn sync_mirrors(client: &kube::Client, node: &str, statics: &BTreeMap<String, StaticPod>, held: &mut BTreeMap<String, tokio::time::Instant>) -> Result<(), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let node_uid = nodes.get(node).await?.metadata.uid.unwrap_or_default();
     let all: Api<Pod> = Api::all(client.clone());
@@ -244,6 +254,9 @@ async fn sync_mirrors(client: &kube::Client, node: &str, statics: &BTreeMap<Stri
         if keep {
             current.insert((ns, m.metadata.name.clone().unwrap_or_default()), m);
         } else {
+            if let Some(uid) = mirror_of(&m).filter(|u| statics.contains_key(*u) && m.metadata.deletion_timestamp.is_some()) {
+                held.insert(uid.to_string(), tokio::time::Instant::now() + RECREATE_AFTER);
+            }
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
             tracing::info!(pod = %format!("{ns}/{}", m.metadata.name.as_deref().unwrap_or("")), "removing a mirror Pod (deleted through the API, outdated, or its static Pod is gone)");
             ignore_gone(api.delete(m.metadata.name.as_deref().unwrap_or(""), &gone(&m)).await.map(|_| ()))?;
@@ -252,7 +265,7 @@ async fn sync_mirrors(client: &kube::Client, node: &str, statics: &BTreeMap<Stri
     for sp in statics.values() {
         let ns = sp.pod.metadata.namespace.clone().unwrap_or_default();
         let name = sp.pod.metadata.name.clone().unwrap_or_default();
-        if current.contains_key(&(ns.clone(), name.clone())) {
+        if current.contains_key(&(ns.clone(), name.clone())) || held.get(&sp.uid).is_some_and(|until| *until > tokio::time::Instant::now()) {
             continue;
         }
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
