@@ -429,6 +429,20 @@ fn kubectl_golden_outputs_match_stock_kubectl() {
 
     terminal(&server, dir);
     copy_out(&server, dir, &kubectl, &ours);
+    client_errors_and_kubeconfig(&server, dir);
+}
+
+/// What is k1s's own: a YAML syntax error names the file and the line (the parser's message is not kubectl's),
+/// and with no `--kubeconfig` the kubeconfig comes from `$KUBECONFIG`.
+fn client_errors_and_kubeconfig(server: &Server, dir: &Path) {
+    std::fs::write(dir.join("bad.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  labels: [a\ndata:\n  a: b\n").unwrap();
+    let o = Tool::K1s.run(server, dir, &["apply", "-f", "bad.yaml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: error parsing bad.yaml: error converting YAML to JSON: yaml: line "), "{err}");
+
+    let o = Command::new(k1s_tests::binary()).args(["get", "ns", "default", "-o", "name"]).env("KUBECONFIG", &server.kubeconfig).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "namespace/default\n", "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// `cp POD:PATH LOCAL` writes the same files through every client (and prints the same lines).

@@ -43,7 +43,13 @@ fn read_manifests(files: &[String], recursive: bool) -> anyhow::Result<Vec<Manif
     }
     let mut out = Vec::new();
     for (source, text) in paths {
-        let docs = k1s_api::yaml::documents(&text).map_err(|e| Fail::msg(format!("error: error parsing {source}: {e}")))?;
+        // kubectl's wording around the parser's own message, which names the line.
+        let docs = k1s_api::yaml::documents(&text).map_err(|e| {
+            let line = e.line.map(|l| format!("line {l}: ")).unwrap_or_default();
+            let msg = e.message.trim_start_matches("error: ");
+            let msg = msg.split_once(": ").filter(|(head, _)| head.starts_with("line ")).map_or(msg, |(_, m)| m);
+            Fail::msg(format!("error: error parsing {source}: error converting YAML to JSON: yaml: {line}{msg}"))
+        })?;
         for d in docs {
             if !d.object.is_object() {
                 return Err(Fail::msg(format!("error: error parsing {source}: line {}: not an object", d.line)));
