@@ -139,19 +139,7 @@ pub async fn run(ctx: &Ctx, a: &DebugArgs, out: &mut Out) -> anyhow::Result<()> 
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let params = AttachParams::default().container(name).stdin(true).stdout(true).stderr(true);
     let mut proc = pods.attach(pod, &params).await?;
-    let stdin_task = proc.stdin().map(|mut w| {
-        tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut w).await;
-        })
-    });
-    let o = proc.stdout().map(|mut r| tokio::spawn(async move { tokio::io::copy(&mut r, &mut tokio::io::stdout()).await }));
-    let e = proc.stderr().map(|mut r| tokio::spawn(async move { tokio::io::copy(&mut r, &mut tokio::io::stderr()).await }));
-    for t in [o, e].into_iter().flatten() {
-        let _ = t.await;
-    }
-    if let Some(t) = stdin_task {
-        t.abort();
-    }
+    super::exec::pipe(&mut proc).await;
     let _ = proc.join().await;
     Ok(())
 }

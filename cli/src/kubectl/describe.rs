@@ -47,9 +47,9 @@ fn rfc1123z(t: &str) -> String {
 /// apimachinery's `duration.HumanDuration` of the time since `t`.
 pub fn human_since(t: &str) -> String {
     let Some(ts) = k1s_api::meta::parse_time(t) else { return "<unknown>".into() };
-    let now = k8s_openapi::jiff::Timestamp::now();
-    let secs = now.as_second() - ts.as_second();
-    human_duration(secs)
+    // Go's `int(time.Since(t).Seconds())`: the whole difference, sub-second parts included, then truncated
+    // (an eventTime has microseconds).
+    human_duration(k8s_openapi::jiff::Timestamp::now().duration_since(ts).as_secs())
 }
 
 fn human_duration(secs: i64) -> String {
@@ -563,14 +563,7 @@ pub async fn run(ctx: &Ctx, a: &DescribeArgs, out: &mut Out) -> anyhow::Result<(
         };
         out.stdout(&text);
     }
-    let n = errors.len();
-    for (i, e) in errors.into_iter().enumerate() {
-        if i + 1 == n {
-            return Err(e);
-        }
-        eprintln!("{}", super::render_error(&e));
-    }
-    Ok(())
+    super::finish(errors)
 }
 
 #[cfg(test)]

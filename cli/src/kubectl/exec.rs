@@ -42,6 +42,24 @@ impl std::fmt::Display for ExitCode {
 
 impl std::error::Error for ExitCode {}
 
+/// Copy our stdin into `proc` (closing its stdin at our EOF) and its stdout and stderr out, until both end.
+pub async fn pipe(proc: &mut kube::api::AttachedProcess) {
+    let stdin_task = proc.stdin().map(|mut w| {
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut w).await;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
+        })
+    });
+    let o = proc.stdout().map(|mut r| tokio::spawn(async move { tokio::io::copy(&mut r, &mut tokio::io::stdout()).await }));
+    let e = proc.stderr().map(|mut r| tokio::spawn(async move { tokio::io::copy(&mut r, &mut tokio::io::stderr()).await }));
+    for t in [o, e].into_iter().flatten() {
+        let _ = t.await;
+    }
+    if let Some(t) = stdin_task {
+        t.abort();
+    }
+}
+
 /// Our terminal in raw mode (keys go through as typed, the remote terminal echoes), restored on drop.
 struct RawMode(nix::sys::termios::Termios);
 
@@ -156,27 +174,11 @@ pub async fn run(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<()> {
         }
     }
     let status = proc.take_status();
-    let stdin_task = proc.stdin().map(|mut w| {
-        tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut w).await;
-            let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
-        })
-    });
-    let out = proc.stdout().map(|mut r| tokio::spawn(async move { tokio::io::copy(&mut r, &mut tokio::io::stdout()).await }));
-    let err = proc.stderr().map(|mut r| tokio::spawn(async move { tokio::io::copy(&mut r, &mut tokio::io::stderr()).await }));
-    if let Some(t) = out {
-        let _ = t.await;
-    }
-    if let Some(t) = err {
-        let _ = t.await;
-    }
+    pipe(&mut proc).await;
     let status = match status {
         Some(s) => s.await,
         None => None,
     };
-    if let Some(t) = stdin_task {
-        t.abort();
-    }
     let _ = proc.join().await;
     let Some(status) = status else { return Ok(()) };
     if status.status.as_deref() == Some("Success") {

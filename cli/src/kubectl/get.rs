@@ -5,7 +5,7 @@ use http::Method;
 use serde_json::{json, Value};
 
 use super::api::{self, Resource};
-use super::{enc, Ctx, Out};
+use super::{enc, finish, Ctx, Out};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GetArgs {
@@ -96,6 +96,24 @@ pub fn requests<'a>(resources: &'a [Resource], args: &[String]) -> anyhow::Resul
     };
     for t in types.split(',').filter(|t| !t.is_empty()) {
         out.push(Request { resource: lookup(t)?, names: args[1..].to_vec() });
+    }
+    Ok(out)
+}
+
+/// Each named object, else each object of the (selected) collection in the current namespace: (resource, name).
+pub async fn targets<'a>(ctx: &Ctx, reqs: &[Request<'a>], selector: Option<&str>) -> anyhow::Result<Vec<(&'a Resource, String)>> {
+    let mut out = Vec::new();
+    for req in reqs {
+        let r = req.resource;
+        if !req.names.is_empty() {
+            out.extend(req.names.iter().map(|n| (r, n.clone())));
+            continue;
+        }
+        let ns = if r.namespaced { Some(ctx.namespace.as_str()) } else { None };
+        let list = api::call(&ctx.client, Method::GET, &list_url(r, ns, selector, None, false), "application/json", None).await?;
+        for item in list.get("items").and_then(Value::as_array).into_iter().flatten() {
+            out.push((r, k1s_api::meta::name(item).to_string()));
+        }
     }
     Ok(out)
 }
@@ -201,17 +219,6 @@ pub fn hide_managed_fields(obj: &mut Value) {
     }
 }
 
-/// The first error decides the exit; kubectl prints each.
-fn finish(errors: Vec<anyhow::Error>) -> anyhow::Result<()> {
-    let n = errors.len();
-    for (i, e) in errors.into_iter().enumerate() {
-        if i + 1 == n {
-            return Err(e);
-        }
-        eprintln!("{}", super::render_error(&e));
-    }
-    Ok(())
-}
 
 async fn tables(ctx: &Ctx, a: &GetArgs, reqs: &[Request<'_>], ns: Option<&str>, wide: bool, out: &mut Out) -> anyhow::Result<()> {
     // Fetch first: whether names carry their kind depends on how many kinds came back.

@@ -139,6 +139,18 @@ pub fn render_error(e: &anyhow::Error) -> String {
     format!("error: {e:#}")
 }
 
+/// kubectl's `CheckErr` over an aggregate: every error but the last printed, the last one the verb's failure.
+pub fn finish(errors: Vec<anyhow::Error>) -> anyhow::Result<()> {
+    let n = errors.len();
+    for (i, e) in errors.into_iter().enumerate() {
+        if i + 1 == n {
+            return Err(e);
+        }
+        eprintln!("{}", render_error(&e));
+    }
+    Ok(())
+}
+
 /// Standard output, written as each verb goes (kubectl streams too; a later error does not hold back rows).
 pub struct Out;
 

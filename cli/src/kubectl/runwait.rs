@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 use serde_json::{json, Value};
 
-use super::api::{self, ApiError, Resource};
+use super::api::{self, ApiError};
 use super::{Ctx, Fail, Out};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -121,20 +121,7 @@ async fn attach_and_finish(ctx: &Ctx, a: &RunArgs, out: &mut Out) -> anyhow::Res
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let params = AttachParams::default().container(a.name.clone()).stdin(true).stdout(true).stderr(true);
     if let Ok(mut proc) = pods.attach(&a.name, &params).await {
-        let stdin_task = proc.stdin().map(|mut w| {
-            tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut w).await;
-                let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
-            })
-        });
-        let o = proc.stdout().map(|mut r| tokio::spawn(async move { tokio::io::copy(&mut r, &mut tokio::io::stdout()).await }));
-        let e = proc.stderr().map(|mut r| tokio::spawn(async move { tokio::io::copy(&mut r, &mut tokio::io::stderr()).await }));
-        for t in [o, e].into_iter().flatten() {
-            let _ = t.await;
-        }
-        if let Some(t) = stdin_task {
-            t.abort();
-        }
+        super::exec::pipe(&mut proc).await;
         let _ = proc.join().await;
     }
     // The container's end, as kubectl reads it: phase, then the first container's terminated state.
@@ -257,20 +244,7 @@ pub async fn wait(ctx: &Ctx, a: &WaitArgs, out: &mut Out) -> anyhow::Result<()> 
     let timeout = parse_duration(&a.timeout).ok_or_else(|| Fail::msg(format!("error: invalid argument \"{}\" for \"--timeout\" flag", a.timeout)))?;
     let resources = ctx.resources().await?;
     let reqs = super::get::requests(&resources, &a.args)?;
-    let mut targets: Vec<(&Resource, String)> = Vec::new();
-    for req in &reqs {
-        let r = req.resource;
-        let ns = if r.namespaced { Some(ctx.namespace.as_str()) } else { None };
-        if req.names.is_empty() {
-            let url = super::get::list_url(r, ns, a.selector.as_deref(), None, false);
-            let list = api::call(&ctx.client, Method::GET, &url, "application/json", None).await?;
-            for item in list.get("items").and_then(Value::as_array).into_iter().flatten() {
-                targets.push((r, k1s_api::meta::name(item).to_string()));
-            }
-        } else {
-            targets.extend(req.names.iter().map(|n| (r, n.clone())));
-        }
-    }
+    let targets = super::get::targets(ctx, &reqs, a.selector.as_deref()).await?;
     if targets.is_empty() {
         return Err(Fail::msg("error: no matching resources found"));
     }

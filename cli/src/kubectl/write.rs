@@ -9,7 +9,7 @@ use http::Method;
 use serde_json::{json, Map, Value};
 
 use super::api::{self, ApiError, Resource};
-use super::{enc, Ctx, Fail, Out};
+use super::{enc, finish, Ctx, Fail, Out};
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -121,17 +121,6 @@ fn with_file(e: anyhow::Error, op: &str, source: &str) -> anyhow::Error {
     }
 }
 
-/// Print every error but the last; the last becomes the verb's failure (exit 1).
-fn finish(errors: Vec<anyhow::Error>) -> anyhow::Result<()> {
-    let n = errors.len();
-    for (i, e) in errors.into_iter().enumerate() {
-        if i + 1 == n {
-            return Err(e);
-        }
-        eprintln!("{}", super::render_error(&e));
-    }
-    Ok(())
-}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct CreateArgs {
@@ -618,23 +607,9 @@ pub async fn meta(ctx: &Ctx, a: &MetaArgs, field: &str, out: &mut Out) -> anyhow
     }
     let resources = ctx.resources().await?;
     let reqs = super::get::requests(&resources, objs)?;
-    let mut targets = Vec::new();
-    for req in &reqs {
-        let r = req.resource;
-        let ns = if r.namespaced { Some(ctx.namespace.as_str()) } else { None };
-        if req.names.is_empty() {
-            let url = super::get::list_url(r, ns, a.selector.as_deref(), None, false);
-            let list = api::call(&ctx.client, Method::GET, &url, "application/json", None).await?;
-            for item in list.get("items").and_then(Value::as_array).into_iter().flatten() {
-                targets.push((r, r.item(ns, k1s_api::meta::name(item))));
-            }
-        } else {
-            for n in &req.names {
-                targets.push((r, r.item(ns, n)));
-            }
-        }
-    }
-    for (r, item) in targets {
+    let targets = super::get::targets(ctx, &reqs, a.selector.as_deref()).await?;
+    for (r, name) in targets {
+        let item = r.item(if r.namespaced { Some(ctx.namespace.as_str()) } else { None }, &name);
         let obj = api::call(&ctx.client, Method::GET, &item, "application/json", None).await?;
         let current = obj.pointer(&format!("/metadata/{field}")).and_then(Value::as_object).cloned().unwrap_or_default();
         let mut patch = Map::new();
