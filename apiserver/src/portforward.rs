@@ -10,6 +10,9 @@
 //! `error` stream and a `data` stream. For each complete pair the node connects to the port inside the Pod
 //! and the bytes are copied both ways; when the Pod side ends, the data stream gets a FIN and so does the
 //! error stream (the client waits for it). A failure is written as text on the error stream, then FIN.
+//!
+//! A third transport has no SPDY at all: the WebSocket channel protocol (`v4.channel.k8s.io`, the kube
+//! crate's and browsers'), one channel pair per port in the `ports` query parameter ([`serve_channels`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,7 +53,11 @@ pub(crate) async fn serve(node: Arc<dyn NodeConnector>, pod: Pod, name: &str, mu
     }
     let upgrade = parts.headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_ascii_lowercase();
     if upgrade == "websocket" {
-        if !offered(&parts.headers, header::SEC_WEBSOCKET_PROTOCOL.as_str()).iter().any(|p| p == WEBSOCKET_PROTOCOL) {
+        let protocols = offered(&parts.headers, header::SEC_WEBSOCKET_PROTOCOL.as_str());
+        if !protocols.iter().any(|p| p == WEBSOCKET_PROTOCOL) && protocols.iter().any(|p| p == CHANNEL_PROTOCOL) {
+            return serve_channels(node, pod, parts).await;
+        }
+        if !protocols.iter().any(|p| p == WEBSOCKET_PROTOCOL) {
             return Err(ApiError::bad_request(format!("pods/portforward over WebSocket needs the subprotocol {WEBSOCKET_PROTOCOL}")));
         }
         parts.method = Method::GET;
@@ -157,6 +164,126 @@ pub(crate) fn websocket_stream(socket: WebSocket) -> tokio::io::DuplexStream {
         }
     });
     ours
+}
+
+/// The WebSocket channel protocol of port-forward (the kube crate's, and upstream's for browsers): no SPDY.
+pub const CHANNEL_PROTOCOL: &str = "v4.channel.k8s.io";
+
+/// What a port's pump tells the channel session.
+enum FromPod {
+    /// A message to send as is (channel byte first).
+    Frame(Vec<u8>),
+    /// That port's Pod side reached its end.
+    Eof,
+}
+
+/// Port-forward over the WebSocket channel protocol (upstream `portforward/websocket.go`): the ports are
+/// the `ports` query parameter; port `i` has data channel `2i` and error channel `2i+1`; each channel opens
+/// with the port number (2 bytes, little-endian); data flows on the data channel, a failure is text on the
+/// error channel. One connection per port per WebSocket; the WebSocket closes once every Pod side has ended.
+async fn serve_channels(node: Arc<dyn NodeConnector>, pod: Pod, mut parts: Parts) -> ApiResult<Response> {
+    let query: Vec<(String, String)> = axum::extract::Query::try_from_uri(&parts.uri).map(|axum::extract::Query(v)| v).unwrap_or_default();
+    let mut ports: Vec<u16> = Vec::new();
+    for (_, v) in query.iter().filter(|(k, _)| k == "ports") {
+        for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match p.parse::<u16>() {
+                Ok(n) if n > 0 => ports.push(n),
+                _ => return Err(ApiError::bad_request(format!("invalid port {p:?} in the ports query parameter: ports are numbers from 1 to 65535"))),
+            }
+        }
+    }
+    if ports.is_empty() || ports.len() > 127 {
+        return Err(ApiError::bad_request("pods/portforward over the WebSocket channel protocol needs the ports to forward: ?ports=80,8080"));
+    }
+    parts.method = Method::GET;
+    let mut ws = WebSocketUpgrade::from_request_parts(&mut parts, &())
+        .await
+        .map_err(|e| ApiError::bad_request(format!("pods/portforward: the WebSocket handshake failed: {}", axum::response::IntoResponse::into_response(e).status())))?;
+    ws.set_selected_protocol(HeaderValue::from_static(CHANNEL_PROTOCOL));
+    Ok(ws.on_upgrade(move |socket| run_channels(socket, node, pod, ports)))
+}
+
+async fn run_channels(socket: WebSocket, node: Arc<dyn NodeConnector>, pod: Pod, ports: Vec<u16>) {
+    let (mut sink, mut source) = socket.split();
+    let name = format!("{}_{}", pod.metadata.name.as_deref().unwrap_or(""), pod.metadata.namespace.as_deref().unwrap_or(""));
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    for (i, p) in ports.iter().enumerate() {
+        for ch in [2 * i as u8, 2 * i as u8 + 1] {
+            let [lo, hi] = p.to_le_bytes();
+            if sink.send(Message::Binary(Bytes::from(vec![ch, lo, hi]))).await.is_err() {
+                return;
+            }
+        }
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<FromPod>(16);
+    let mut writers: Vec<Option<tokio::io::WriteHalf<crate::node::PodConnection>>> = Vec::new();
+    let mut pumps = tokio::task::JoinSet::new();
+    let mut open = 0usize;
+    for (i, &port) in ports.iter().enumerate() {
+        match node.port_forward(pod.clone(), port).await {
+            Ok(conn) => {
+                let (mut r, w) = tokio::io::split(conn);
+                writers.push(Some(w));
+                open += 1;
+                let (tx, ch) = (tx.clone(), 2 * i as u8);
+                pumps.spawn(async move {
+                    let mut buf = vec![0u8; 32 * 1024];
+                    loop {
+                        match r.read(&mut buf[1..]).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                buf[0] = ch;
+                                if tx.send(FromPod::Frame(buf[..=n].to_vec())).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    let _ = tx.send(FromPod::Eof).await;
+                });
+            }
+            Err(e) => {
+                writers.push(None);
+                let mut msg = vec![2 * i as u8 + 1];
+                msg.extend_from_slice(format!("error forwarding port {port} to pod {name}, uid {uid}: {e}").as_bytes());
+                if sink.send(Message::Binary(Bytes::from(msg))).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    drop(tx);
+    while open > 0 {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(FromPod::Frame(f)) => {
+                    if sink.send(Message::Binary(Bytes::from(f))).await.is_err() {
+                        return;
+                    }
+                }
+                Some(FromPod::Eof) => open -= 1,
+                None => break,
+            },
+            msg = source.next() => match msg {
+                Some(Ok(Message::Binary(data))) if data.len() > 1 => {
+                    // Data for a port's data channel; anything on an error channel or unknown is dropped.
+                    let ch = data[0] as usize;
+                    if ch % 2 == 0 {
+                        if let Some(Some(w)) = writers.get_mut(ch / 2) {
+                            if w.write_all(&data[1..]).await.is_err() {
+                                writers[ch / 2] = None;
+                            }
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    // Every Pod side ended: close, which the client takes as the end of every port's stream.
+    let _ = sink.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async { while let Some(Ok(_)) = source.next().await {} }).await;
 }
 
 /// Streams waiting for their partner, by `requestid`.

@@ -356,3 +356,35 @@ fn port_forward_survives_a_long_idle_period() {
         assert!(status.contains("200") && body == INDEX, "{status} {body}");
     }
 }
+
+/// The WebSocket channel protocol (`v4.channel.k8s.io`, no SPDY): the kube crate's port-forward, and so the
+/// built-in `k1s port-forward`, which uses it. A closed port's error arrives on its error channel.
+#[test]
+fn port_forward_over_the_websocket_channel_protocol() {
+    let server = start_root();
+    start_web(&server);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use k8s_openapi::api::core::v1::Pod;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let pods: kube::Api<Pod> = kube::Api::namespaced(server.client().await.unwrap(), "default");
+        let mut pf = pods.portforward("web", &[80, 81]).await.expect("the channel protocol upgrades");
+        let mut s = pf.take_stream(80).unwrap();
+        s.write_all(b"GET /index.html HTTP/1.0\r\nHost: web\r\n\r\n").await.unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with("HTTP/1.") && text.ends_with(INDEX), "{text}");
+        let err = pf.take_error(81).unwrap().await.expect("an error for the closed port");
+        assert!(err.starts_with("error forwarding port 81 to pod web_default, uid "), "{err}");
+        // The Pod side ended (HTTP/1.0), so the server closed the WebSocket, as the kubelet does once every
+        // port's forward is done: that close is what ended the stream above. (kube's `join` then reports
+        // sending its own close too late; that is the client's view of the same end.)
+        drop(s);
+        drop(pf);
+    });
+    let k1s = k1s_tests::binary().display().to_string();
+    let port = free_port();
+    let _f = Forward::start(&server, &k1s, &[], &[format!("{port}:80")]);
+    check_forwarding(port, "k1s port-forward");
+}

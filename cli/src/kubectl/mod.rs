@@ -11,12 +11,12 @@
 //! client-side with the last-applied annotation and a three-way strategic merge patch, `--server-side`); `edit`;
 //! `label`; `annotate`; `logs` (`-c`, `--tail`, `--previous`, `--timestamps`, `-f`, TYPE/NAME); `exec` (`-i`, `-c`,
 //! `-t` with raw mode and resize); `run` (`--image`, `--restart`, `--env`, `--labels`, `--command`, `-i --rm`); `wait`
-//! (`--for=condition=…|delete|jsonpath=…`, `--timeout`); `port-forward` (`--address`; see its TODO); `cp` (both ways); `debug`
+//! (`--for=condition=…|delete|jsonpath=…`, `--timeout`); `port-forward` (`--address`); `cp` (both ways); `debug`
 //! (ephemeral containers, profiles, `-i`); `patch` (strategic, merge, json).
 //!
 //! TODO (issue 11, not done yet):
 //! - kubectl's `--sort-by` error over several kinds; `describe` of other kinds; `explain`;
-//!   `run -t`; `debug -t`, `debug node/…`, `--copy-to`; `port-forward` against a k1s server (SPDY only there).
+//!   `run -t`; `debug -t`, `debug node/…`, `--copy-to`.
 //! - kubectl's exact messages for bad flags (clap's are printed instead) and `file:line` on manifest errors
 //!   beyond what `k1s_api::yaml` reports.
 

@@ -1,9 +1,6 @@
 //! `port-forward`: listen on local ports (127.0.0.1 and ::1 by default, as kubectl) and carry each accepted
 //! connection to the Pod's port over the WebSocket port-forward subresource (kube's `Portforwarder`).
-//!
-//! TODO: kube speaks the `v4.channel.k8s.io` WebSocket protocol (what kube-apiserver serves since 1.30); the
-//! k1s server serves port-forward only as SPDY/3.1 (plain or inside WebSocket, what kubectl 1.32 uses), so
-//! against a k1s server each connection fails with the server's 400 until one side learns the other's protocol.
+//! That is the `v4.channel.k8s.io` WebSocket channel protocol, which the k1s server serves beside SPDY.
 
 use http::Method;
 use k8s_openapi::api::core::v1::Pod;
