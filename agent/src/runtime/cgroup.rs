@@ -33,12 +33,25 @@ pub struct Limits {
     pub cpu_limit_milli: Option<i64>,
 }
 
+/// The cgroup hierarchy, v2 or v1. cgroups-rs's `hierarchies::auto()` reads and parses the whole of
+/// /proc/self/mountinfo on every call for v1, and every Pod adds mounts (its pinned namespaces): creating a
+/// Pod's cgroups got slower with every Pod running (a profile of a 100-Pod burst showed the kernel printing
+/// mountinfo as the server's top cost). Where the v1 controllers are mounted does not change while we run,
+/// so it is read once.
+fn hierarchy() -> Box<dyn cgroups_rs::Hierarchy> {
+    static V1: std::sync::OnceLock<Option<hierarchies::V1>> = std::sync::OnceLock::new();
+    match V1.get_or_init(|| (!hierarchies::is_cgroup2_unified_mode()).then(hierarchies::V1::new)) {
+        Some(v1) => Box::new(v1.clone()),
+        None => Box::new(hierarchies::V2::new()),
+    }
+}
+
 fn controllers() -> Vec<String> {
     CONTROLLERS.iter().map(|s| s.to_string()).collect()
 }
 
 fn open(path: &str) -> Cgroup {
-    Cgroup::load_with_specified_controllers(hierarchies::auto(), path, controllers())
+    Cgroup::load_with_specified_controllers(hierarchy(), path, controllers())
 }
 
 pub fn pod_path(parent: &str, pod_uid: &str) -> String {
@@ -47,7 +60,7 @@ pub fn pod_path(parent: &str, pod_uid: &str) -> String {
 
 /// Create the parent (once per agent) so Pod cgroups never land in whatever cgroup the server runs in.
 pub fn ensure_parent(parent: &str) -> Result<(), CgroupError> {
-    Cgroup::new_with_specified_controllers(hierarchies::auto(), parent, Some(controllers()))
+    Cgroup::new_with_specified_controllers(hierarchy(), parent, Some(controllers()))
         .map(drop)
         .map_err(|source| CgroupError { path: parent.into(), what: "create", source })
 }
@@ -55,7 +68,7 @@ pub fn ensure_parent(parent: &str) -> Result<(), CgroupError> {
 /// The Pod's cgroup: a pids limit, and a memory limit when the Pod has one (the kubelet's pod-level cgroup).
 pub fn create_pod(parent: &str, pod_uid: &str, memory_limit: Option<i64>) -> Result<(), CgroupError> {
     let path = pod_path(parent, pod_uid);
-    let cg = Cgroup::new_with_specified_controllers(hierarchies::auto(), &path, Some(controllers()))
+    let cg = Cgroup::new_with_specified_controllers(hierarchy(), &path, Some(controllers()))
         .map_err(|source| CgroupError { path: path.clone(), what: "create", source })?;
     let mut res = Resources::default();
     res.pid.maximum_number_of_processes = Some(cgroups_rs::MaxValue::Value(POD_PIDS_MAX));
@@ -71,7 +84,7 @@ pub struct ContainerCgroup {
 
 pub fn create_container(parent: &str, pod_uid: &str, id: &str, limits: &Limits) -> Result<ContainerCgroup, CgroupError> {
     let path = format!("{}/{id}", pod_path(parent, pod_uid));
-    let cg = Cgroup::new_with_specified_controllers(hierarchies::auto(), &path, Some(controllers()))
+    let cg = Cgroup::new_with_specified_controllers(hierarchy(), &path, Some(controllers()))
         .map_err(|source| CgroupError { path: path.clone(), what: "create", source })?;
     let mut res = Resources::default();
     if let Some(m) = limits.memory_bytes {
@@ -89,7 +102,7 @@ pub fn create_container(parent: &str, pod_uid: &str, id: &str, limits: &Limits) 
     let mut procs = Vec::new();
     let mut oom_file = None;
     if v2 {
-        let dir = hierarchies::auto().root().join(&path);
+        let dir = hierarchy().root().join(&path);
         procs.push(dir.join("cgroup.procs"));
         oom_file = Some(dir.join("memory.events"));
     } else {
