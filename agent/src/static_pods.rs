@@ -168,8 +168,10 @@ pub fn to_static(mut obj: Value, file: &Path, node: &str) -> Result<StaticPod, S
 /// [`RESCAN`] regardless.
 pub fn watch_dir(dir: PathBuf) -> mpsc::Receiver<()> {
     let (tx, rx) = mpsc::channel(1);
+    // The watch exists when this returns, before the caller's first read of the directory: a file written
+    // in between is seen by one or the other (added in the task, it could be missed until the rescan).
+    let ino = inotify(&dir);
     tokio::spawn(async move {
-        let ino = inotify(&dir);
         let mut tick = tokio::time::interval(RESCAN);
         tick.tick().await;
         loop {
