@@ -490,8 +490,9 @@ spec:
     assert!(ps.contains("sleep 3602") && ps.contains("sleep 3603"), "one pid namespace: {ps}");
     let (a, b) = (exec_ok(&s, "shared", &["readlink", "/proc/self/ns/pid"]), s.kubectl_ok(&["exec", "shared", "-c", "side", "--", "readlink", "/proc/self/ns/pid"]));
     assert_eq!(a, b);
-    // PID 1 (pause) ignores what the Pod sends it; the app's sleep goes.
-    exec_ok(&s, "shared", &["sh", "-c", "kill 1; for p in /proc/[0-9]*; do [ \"$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)\" = 'sleep 3602 ' ] && kill ${p#/proc/}; done; true"]);
+    // PID 1 (pause) ignores what the Pod sends it; the app's sleep goes, killed from the other container
+    // (a command exec'd in `app` itself would die with it).
+    s.kubectl_ok(&["exec", "shared", "-c", "side", "--", "sh", "-c", "kill 1; for p in /proc/[0-9]*; do [ \"$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)\" = 'sleep 3602 ' ] && kill ${p#/proc/}; done; true"]);
     wait_pod(&s, "shared", "app restarted", 30, |p| p["status"]["containerStatuses"][0]["restartCount"] == 1 && p["status"]["containerStatuses"][0]["ready"] == true);
     let ps = s.kubectl_ok(&["exec", "shared", "-c", "side", "--", "ps", "-o", "args"]);
     assert!(ps.contains("sleep 3602") && ps.contains("sleep 3603"), "the namespace outlived the restart: {ps}");
