@@ -222,15 +222,22 @@ pub async fn mirror_loop(client: kube::Client, node: String, mut statics: watch:
     let mut held: BTreeMap<String, tokio::time::Instant> = BTreeMap::new();
     loop {
         let current = statics.borrow_and_update().clone();
-        if let Err(e) = sync_mirrors(&client, &node, &current, &mut held).await {
-            tracing::warn!(error = %e, "mirror Pods: retrying");
-        }
+        let failed = match sync_mirrors(&client, &node, &current, &mut held).await {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "mirror Pods: retrying");
+                true
+            }
+        };
         let now = tokio::time::Instant::now();
         held.retain(|_, until| *until > now);
+        // With no static Pods there is nothing to keep up: no periodic listing on an idle node (a change, a
+        // mirror event or a failed sync still brings one).
+        let periodic = !current.is_empty() || failed;
         let wake = held.values().min().copied().unwrap_or(now + RESCAN).min(now + RESCAN);
         tokio::select! {
             r = statics.changed() => if r.is_err() { return },
-            () = tokio::time::sleep_until(wake) => {}
+            () = tokio::time::sleep_until(wake), if periodic => {}
         }
     }
 }

@@ -37,6 +37,33 @@ pub fn require_root() {
     );
 }
 
+/// Run a shell command line under a pseudo-terminal (`script` from bsdutils), typing `input` into it line by
+/// line, slowly, as a user does (each line once the previous one had time to arrive).
+pub fn on_terminal(line: &str, input: &str) -> std::process::Output {
+    let mut child = Command::new("script")
+        .args(["-qec", line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (bsdutils) runs");
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = input.to_string();
+    // The thread keeps stdin open after the last line: EOF would end the session before the command does.
+    let typer = std::thread::spawn(move || {
+        for l in input.split_inclusive('\n') {
+            std::thread::sleep(Duration::from_millis(700));
+            if std::io::Write::write_all(&mut stdin, l.as_bytes()).is_err() {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let out = child.wait_with_output().expect("script runs");
+    drop(typer);
+    out
+}
+
 /// A server for a root end-to-end test (fails loudly when not root).
 pub fn start_root() -> Server {
     require_root();

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use k1s_tests::{start_root, Server};
+use k1s_tests::{on_terminal, start_root, Server};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams, Patch, PatchParams};
 
@@ -27,31 +27,6 @@ fn kubectl_line(s: &Server, args: &str) -> String {
     format!("kubectl --kubeconfig {} --cache-dir {} {args}", s.kubeconfig.display(), s.dir.join("kubectl-cache").display())
 }
 
-/// Run a shell command line under a pseudo-terminal (`script`), typing `input` into it.
-fn on_terminal(line: &str, input: &str) -> Output {
-    let mut child = Command::new("script")
-        .args(["-qec", line, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script (bsdutils) runs");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_string();
-    // Typed slowly, like a user: each line once the previous one had time to arrive.
-    let typer = std::thread::spawn(move || {
-        for l in input.split_inclusive('\n') {
-            std::thread::sleep(Duration::from_millis(700));
-            if stdin.write_all(l.as_bytes()).is_err() {
-                return;
-            }
-        }
-        std::thread::sleep(Duration::from_secs(30));
-    });
-    let out = child.wait_with_output().unwrap();
-    drop(typer);
-    out
-}
 
 const SLEEPER: &str = "apiVersion: v1
 kind: Pod

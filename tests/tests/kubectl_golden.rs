@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use k1s_tests::Server;
+use k1s_tests::{on_terminal, Server};
 
 /// A command line and the state it needs: `before` runs (through stock kubectl) ahead of each tool's run,
 /// `after` undoes what the run did, so every tool starts from the same state.
@@ -479,30 +479,6 @@ fn copy_out(server: &Server, dir: &Path, kubectl: &Tool, ours: &[Tool]) {
     }
 }
 
-/// Run a shell line under a pseudo-terminal (`script`), typing `input` line by line, slowly, as a user does.
-fn on_terminal(line: &str, input: &str) -> Output {
-    let mut child = Command::new("script")
-        .args(["-qec", line, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script (bsdutils) runs");
-    let mut stdin = child.stdin.take().expect("piped");
-    let input = input.to_string();
-    let typer = std::thread::spawn(move || {
-        for l in input.split_inclusive('\n') {
-            std::thread::sleep(Duration::from_millis(700));
-            if stdin.write_all(l.as_bytes()).is_err() {
-                return;
-            }
-        }
-        std::thread::sleep(Duration::from_secs(5));
-    });
-    let out = child.wait_with_output().expect("script runs");
-    drop(typer);
-    out
-}
 
 /// `exec -it` on a real terminal: the container's terminal has our window size, typed lines reach the shell,
 /// its exit code is ours; the same through stock kubectl and k1s.

@@ -49,47 +49,7 @@ pub fn human_since(t: &str) -> String {
     let Some(ts) = k1s_api::meta::parse_time(t) else { return "<unknown>".into() };
     // Go's `int(time.Since(t).Seconds())`: the whole difference, sub-second parts included, then truncated
     // (an eventTime has microseconds).
-    human_duration(k8s_openapi::jiff::Timestamp::now().duration_since(ts).as_secs())
-}
-
-fn human_duration(secs: i64) -> String {
-    if secs < -1 {
-        return "<invalid>".into();
-    }
-    if secs < 0 {
-        return "0s".into();
-    }
-    if secs < 120 {
-        return format!("{secs}s");
-    }
-    let minutes = secs / 60;
-    if minutes < 10 {
-        let s = secs % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
-    }
-    if minutes < 180 {
-        return format!("{minutes}m");
-    }
-    let hours = secs / 3600;
-    if hours < 8 {
-        let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
-    }
-    if hours < 48 {
-        return format!("{hours}h");
-    }
-    if hours < 24 * 8 {
-        let h = hours % 24;
-        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
-    }
-    if hours < 24 * 365 * 2 {
-        return format!("{}d", hours / 24);
-    }
-    if hours < 24 * 365 * 8 {
-        let dy = (hours / 24) % 365;
-        return if dy == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{dy}d", hours / 24 / 365) };
-    }
-    format!("{}y", hours / 24 / 365)
+    k1s_api::tables::human_duration(k8s_openapi::jiff::Timestamp::now().duration_since(ts).as_secs())
 }
 
 fn labels_multiline(w: &mut W, title: &str, m: Option<&Value>) {
@@ -573,7 +533,7 @@ mod tests {
     #[test]
     fn human_durations_as_apimachinery() {
         for (secs, want) in [(5, "5s"), (119, "119s"), (125, "2m5s"), (600, "10m"), (3 * 3600 + 60, "3h1m"), (9 * 3600, "9h"), (50 * 3600, "2d2h")] {
-            assert_eq!(human_duration(secs), want);
+            assert_eq!(k1s_api::tables::human_duration(secs), want);
         }
     }
 }
