@@ -72,6 +72,8 @@ fn free_port() -> u16 {
 struct Forward {
     child: Child,
     stderr: mpsc::Receiver<String>,
+    /// Every stderr line read so far: reading drains the channel, so each call sees the whole of it.
+    stderr_seen: std::cell::RefCell<Vec<String>>,
 }
 
 impl Forward {
@@ -93,7 +95,7 @@ impl Forward {
                 let _ = err_tx.send(line);
             }
         });
-        let mut f = Forward { child, stderr: err_rx };
+        let mut f = Forward { child, stderr: err_rx, stderr_seen: Default::default() };
         // kubectl prints one "Forwarding from 127.0.0.1:L -> R" per port once the upgrade succeeded.
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut ready = 0;
@@ -112,7 +114,9 @@ impl Forward {
     }
 
     fn stderr_so_far(&self) -> String {
-        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
+        let mut seen = self.stderr_seen.borrow_mut();
+        seen.extend(self.stderr.try_iter());
+        seen.join("\n")
     }
 }
 
@@ -211,7 +215,10 @@ fn port_forward_to_a_closed_port_reports_the_error() {
             let mut fwd = fwd;
             let code = server.wait_for("kubectl port-forward to exit", Duration::from_secs(10), || fwd.child.try_wait().unwrap());
             assert!(!code.success(), "{bin}");
-            assert!(fwd.stderr_so_far().contains("lost connection to pod"), "{bin}");
+            // The reader thread may get the last line a moment after the exit.
+            server.wait_for("kubectl to say it lost the connection", Duration::from_secs(5), || {
+                fwd.stderr_so_far().contains("lost connection to pod").then_some(())
+            });
         }
         // A new forwarder works: the server side of the failed one left nothing behind that matters.
         let port = free_port();
