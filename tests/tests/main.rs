@@ -3,8 +3,10 @@
 mod agent;
 mod api;
 mod deploy;
+mod churn;
 mod e2e;
 mod gc;
+mod hardening;
 mod interactive;
 mod jobs;
 mod kubectl;
@@ -12,6 +14,7 @@ mod kubectl_golden;
 mod lifecycle;
 mod logs;
 mod portforward;
+mod reliability;
 mod replication;
 mod scheduler;
 mod static_pods;
