@@ -2,8 +2,8 @@
 
 mod agent;
 mod api;
-mod deploy;
 mod churn;
+mod deploy;
 mod e2e;
 mod gc;
 mod hardening;
