@@ -6,14 +6,18 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{self, Tokens};
@@ -130,12 +134,48 @@ fn expiry_year(years: i32) -> i32 {
     1970 + (secs / 31_556_952) as i32 + years
 }
 
+/// Limits on connections, decided after kube-apiserver's `secure_serving.go` (Go's `http.Server` and `http2.Server`
+/// options there) so that slow, idle or dead clients cannot pin the server's memory or file descriptors:
+///
+/// - the TLS handshake must finish within [`HANDSHAKE_TIMEOUT`] (a TCP connection that sends nothing, or a
+///   handshake sent a byte at a time, is closed);
+/// - an HTTP/1.1 request head must arrive within [`HEADER_READ_TIMEOUT`] of the server waiting for it (upstream
+///   `ReadHeaderTimeout: 32s`); hyper starts that timer also while a keep-alive connection waits for its next
+///   request, so it is the HTTP/1.1 idle timeout too;
+/// - a connection with no request in flight for [`IDLE_TIMEOUT`] is closed (upstream `IdleTimeout: 90s` for
+///   HTTP/1.1 and HTTP/2), which bounds idle HTTP/2 connections, whose streams hyper never times out;
+/// - a socket write that makes no progress for [`WRITE_STALL_TIMEOUT`] ends the connection: the peer stopped
+///   reading (a dead watcher whose TCP window is full). Its watch would otherwise hold its place until the watch
+///   timeout; the client relists, as it does when upstream closes a watcher whose buffer overflowed;
+/// - at most [`MAX_CONNECTIONS`] connections at once; beyond that a new one is accepted and closed at once
+///   (instead of queueing in the kernel backlog), so a flood costs bounded memory and descriptors, and every
+///   slot comes free within the timeouts above. Upstream has no cap (it limits requests in flight instead);
+///   an edge box has less memory than a control-plane node.
+/// - HTTP/2 allows [`MAX_STREAMS`] concurrent streams per connection (upstream's
+///   `--http2-max-streams-per-connection` default), so one client can hold that many watches on one connection.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub const MAX_CONNECTIONS: usize = 8192;
+pub const MAX_STREAMS: u32 = 1000;
+/// HTTP/2 PING interval: a peer that vanished without a FIN (power loss, cable) is found within
+/// interval + timeout even while its watches are quiet.
+const H2_KEEPALIVE: Duration = Duration::from_secs(30);
+const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often a connection checks whether it has been idle for [`IDLE_TIMEOUT`].
+const IDLE_CHECK: Duration = Duration::from_secs(10);
+/// How long a connection asked to finish (idle, or server shutdown) may take before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// Serve `app` over HTTPS with bearer-token auth until `shutdown` turns true, then give open connections
 /// (watches end on the same signal) a moment to finish.
 pub async fn serve(listener: TcpListener, app: Router, config: Arc<rustls::ServerConfig>, tokens: Tokens, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let app = app.layer(axum::middleware::from_fn_with_state(tokens, auth::require));
     let acceptor = TlsAcceptor::from(config);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Every connection task holds a clone; the receiver sees the channel close once all have ended.
+    let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -148,32 +188,223 @@ pub async fn serve(listener: TcpListener, app: Router, config: Arc<rustls::Serve
                         continue;
                     }
                 };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::debug!(%peer, "connection refused: {MAX_CONNECTIONS} connections open");
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
-                let (acceptor, app) = (acceptor.clone(), app.clone());
-                let watcher = graceful.watcher();
+                let (acceptor, app, shutdown, open) = (acceptor.clone(), app.clone(), shutdown.clone(), open_tx.clone());
                 tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    let _slot = slot;
+                    let _open = open;
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(t)) => t,
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
                             return;
                         }
-                        Err(_) => return,
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
                     };
-                    let svc = hyper_util::service::TowerToHyperService::new(app);
-                    let builder = auto::Builder::new(TokioExecutor::new());
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
+                    serve_connection(tls, app, shutdown, peer).await;
                 });
             }
             _ = shutdown.changed() => break,
         }
     }
     drop(listener);
+    drop(open_tx);
     tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(Duration::from_secs(2)) => tracing::info!("closing connections still open after 2s"),
+        _ = open_rx.recv() => {}
+        _ = tokio::time::sleep(CLOSE_GRACE) => tracing::info!("closing connections still open after {CLOSE_GRACE:?}"),
+    }
+}
+
+/// One connection: HTTP/2 or HTTP/1.1 (with upgrades for exec and port-forward), until the peer leaves, the
+/// idle timeout, or shutdown.
+async fn serve_connection<T>(io: T, app: Router, mut shutdown: tokio::sync::watch::Receiver<bool>, peer: std::net::SocketAddr)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::default());
+    let svc = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            // The guard lives as long as the response body: a watch keeps its connection busy.
+            let busy = Busy::new(&activity);
+            let call = tower::ServiceExt::oneshot(app.clone(), req);
+            let activity = activity.clone();
+            async move {
+                let resp = call.await?;
+                if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                    // exec, attach and port-forward: their streams pause as long as the user's program does.
+                    activity.upgraded.store(true, std::sync::atomic::Ordering::Release);
+                }
+                Ok::<_, std::convert::Infallible>(resp.map(|body| {
+                    axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+                        let _ = &busy;
+                        frame
+                    }))
+                }))
+            }
+        })
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .keep_alive_interval(H2_KEEPALIVE)
+        .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(StallTimeout::new(io, WRITE_STALL_TIMEOUT, activity.clone())), svc);
+    let mut conn = std::pin::pin!(conn);
+    // When set, the connection was asked to finish and is dropped if it has not by then.
+    let mut closing: Option<tokio::time::Instant> = None;
+    loop {
+        // Idle checks are coarse (a wake-up every IDLE_CHECK per connection, not per second).
+        let wake = closing.unwrap_or_else(|| tokio::time::Instant::now() + IDLE_CHECK);
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.changed(), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                if closing.is_some() {
+                    tracing::debug!(%peer, "connection dropped: it did not finish when asked");
+                    return;
+                }
+                if activity.idle_for() >= IDLE_TIMEOUT {
+                    tracing::debug!(%peer, "closing a connection idle for {IDLE_TIMEOUT:?}");
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                }
+            }
+        }
+    }
+}
+
+/// Requests in flight on one connection, and since when it has had none.
+struct Activity {
+    open: std::sync::atomic::AtomicUsize,
+    /// The connection was handed to an upgraded protocol: the write stall limit no longer applies.
+    upgraded: std::sync::atomic::AtomicBool,
+    idle_since: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity { open: 0.into(), upgraded: false.into(), idle_since: std::sync::Mutex::new(std::time::Instant::now()) }
+    }
+}
+
+impl Activity {
+    fn idle_for(&self) -> Duration {
+        if self.open.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        self.idle_since.lock().map(|t| t.elapsed()).unwrap_or_default()
+    }
+}
+
+/// A request in flight, from its head to the end (or drop) of its response body.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn new(a: &Arc<Activity>) -> Busy {
+        a.open.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Busy(a.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        // The time is set before the count drops, so an idle check never sees 0 with a stale time.
+        if let Ok(mut t) = self.0.idle_since.lock() {
+            *t = std::time::Instant::now();
+        }
+        self.0.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// An IO whose writes fail with `TimedOut` once one has made no progress for `limit`: the peer stopped reading.
+/// Upgraded connections (exec, attach, port-forward) are exempt.
+struct StallTimeout<T> {
+    io: T,
+    limit: Duration,
+    activity: Arc<Activity>,
+    /// Armed while a write is pending.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> StallTimeout<T> {
+    fn new(io: T, limit: Duration, activity: Arc<Activity>) -> Self {
+        StallTimeout { io, limit, activity, stalled: None }
+    }
+
+    /// After a write returned Pending: fail once the stall lasted `limit` (the timer wakes the task then).
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let limit = self.limit;
+        let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the peer read nothing for {limit:?}"),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn progress<R>(&mut self, r: Poll<std::io::Result<R>>, cx: &mut Context<'_>) -> Poll<std::io::Result<R>> {
+        match r {
+            Poll::Pending if self.activity.upgraded.load(std::sync::atomic::Ordering::Acquire) => Poll::Pending,
+            Poll::Pending => match self.poll_stall(cx) {
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                _ => Poll::Pending,
+            },
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for StallTimeout<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for StallTimeout<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.progress(r, cx)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.progress(r, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        self.progress(r, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

@@ -28,6 +28,10 @@ fn check_cidr(cidr: &str) -> anyhow::Result<()> {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM during start-up must still stop the server cleanly.
     let mut term = signal(SignalKind::terminate())?;
+    // Every client connection is a descriptor: raise the soft RLIMIT_NOFILE (often 1024) to the hard one, up to
+    // 65536 (ample for tls::MAX_CONNECTIONS; children such as shims inherit it, and some tools walk every fd).
+    use nix::sys::resource::{getrlimit, setrlimit, Resource::RLIMIT_NOFILE};
+    let _ = getrlimit(RLIMIT_NOFILE).map(|(soft, hard)| setrlimit(RLIMIT_NOFILE, soft.max(hard.min(65536)), hard));
     let mut int = signal(SignalKind::interrupt())?;
     check_cidr(&args.pod_cidr)?;
     let node_name = args.node_name.clone().unwrap_or_else(hostname);
