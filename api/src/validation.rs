@@ -298,7 +298,8 @@ pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
             match *self.b.get(self.i)? {
                 b'{' => {
                     self.i += 1;
-                    let mut seen: Vec<String> = Vec::new();
+                    // A set, not a list: a body with 100 000 keys took 20 s of CPU to scan (found by fuzzing).
+                    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
                     loop {
                         self.ws();
                         if self.b.get(self.i) == Some(&b'}') {
@@ -310,7 +311,7 @@ pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
                         if seen.contains(&key) {
                             self.out.push(p.clone());
                         } else {
-                            seen.push(key);
+                            seen.insert(key);
                         }
                         self.ws();
                         if self.b.get(self.i) != Some(&b':') {

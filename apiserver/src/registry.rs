@@ -737,6 +737,11 @@ impl Registry {
                     return Self::prepare_update(info, sub, cur, old);
                 }
             }
+            // A merge patch that is not an object replaces the whole document (RFC 7386), and a JSON patch can
+            // replace the root: what is left must still be an object of this kind (found by fuzzing: a panic).
+            if !cur.is_object() {
+                return Err(ApiError::bad_request(format!("the patched {} must be a JSON object, not {}", info.kind, json_kind(&cur))));
+            }
             if strict {
                 let unknown = validation::unknown_fields(info, &cur);
                 if !unknown.is_empty() {
@@ -1063,6 +1068,18 @@ fn track_update(info: &ResourceInfo, old: &Value, new: Value, opts: &WriteOption
         return new;
     }
     k1s_api::ssa::record_update(Some(old), &new, &opts.field_manager, k1s_api::smp::meta_for(info.group, info.kind), &meta::now())
+}
+
+/// The JSON type of a value, for messages.
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 #[cfg(test)]
