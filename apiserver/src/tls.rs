@@ -142,6 +142,8 @@ fn expiry_year(years: i32) -> i32 {
 /// - an HTTP/1.1 request head must arrive within [`HEADER_READ_TIMEOUT`] of the server waiting for it (upstream
 ///   `ReadHeaderTimeout: 32s`); hyper starts that timer also while a keep-alive connection waits for its next
 ///   request, so it is the HTTP/1.1 idle timeout too;
+/// - a request body must arrive within [`BODY_READ_TIMEOUT`] of its head (upstream's `--request-timeout`
+///   default, 1 minute, which bounds every request that is not a watch or a stream);
 /// - a connection with no request in flight for [`IDLE_TIMEOUT`] is closed (upstream `IdleTimeout: 90s` for
 ///   HTTP/1.1 and HTTP/2), which bounds idle HTTP/2 connections, whose streams hyper never times out;
 /// - a socket write that makes no progress for [`WRITE_STALL_TIMEOUT`] ends the connection: the peer stopped
@@ -157,6 +159,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_CONNECTIONS: usize = 8192;
 pub const MAX_STREAMS: u32 = 1000;
 /// HTTP/2 PING interval: a peer that vanished without a FIN (power loss, cable) is found within
@@ -234,7 +237,7 @@ where
         hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
             // The guard lives as long as the response body: a watch keeps its connection busy.
             let busy = Busy::new(&activity);
-            let call = tower::ServiceExt::oneshot(app.clone(), req);
+            let call = tower::ServiceExt::oneshot(app.clone(), with_body_deadline(req));
             let activity = activity.clone();
             async move {
                 let resp = call.await?;
@@ -290,6 +293,38 @@ where
             }
         }
     }
+}
+
+/// The request with its body cut off [`BODY_READ_TIMEOUT`] after the head arrived: a body sent a byte at a time
+/// would otherwise hold its connection (and the handler reading it) forever. The handler sees a body error and
+/// answers 400. Bodiless requests (and upgrades, whose streams are not the body) are passed through untouched.
+fn with_body_deadline(req: http::Request<hyper::body::Incoming>) -> http::Request<axum::body::Body> {
+    use hyper::body::Body as _;
+    if req.body().is_end_stream() {
+        return req.map(axum::body::Body::new);
+    }
+    let deadline = tokio::time::Instant::now() + BODY_READ_TIMEOUT;
+    req.map(|body| {
+        let frames = http_body_util::BodyStream::new(body);
+        axum::body::Body::from_stream(futures::stream::unfold(Some(frames), move |frames| async move {
+            let mut frames = frames?;
+            loop {
+                return match tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut frames)).await {
+                    Ok(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) => Some((Ok(data), Some(frames))),
+                        // Trailers: nothing a handler here reads.
+                        Err(_) => continue,
+                    },
+                    Ok(Some(Err(e))) => Some((Err(axum::Error::new(e)), None)),
+                    Ok(None) => None,
+                    Err(_) => {
+                        let e = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"));
+                        Some((Err(axum::Error::new(e)), None))
+                    }
+                };
+            }
+        }))
+    })
 }
 
 /// Requests in flight on one connection, and since when it has had none.
