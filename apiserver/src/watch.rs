@@ -4,6 +4,14 @@
 //! - `resourceVersion=N`: changes after N, or one ERROR event with 410 Expired when N is too old.
 //! - Selectors apply to events: an object that stops matching is sent as DELETED, one that starts as ADDED.
 //! - BOOKMARK only with `allowWatchBookmarks=true`; the stream ends after `timeoutSeconds`.
+//!
+//! A watcher that stops reading costs bounded memory (issue 9; upstream closes a `cacheWatcher` whose buffer
+//! overflows). There is no queue per watcher: the response body is pulled, so the next event is decoded only
+//! when hyper can send it (HTTP/1.1: its write buffer has room; HTTP/2: the stream's flow-control window is
+//! open). Until then the watcher holds only a receiver of the store's fan-out, a fixed-size ring shared by all
+//! watchers; one that falls behind it is resynchronised from the store's bounded history, and one that falls
+//! behind the history gets 410 Expired and relists, as upstream's clients do. On HTTP/1.1 the connection of a
+//! peer that reads nothing for `tls::WRITE_STALL_TIMEOUT` is closed outright.
 
 use std::time::Duration;
 
