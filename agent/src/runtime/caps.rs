@@ -11,9 +11,11 @@ pub const NAMES: [&str; 41] = [
     "CHECKPOINT_RESTORE",
 ];
 
-/// containerd's default set (oci/spec.go `defaultUnixCaps`), which Kubernetes containers get unless privileged.
-pub const DEFAULT: [&str; 14] = [
-    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID", "SETFCAP", "SETPCAP",
+/// containerd's default set (oci/spec.go `defaultUnixCaps`), which Kubernetes containers get unless privileged,
+/// without MKNOD (as podman's default): containerd's device cgroup refuses to open a node made with it, and k1s
+/// has no device cgroup, so with MKNOD a container could open any host device (the disk, /dev/kmsg).
+pub const DEFAULT: [&str; 13] = [
+    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "NET_RAW", "SETGID", "SETUID", "SETFCAP", "SETPCAP",
     "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
 ];
 
@@ -112,8 +114,9 @@ mod tests {
         assert_eq!(number("cap_sys_admin"), Some(21));
         assert_eq!(number("NOPE"), None);
         let d = effective_set(&[], &[]);
-        assert_eq!(d.len(), 14);
+        assert_eq!(d.len(), 13);
         assert!(!d.contains(&12));
+        assert!(!d.contains(&27), "no MKNOD: without a device cgroup a node opens the host's device");
         let added = effective_set(&["NET_ADMIN".into()], &["KILL".into()]);
         assert!(added.contains(&12) && !added.contains(&5));
         assert_eq!(effective_set(&["NET_BIND_SERVICE".into()], &["ALL".into()]), vec![10]);
