@@ -143,6 +143,17 @@ impl ApiError {
         Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
     }
 
+    /// 507: the disk under the data dir is full. Upstream has no reason for it (etcd's "database space exceeded"
+    /// reaches clients as a 500); 507 is HTTP's own code for it and still a 5xx, so clients retry it as a 500;
+    /// the message says what to do.
+    pub fn insufficient_storage(detail: impl Into<String>) -> Self {
+        Self::new(
+            507,
+            "InsufficientStorage",
+            format!("insufficient storage: the disk holding the k1s data dir is full ({}); writes fail until space is freed", detail.into()),
+        )
+    }
+
     /// Store errors that reach the edge without a more specific mapping.
     pub fn from_store(info: &ResourceInfo, name: &str, e: StoreError) -> Self {
         match e {
@@ -151,6 +162,7 @@ impl ApiError {
             StoreError::Conflict { .. } => Self::modified(info, name),
             StoreError::Compacted { requested, oldest } => Self::expired(format!("too old resource version: {requested} ({oldest})")),
             StoreError::Backend(m) => Self::internal(m),
+            StoreError::NoSpace(m) => Self::insufficient_storage(m),
             StoreError::Closed => Self::unavailable("the server is shutting down"),
         }
     }

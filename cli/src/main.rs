@@ -115,6 +115,9 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // A failed log write (the log's disk is full) must not be reported with eprintln!, which panics on the
+        // same full disk and takes down whichever thread logged (the store's flusher, an agent loop).
+        .log_internal_errors(false)
         // Colour only on a terminal: log files and journald get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

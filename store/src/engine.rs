@@ -38,11 +38,21 @@ pub(crate) trait Persist: Send + Sync {
     fn write(&self, op: Op<'_>, revision: Revision) -> Result<()>;
 }
 
-/// Durability progress: the highest revision known durable, and the last flush error if the flusher is failing.
+/// Durability progress: the highest revision known durable, the last flush error while the backend is failing,
+/// and the revisions lost when a failed backend was reopened (applied in memory, never on disk).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Durable {
     pub revision: Revision,
-    pub error: Option<Arc<str>>,
+    pub error: Option<StoreError>,
+    /// Inclusive ranges, with the failure that lost them. A writer may look only after a later write became
+    /// durable: without this it would take `revision >= its own` as success.
+    pub lost: Vec<(Revision, Revision, StoreError)>,
+}
+
+impl Durable {
+    fn lost(&self, revision: Revision) -> Option<&StoreError> {
+        self.lost.iter().find(|(from, to, _)| (*from..=*to).contains(&revision)).map(|(_, _, e)| e)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -52,13 +62,16 @@ impl DurableHandle {
     pub(crate) async fn wait(&self, revision: Revision) -> Result<()> {
         let mut rx = self.0.clone();
         let state = rx
-            .wait_for(|d| d.revision >= revision || d.error.is_some())
+            .wait_for(|d| d.revision >= revision || d.error.is_some() || d.lost(revision).is_some())
             .await
             .map_err(|_| StoreError::Closed)?;
+        if let Some(why) = state.lost(revision) {
+            return Err(why.clone());
+        }
         if state.revision >= revision {
             Ok(())
         } else {
-            Err(StoreError::Backend(state.error.as_deref().unwrap_or("flush failed").to_string()))
+            Err(state.error.clone().unwrap_or_else(|| StoreError::Backend("flush failed".into())))
         }
     }
 }
@@ -96,7 +109,7 @@ impl Engine {
         history_limit: usize,
     ) -> Self {
         let (fanout, _) = broadcast::channel(FANOUT_CAPACITY);
-        let (durable_tx, durable_rx) = watch::channel(Durable { revision: rev, error: None });
+        let (durable_tx, durable_rx) = watch::channel(Durable { revision: rev, ..Default::default() });
         Engine {
             inner: RwLock::new(Inner {
                 map,
@@ -144,9 +157,33 @@ impl Engine {
         });
     }
 
-    /// Record a flush failure: writers waiting beyond the durable revision get a backend error.
-    pub(crate) fn mark_failed(&self, error: String) {
-        self.durable_tx.send_modify(|d| d.error = Some(error.into()));
+    /// Record a flush failure: writers waiting beyond the durable revision get `error`.
+    pub(crate) fn mark_failed(&self, error: StoreError) {
+        self.durable_tx.send_modify(|d| d.error = Some(error));
+    }
+
+    /// The backend was reopened after a failure and `map` (at `disk_rev`) is what it holds: that becomes the
+    /// key space. Pending events up to `disk_rev` reached the disk after all and are published; later ones
+    /// did not: they are dropped and their writers told so. The revision counter does not go back, so a
+    /// revision a reader may have seen (reads see a write before it is durable) is never handed out again.
+    pub(crate) fn reset(&self, map: BTreeMap<String, Entry>, disk_rev: Revision) {
+        let lost = {
+            let mut inner = self.write_lock();
+            while inner.pending.front().is_some_and(|e| e.revision <= disk_rev) {
+                let ev = inner.pending.pop_front().expect("checked front");
+                self.publish(&mut inner, ev);
+            }
+            inner.pending.clear();
+            inner.map = map;
+            let lost = (disk_rev < inner.rev).then_some((disk_rev + 1, inner.rev));
+            inner.rev = inner.rev.max(disk_rev);
+            lost
+        };
+        self.durable_tx.send_modify(|d| {
+            d.revision = d.revision.max(disk_rev);
+            let why = d.error.take().unwrap_or_else(|| StoreError::Backend("the write did not reach the disk".into()));
+            d.lost.extend(lost.map(|(from, to)| (from, to, why)));
+        });
     }
 
     fn publish(&self, inner: &mut Inner, ev: Arc<Event>) {
@@ -175,7 +212,11 @@ impl Engine {
                 Some(entry) => Op::Put { key, entry },
                 None => Op::Delete { key },
             };
-            p.write(op, revision)?;
+            if let Err(e) = p.write(op, revision) {
+                // The backend may have logged part of it before failing: this revision is never reused.
+                inner.rev = revision;
+                return Err(e);
+            }
         }
         let prev = match &new {
             Some(e) => inner.map.insert(key.to_string(), e.clone()),

@@ -78,6 +78,10 @@ pub enum StoreError {
     /// The durable backend failed; the write may not have been persisted.
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// The disk holding the database is full (ENOSPC or a quota): writes fail until space is freed, reads go
+    /// on. The store recovers by itself once writes fit again.
+    #[error("the disk holding the database is full: {0}")]
+    NoSpace(String),
     /// The store was closed (server shutting down).
     #[error("store closed")]
     Closed,
