@@ -10,7 +10,8 @@
 //!   replays the same delays and operations).
 //! - `a_full_disk_fails_writes_with_507_and_recovers`: the data dir on a small tmpfs filled up: writes answer a
 //!   507 `Status` while reads go on, writes succeed again once space is freed (no restart), and a restart finds
-//!   every acknowledged write.
+//!   every acknowledged write. `the_store_reopens_sled_after_enospc` turns the store's free-space check off so
+//!   sled itself fails, and checks the in-process reopen that follows.
 //! - `no_resource_path_answers_without_credentials`, `plain_http_gets_no_answer`,
 //!   `credentials_on_disk_are_private`: every path discovery lists (list, get, watch, subresources) is 401
 //!   anonymously and with a wrong token; only the health checks and /version are public, as upstream's
@@ -369,6 +370,22 @@ async fn a_full_disk_fails_writes_with_507_and_recovers() {
     let dir = disk.path().join("data");
     let mut s = Server::start_in(&dir, k1s_tests::Identity::unique(), "127.0.0.1:0").expect("server starts on the tmpfs");
     let cms: Api<ConfigMap> = Api::namespaced(s.client().await.expect("client"), "default");
+    // The agent has set up (its image store is on this disk too) once its Node is Ready.
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(cms.clone().into_client());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = nodes
+            .get_opt(&s.id.node_name)
+            .await
+            .expect("get node")
+            .and_then(|n| n.status?.conditions)
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if ready {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the node did not become Ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let mut acked: BTreeMap<String, (u64, String)> = BTreeMap::new();
     let mut failed: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -794,4 +811,103 @@ spec:
     let procs = exec_in(&s, "jail", "ls /proc | grep -c '^[0-9]'");
     let n: usize = String::from_utf8_lossy(&procs.stdout).trim().parse().unwrap_or(usize::MAX);
     assert!(n < 10, "the container sees {n} processes: the host's PID namespace?");
+}
+
+/// The store's own recovery from a sled failure, with the free-space check off so sled itself meets ENOSPC (as
+/// when another process takes the space between the check and the write): the failed `Db` is reopened once
+/// space returns, acknowledged writes are all there, unacknowledged ones wholly or not at all, and revisions
+/// keep rising, in-process and after a reopen from disk.
+#[tokio::test]
+async fn the_store_reopens_sled_after_enospc() {
+    use k1s_store::{SledOptions, SledStore, Store, StoreError};
+    require_root();
+    let disk = Tmpfs::mount("8m");
+    let dir = disk.path().join("db");
+    let opts = || SledOptions { reserve_bytes: 0, ..Default::default() };
+    let store = SledStore::open(&dir, opts()).expect("open");
+    // Small values: sled logs them inline (a blob write failing would hang sled's flush, which the reserve
+    // check exists to avoid).
+    let value = |i: usize, tag: &str| format!("{tag}-{i}-{}", "v".repeat(4000)).into_bytes();
+    let mut acked: BTreeMap<String, (u64, Vec<u8>)> = BTreeMap::new();
+    for i in 0..20 {
+        let k = format!("/before/{i}");
+        let c = store.create(&k, value(i, "before")).expect("create");
+        c.durable().await.expect("durable");
+        acked.insert(k, (c.revision, value(i, "before")));
+    }
+    let filler = disk.path().join("filler");
+    fill(&filler);
+    let mut uncertain: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut highest = acked.values().map(|(r, _)| *r).max().expect("acked");
+    let mut failure = None;
+    for i in 0..2000 {
+        let k = format!("/during/{i}");
+        let v = value(i, "during");
+        let r = match store.create(&k, v.clone()) {
+            Ok(c) => {
+                highest = highest.max(c.revision);
+                c.durable().await.map(|_| c.revision)
+            }
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(rev) => {
+                acked.insert(k, (rev, v));
+            }
+            Err(e) => {
+                uncertain.insert(k, v);
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let failure = failure.expect("sled hits the full disk");
+    assert!(matches!(failure, StoreError::NoSpace(_)), "a full disk is told apart: {failure:?}");
+    // Failed: writes are refused at once, reads go on.
+    let e = store.create("/refused", b"x".to_vec()).map(|c| c.revision);
+    if let Ok(rev) = e {
+        // The failure may not have reached the writer yet; then it fails to become durable.
+        highest = highest.max(rev);
+        uncertain.insert("/refused".into(), b"x".to_vec());
+    }
+    for (k, (rev, v)) in &acked {
+        let kv = store.get(k).expect("get").unwrap_or_else(|| panic!("{k} readable while failed"));
+        assert_eq!((kv.mod_revision, kv.value.as_ref()), (*rev, v.as_slice()));
+    }
+
+    std::fs::remove_file(&filler).expect("free the space");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        match store.create("/after", b"after".to_vec()) {
+            Ok(c) if c.durable().await.is_ok() => break c.revision,
+            Ok(_) | Err(_) => {
+                assert!(std::time::Instant::now() < deadline, "the store did not recover within 30 s of space returning");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(after > highest, "revision {after} after recovery is not above {highest}");
+    acked.insert("/after".into(), (after, b"after".to_vec()));
+
+    let check = |store: &SledStore, when: &str| {
+        for (k, (rev, v)) in &acked {
+            let kv = store.get(k).expect("get").unwrap_or_else(|| panic!("{when}: acknowledged {k} is gone"));
+            assert_eq!((kv.mod_revision, kv.value.as_ref()), (*rev, v.as_slice()), "{when}: {k}");
+        }
+        for (k, v) in &uncertain {
+            if let Some(kv) = store.get(k).expect("get") {
+                assert_eq!(kv.value.as_ref(), v.as_slice(), "{when}: unacknowledged {k} is half-applied");
+            }
+        }
+        let listed = store.list("/", None, None).expect("list").items.len();
+        assert!(listed >= acked.len() && listed <= acked.len() + uncertain.len(), "{when}: {listed} keys");
+    };
+    check(&store, "after recovery");
+    store.close();
+    drop(store);
+    let store = SledStore::open(&dir, opts()).expect("the database opens after the failure");
+    check(&store, "after reopening from disk");
+    let c = store.create("/last", b"last".to_vec()).expect("create");
+    c.durable().await.expect("durable");
+    assert!(c.revision > after, "revisions go on rising across the reopen");
 }
