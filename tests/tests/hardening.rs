@@ -353,3 +353,54 @@ async fn a_thousand_watchers_each_see_a_write() {
     assert_eq!(got, WATCHERS);
     assert!(cms.get("fanout").await.is_ok(), "the server keeps serving");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_watches_on_one_http2_connection_each_see_a_write() {
+    const WATCHES: usize = 1000;
+    let server = Server::start().unwrap();
+    let client = server.client().await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "fanout"}, "data": {"k": "0"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+
+    // One TLS connection speaking HTTP/2 (as kubectl and client-go do), every watch a stream on it.
+    let tcp = TcpStream::connect(addr(&server)).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(tls_config(&server, b"h2")).connect(server_name(), tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "the server speaks HTTP/2");
+    let (send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let watches: Vec<_> = (0..WATCHES)
+        .map(|_| {
+            let mut send = send.clone();
+            let req = http::Request::get(format!("{}/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=300", server.url))
+                .header(http::header::AUTHORIZATION, format!("Bearer {}", server.token))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            tokio::spawn(async move {
+                send.ready().await.unwrap();
+                let resp = send.send_request(req).await.unwrap();
+                assert_eq!(resp.status(), http::StatusCode::OK);
+                let mut body = resp.into_body();
+                let mut text = Vec::new();
+                // The first line is the event.
+                while !text.contains(&b'\n') {
+                    use http_body_util::BodyExt;
+                    match body.frame().await {
+                        Some(Ok(f)) => text.extend_from_slice(f.data_ref().map(|d| &d[..]).unwrap_or(&[])),
+                        other => panic!("the watch ended before its event: {other:?}"),
+                    }
+                }
+                let line = text.split(|&b| b == b'\n').next().unwrap().to_vec();
+                let ev: serde_json::Value = serde_json::from_slice(&line).unwrap();
+                (ev["type"].as_str().unwrap_or("").to_string(), ev["object"]["data"]["k"].as_str().unwrap_or("").to_string())
+            })
+        })
+        .collect();
+    cms.patch("fanout", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "1"}}))).await.unwrap();
+    for w in watches {
+        let ev = tokio::time::timeout(Duration::from_secs(300), w).await.expect("every watch gets the event").unwrap();
+        assert_eq!(ev, ("MODIFIED".to_string(), "1".to_string()));
+    }
+    assert!(cms.get("fanout").await.is_ok(), "the server keeps serving");
+}
