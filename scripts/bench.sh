@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The benchmark suite in one command (BENCHMARKS.md, "The suite"): builds the release binaries, installs what
+# the suite needs on Debian 12 (busybox-static for k1s's built-in image; podman, crun and runc for the side by
+# side with `podman kube play`), then runs `k1s-bench-suite`, which prints the markdown table and writes it to
+# target/bench/results.md (BENCH_OUT overrides; BENCH_PARTS runs only some parts). Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "the suite runs real containers (k1s's and podman's): run it as root" >&2
+  exit 1
+fi
+
+missing=()
+for pkg in busybox-static podman crun runc; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+cargo build --locked --release -p k1s -p k1s-tests
+mkdir -p target/bench
+K1S_BIN="$PWD/target/release/k1s" target/release/k1s-bench-suite
