@@ -90,6 +90,8 @@ impl Slot {
             return Ok(());
         }
         let Ok(st) = nix::sys::statvfs::statvfs(&self.path) else { return Ok(()) };
+        // fsblkcnt_t and c_ulong are u64 here, not on every target.
+        #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
         let free = u64::from(st.blocks_available()).saturating_mul(st.fragment_size() as u64);
         let need = self.reserve_bytes.saturating_add(2 * len as u64);
         if free < need {
