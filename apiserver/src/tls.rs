@@ -149,10 +149,10 @@ fn expiry_year(years: i32) -> i32 {
 /// - a socket write that makes no progress for [`WRITE_STALL_TIMEOUT`] ends the connection: the peer stopped
 ///   reading (a dead watcher whose TCP window is full). Its watch would otherwise hold its place until the watch
 ///   timeout; the client relists, as it does when upstream closes a watcher whose buffer overflowed;
-/// - at most [`MAX_CONNECTIONS`] connections at once; beyond that a new one is accepted and closed at once
-///   (instead of queueing in the kernel backlog), so a flood costs bounded memory and descriptors, and every
-///   slot comes free within the timeouts above. Upstream has no cap (it limits requests in flight instead);
-///   an edge box has less memory than a control-plane node.
+/// - at most [`MAX_CONNECTIONS`] connections at once (fewer when descriptors are scarce: [`connection_cap`]);
+///   beyond that a new one is accepted and closed at once (instead of queueing in the kernel backlog), so a
+///   flood costs bounded memory and descriptors, and every slot comes free within the timeouts above. Upstream
+///   has no cap (it limits requests in flight instead); an edge box has less memory than a control-plane node.
 /// - HTTP/2 allows [`MAX_STREAMS`] concurrent streams per connection (upstream's
 ///   `--http2-max-streams-per-connection` default), so one client can hold that many watches on one connection.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -176,7 +176,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 pub async fn serve(listener: TcpListener, app: Router, config: Arc<rustls::ServerConfig>, tokens: Tokens, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let app = app.layer(axum::middleware::from_fn_with_state(tokens, auth::require));
     let acceptor = TlsAcceptor::from(config);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let cap = connection_cap(std::fs::read_to_string("/proc/self/limits").ok().as_deref());
+    let slots = Arc::new(Semaphore::new(cap));
     // Every connection task holds a clone; the receiver sees the channel close once all have ended.
     let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
     loop {
@@ -192,7 +193,7 @@ pub async fn serve(listener: TcpListener, app: Router, config: Arc<rustls::Serve
                     }
                 };
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    tracing::debug!(%peer, "connection refused: {MAX_CONNECTIONS} connections open");
+                    tracing::debug!(%peer, "connection refused: {cap} connections open");
                     continue;
                 };
                 let _ = tcp.set_nodelay(true);
@@ -223,6 +224,17 @@ pub async fn serve(listener: TcpListener, app: Router, config: Arc<rustls::Serve
         _ = open_rx.recv() => {}
         _ = tokio::time::sleep(CLOSE_GRACE) => tracing::info!("closing connections still open after {CLOSE_GRACE:?}"),
     }
+}
+
+/// How many connections may be open at once: [`MAX_CONNECTIONS`], or half the soft descriptor limit (from
+/// `/proc/self/limits`) when that is lower, so that a flood of connections cannot take the descriptors the
+/// store, the agent and its logs need.
+fn connection_cap(limits: Option<&str>) -> usize {
+    let soft = limits
+        .and_then(|l| l.lines().find(|l| l.starts_with("Max open files")))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<usize>().ok());
+    soft.map_or(MAX_CONNECTIONS, |s| (s / 2).clamp(64, MAX_CONNECTIONS))
 }
 
 /// One connection: HTTP/2 or HTTP/1.1 (with upgrades for exec and port-forward), until the peer leaves, the
@@ -441,5 +453,20 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for StallTimeout<T>
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_leaves_half_the_descriptors() {
+        let limits = |soft: &str| format!("Limit                     Soft Limit           Hard Limit           Units\nMax processes             63704                63704                processes\nMax open files            {soft}                 524288               files\n");
+        assert_eq!(connection_cap(Some(&limits("1024"))), 512);
+        assert_eq!(connection_cap(Some(&limits("65536"))), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(Some(&limits("20"))), 64);
+        assert_eq!(connection_cap(Some(&limits("unlimited"))), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(None), MAX_CONNECTIONS);
     }
 }
