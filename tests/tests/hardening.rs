@@ -182,8 +182,9 @@ async fn idle_connections_are_bounded_and_do_not_block_clients() {
     for _ in 0..50 {
         idle_tls.push(tls_connect(&server, TcpStream::connect(addr(&server)).await.unwrap()).await);
     }
+    // (Most of them at once: on a loaded machine the first may already have timed out.)
     server.wait_for("the server to accept the idle connections", Duration::from_secs(60), || {
-        (open_fds(pid) >= baseline + 1000).then_some(())
+        (open_fds(pid) >= baseline + 500).then_some(())
     });
 
     // A normal client is served while they are open.
@@ -234,7 +235,10 @@ fn server_sockets(port: u16) -> std::collections::HashMap<u16, (u8, u64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_watcher_that_stops_reading_is_cut_off_and_memory_stays_bounded() {
     const STALLED: usize = 4;
-    const EVENTS: usize = 10_000;
+    /// Enough to fill the watch history (10 000 events) before measuring.
+    const WARM_UP: usize = 10_000;
+    /// Fewer than the history holds, so the reading watcher can never be told 410 however far it lags.
+    const EVENTS: usize = 8_000;
     let server = Server::start().unwrap();
     let pid = server.pid().unwrap();
     let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
@@ -266,7 +270,7 @@ async fn a_watcher_that_stops_reading_is_cut_off_and_memory_stays_bounded() {
     };
 
     // Fill the watch history (it keeps the last 10 000 events) so that it is at its steady size.
-    write(0, EVENTS).await;
+    write(0, WARM_UP).await;
     let before = rss_kb(pid);
 
     // Watchers that read nothing, on sockets with a small receive buffer so their windows fill early.
@@ -300,12 +304,12 @@ async fn a_watcher_that_stops_reading_is_cut_off_and_memory_stays_bounded() {
         seen
     });
 
-    write(EVENTS, EVENTS).await;
+    write(WARM_UP, EVENTS).await;
     let after = rss_kb(pid);
     assert_eq!(tokio::time::timeout(CUT_OFF_WITHIN, reader).await.expect("the reading watcher keeps up").unwrap(), EVENTS);
 
-    // Each stalled watcher would have been sent about EVENTS × 4 KB = 40 MB; buffering that for them would
-    // grow the server by STALLED × 40 MB. What it may hold per watcher is its socket's and hyper's buffers.
+    // Each stalled watcher would have been sent about EVENTS × 4 KB = 32 MB; buffering that for them would
+    // grow the server by STALLED × 32 MB. What it may hold per watcher is its socket's and hyper's buffers.
     let grown_mb = after.saturating_sub(before) / 1024;
     eprintln!("RSS {} MB before, {} MB after {EVENTS} events with {STALLED} stalled watchers", before / 1024, after / 1024);
     assert!(grown_mb < 48, "the server grew by {grown_mb} MB while {STALLED} watchers did not read");
