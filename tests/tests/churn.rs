@@ -206,6 +206,19 @@ fn churn_wave(s: &Server, wave: usize) -> (HashSet<String>, usize) {
     });
     let ips: HashSet<String> = items.iter().map(|p| p["status"]["podIP"].as_str().expect("podIP").to_string()).collect();
     assert_eq!(ips.len(), WAVE, "wave {wave}: distinct IPs");
+    // The inventory sees what a running wave holds, so its emptiness afterwards means something.
+    let t = traces(s);
+    for (what, n) in [
+        ("pod dirs", t.pod_dirs.len()),
+        ("run dirs", t.run_dirs.len()),
+        ("IPAM claims", t.ipam_claims.len()),
+        ("veths", t.veths.len()),
+        ("shims", t.shims.len()),
+        ("mounts", t.mounts.len()),
+        ("cgroups", t.cgroups.len()),
+    ] {
+        assert!(n >= WAVE, "wave {wave}: only {n} {what} seen for {WAVE} running Pods: {t:#?}");
+    }
     let bytes = items.iter().map(|p| serde_json::to_vec(p).expect("json").len()).sum::<usize>() / items.len();
     s.kubectl_ok(&["delete", "pods", "-l", &sel, "--wait=true", "--timeout=180s"]);
     (ips, bytes)
@@ -348,10 +361,12 @@ fn pods_churned_in_waves_leak_nothing() {
     // The warm-up wave: first-use allocations (caches, thread pools, the image's layers) are legitimate.
     let (mut seen, pod_bytes) = churn_wave(&s, 0);
     settle(&s, "after the warm-up wave");
+    let fds0 = open_fds(pid);
     let t = std::time::Instant::now();
     fill_watch_history(&s, pod_bytes);
     eprintln!("watch history filled with {pod_bytes}-byte values in {:?}", t.elapsed());
-    let fds0 = open_fds(pid);
+    // The fill's client connection closes: the server reads EOF and drops it a moment later.
+    s.wait_for("the fill's connection closed", Duration::from_secs(30), || (open_fds(pid) <= fds0).then_some(()));
     let rss0 = rss_kb(pid);
     eprintln!("baseline after the warm-up wave: {fds0} fds, {rss0} KB RSS");
 
