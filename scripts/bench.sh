@@ -23,5 +23,9 @@ fi
 # Only the binaries the suite runs (the release profile links each one on its own, which is slow on 2 cores).
 cargo build --locked --release -p k1s -p k1s-tests --bin k1s --bin k1s-bench --bin k1s-bench-pods --bin k1s-bench-job \
   --bin k1s-bench-stream --bin k1s-bench-suite
-mkdir -p target/bench
-K1S_BIN="$PWD/target/release/k1s" target/release/k1s-bench-suite
+# Run copies: another build of target/release during the run must not swap the binaries under test.
+mkdir -p target/bench/bin
+for b in k1s k1s-bench k1s-bench-pods k1s-bench-job k1s-bench-stream k1s-bench-suite; do
+  cp -f "target/release/$b" "target/bench/bin/$b"
+done
+K1S_BIN="$PWD/target/bench/bin/k1s" target/bench/bin/k1s-bench-suite
