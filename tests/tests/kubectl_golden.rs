@@ -96,6 +96,43 @@ spec:
         command: [\"echo\", \"done\"]
 ";
 
+/// Kinds with describers of their own: a Deployment (its ReplicaSet and Pod), and a Secret with one key
+/// (kubectl 1.32 lists a Secret's keys in Go's random map order).
+const WORKLOADS: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: busybox
+        command: [\"sleep\", \"3600\"]
+        env:
+        - name: A
+          value: b
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: one-key
+  labels:
+    a: b
+stringData:
+  password: hunter2
+";
+
 /// A directory of several files, one with several documents (`apply -f DIR`).
 const DIR_A: &str = "apiVersion: v1
 kind: ConfigMap
@@ -209,7 +246,15 @@ fn cases() -> Vec<Case> {
         read(&["exec", "sleeper", "--", "nonexistent-command"]),
         read(&["exec", "nope", "--", "true"]),
         read(&["exec", "sleeper", "-c", "nope", "--", "true"]),
-        Case { args: &["exec", "-i", "sleeper", "--", "sh", "-c", "wc -l; cat"], before: &[], after: &[], client_lines: false, input: "one\ntwo\n", stop_after: None, together: true },
+        Case {
+            args: &["exec", "-i", "sleeper", "--", "sh", "-c", "wc -l; cat"],
+            before: &[],
+            after: &[],
+            client_lines: false,
+            input: "one\ntwo\n",
+            stop_after: None,
+            together: true,
+        },
         write(
             &["run", "r1", "--image=busybox", "--restart=Never", "--env=A=1", "--labels=x=y,z=w", "--", "sleep", "3600"],
             &[],
@@ -251,6 +296,25 @@ fn cases() -> Vec<Case> {
         read(&["describe", "cm", "cfg-one"]),
         read(&["describe", "ns", "default"]),
         read(&["describe", "pod", "nope"]),
+        read(&["describe", "job", "once"]),
+        read(&["describe", "deploy", "web"]),
+        read(&["describe", "rs", "-l", "app=web"]),
+        read(&["describe", "no"]),
+        read(&["describe", "secret", "one-key"]),
+        // No describer of kubectl's own: the generic one (every field, `Creation Timestamp:`-style labels).
+        read(&["describe", "lease", "-n", "kube-node-lease"]),
+        read(&["describe", "job/once", "deploy/web", "--show-events=false"]),
+        read(&["explain", "pods"]),
+        read(&["explain", "pods.spec.containers"]),
+        read(&["explain", "pod.spec.restartPolicy"]),
+        read(&["explain", "deploy.spec.strategy.type"]),
+        read(&["explain", "jobs", "--recursive"]),
+        read(&["explain", "po.metadata", "--recursive"]),
+        read(&["explain", "pods", "--api-version=v1"]),
+        read(&["explain", "jobs", "--api-version=batch/v9"]),
+        read(&["explain", "pods.spec.nope"]),
+        read(&["explain", "nope"]),
+        read(&["explain"]),
         write(&["cp", "dir", "sleeper:/tmp/cp-in"], &[], &[&["exec", "sleeper", "--", "rm", "-rf", "/tmp/cp-in"]]),
         write(&["cp", "state.yaml", "sleeper:/tmp/"], &[], &[&["exec", "sleeper", "--", "rm", "-f", "/tmp/state.yaml"]]),
         read(&["cp", "missing.txt", "sleeper:/tmp/x"]),
@@ -283,6 +347,17 @@ fn cases() -> Vec<Case> {
         read(&["get", "pods", "--context", "k1s", "-n", "default"]),
         read(&["delete", "cm", "nope"]),
         read(&["delete", "cm", "nope", "--ignore-not-found"]),
+        // kubectl's words for the commonest flag mistakes.
+        read(&["get", "pods", "--foo"]),
+        read(&["get", "pods", "--foo=bar"]),
+        read(&["get", "pods", "-Z"]),
+        read(&["get", "-Zx", "pods"]),
+        read(&["get", "pods", "-l"]),
+        read(&["get", "pods", "--selector"]),
+        read(&["logs", "sleeper", "--tail"]),
+        read(&["get", "pods", "-n"]),
+        read(&["explain", "pods", "--nope"]),
+        read(&["run", "x", "--image=busybox", "-t"]),
     ]
 }
 
@@ -339,7 +414,8 @@ impl Tool {
 fn shown(o: &Output, client_lines: bool) -> (String, String, Option<i32>) {
     let mut stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     if client_lines {
-        stdout = stdout.lines().filter(|l| !l.starts_with("Client Version:") && !l.starts_with("Kustomize Version:")).map(|l| format!("{l}\n")).collect();
+        stdout =
+            stdout.lines().filter(|l| !l.starts_with("Client Version:") && !l.starts_with("Kustomize Version:")).map(|l| format!("{l}\n")).collect();
     }
     (stdout, String::from_utf8_lossy(&o.stderr).into_owned(), o.status.code())
 }
@@ -350,11 +426,12 @@ fn setup(server: &Server, kubectl: &Tool, dir: &Path) {
     std::fs::write(&editor, "#!/bin/sh\nsed -i 's/key: \"1\"/key: \"3\"/' \"$1\"\n").unwrap();
     std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::write(dir.join("job.yaml"), JOB).unwrap();
+    std::fs::write(dir.join("workloads.yaml"), WORKLOADS).unwrap();
     std::fs::write(dir.join("changed.yaml"), CHANGED).unwrap();
     std::fs::create_dir_all(dir.join("dir")).unwrap();
     std::fs::write(dir.join("dir/a.yaml"), DIR_A).unwrap();
     std::fs::write(dir.join("dir/b.yaml"), DIR_B).unwrap();
-    for args in [&["apply", "-f", "state.yaml"][..], &["apply", "-f", "job.yaml"]] {
+    for args in [&["apply", "-f", "state.yaml"][..], &["apply", "-f", "job.yaml"], &["apply", "-f", "workloads.yaml"]] {
         let o = kubectl.run(server, dir, args);
         assert!(o.status.success(), "setup {args:?}: {}", String::from_utf8_lossy(&o.stderr));
     }
@@ -364,7 +441,8 @@ fn setup(server: &Server, kubectl: &Tool, dir: &Path) {
         let pod = kubectl.run(server, dir, &["get", "pod", "sleeper", "-o", "jsonpath={.status.phase}"]);
         let job = kubectl.run(server, dir, &["get", "job", "once", "-o", "jsonpath={.status.succeeded}"]);
         let logs = kubectl.run(server, dir, &["logs", "sleeper"]);
-        if pod.stdout == b"Running" && job.stdout == b"1" && logs.stdout == b"hello\nworld\n" {
+        let web = kubectl.run(server, dir, &["get", "deploy", "web", "-o", "jsonpath={.status.availableReplicas}"]);
+        if pod.stdout == b"Running" && job.stdout == b"1" && logs.stdout == b"hello\nworld\n" && web.stdout == b"1" {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(90), "state not ready: {}\n{}", String::from_utf8_lossy(&pod.stdout), server.log());
@@ -386,6 +464,9 @@ fn kubectl_golden_outputs_match_stock_kubectl() {
     let mut failures = Vec::new();
     for case in cases() {
         let mut last = None;
+        // How much later than ours stock kubectl's request reached the server in the last try (a Go client
+        // starts slower, most of all on a loaded machine): a retry starts ours that much later.
+        let mut lag = Duration::ZERO;
         for _attempt in 0..5 {
             let run = |tool: &Tool| {
                 for b in case.before {
@@ -400,11 +481,19 @@ fn kubectl_golden_outputs_match_stock_kubectl() {
             let (want, got): (_, Vec<_>) = if case.together {
                 // A case that changes nothing runs through the three clients at once: ages and `-w` streams
                 // are then read at the same moment.
-                std::thread::scope(|sc| {
-                    let want = sc.spawn(|| run(&kubectl));
-                    let got: Vec<_> = ours.iter().map(|t| (t.name(), sc.spawn(move || run(t)))).collect();
+                let timed = |tool: &Tool, delay: Duration| {
+                    std::thread::sleep(delay);
+                    let start = Instant::now();
+                    (run(tool), start.elapsed())
+                };
+                let ((want, want_took), got): (_, Vec<_>) = std::thread::scope(|sc| {
+                    let want = sc.spawn(|| timed(&kubectl, Duration::ZERO));
+                    let got: Vec<_> = ours.iter().map(|t| (t.name(), sc.spawn(move || timed(t, lag)))).collect();
                     (want.join().unwrap(), got.into_iter().map(|(n, h)| (n, h.join().unwrap())).collect())
-                })
+                });
+                let ours_took = got.iter().map(|(_, (_, took))| *took).min().unwrap_or_default();
+                lag = want_took.saturating_sub(ours_took);
+                (want, got.into_iter().map(|(n, (o, _))| (n, o)).collect())
             } else {
                 (run(&kubectl), ours.iter().map(|t| (t.name(), run(t))).collect())
             };
@@ -428,6 +517,7 @@ fn kubectl_golden_outputs_match_stock_kubectl() {
     assert!(failures.is_empty(), "{} differences from stock kubectl:\n{}", failures.len(), failures.join("\n"));
 
     terminal(&server, dir);
+    run_and_debug_on_terminal(&server, dir);
     copy_out(&server, dir, &kubectl, &ours);
     client_errors_and_kubeconfig(&server, dir);
 }
@@ -479,7 +569,6 @@ fn copy_out(server: &Server, dir: &Path, kubectl: &Tool, ours: &[Tool]) {
     }
 }
 
-
 /// `exec -it` on a real terminal: the container's terminal has our window size, typed lines reach the shell,
 /// its exit code is ours; the same through stock kubectl and k1s.
 fn terminal(server: &Server, dir: &Path) {
@@ -511,5 +600,38 @@ fn terminal(server: &Server, dir: &Path) {
         assert!(text.contains("42\r\n"), "{c}: the typed line ran in the container's shell: {text}");
         assert_eq!(out.status.code(), Some(4), "{c}: the shell's exit code is the client's: {text}");
         assert!(text.contains("command terminated with exit code 4"), "{text}");
+    }
+}
+
+/// `run -it --rm` and `debug -it` on a real terminal: the container's terminal has our window size, typed lines
+/// reach its shell, the session's end is reported as kubectl reports it (`run`: the Pod deleted, its exit code
+/// ours; `debug`: how to reattach). The same checks hold through stock kubectl and both ways of calling k1s.
+fn run_and_debug_on_terminal(server: &Server, dir: &Path) {
+    let k = server.kubeconfig.display();
+    let clients = [
+        ("kubectl", format!("kubectl --kubeconfig {k} --cache-dir {}", dir.join("cache").display())),
+        ("k1s-kubectl", format!("{} kubectl --kubeconfig {k}", k1s_tests::binary().display())),
+        ("k1s-link", format!("{} --kubeconfig {k}", dir.join("bin/kubectl").display())),
+    ];
+    // Blank lines first: what is typed before the container's terminal is attached waits in ours.
+    let typed = "\n\n\nstty size; echo $((6*7))\nexit 4\n";
+    for (i, (who, c)) in clients.iter().enumerate() {
+        let name = format!("tty-run-{i}");
+        let out = on_terminal(&format!("stty cols 123 rows 45; {c} run {name} --image=busybox --restart=Never -it --rm -- sh"), typed);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("45 123\r\n") && text.contains("42\r\n"), "{who} run -it: the container's shell on our terminal: {text}");
+        assert!(text.contains(&format!("pod \"{name}\" deleted")), "{who} run -it --rm deletes the Pod: {text}");
+        assert!(text.contains(&format!("pod default/{name} terminated (Error)")), "{who}: {text}");
+        assert_eq!(out.status.code(), Some(4), "{who} run -it: the shell's exit code is the client's: {text}");
+        let gone = server.kubectl(&["get", "pod", &name]);
+        assert!(!gone.status.success() || String::from_utf8_lossy(&gone.stdout).contains("Terminating"), "{who}: the Pod is deleted");
+
+        let dbg = format!("tty-dbg-{i}");
+        let out = on_terminal(&format!("stty cols 123 rows 45; {c} debug sleeper -it --image=busybox --profile=general -c {dbg} -- sh"), typed);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("45 123\r\n") && text.contains("42\r\n"), "{who} debug -it: the debug container's shell on our terminal: {text}");
+        let reattach = format!("Session ended, the ephemeral container will not be restarted but may be reattached using 'kubectl attach sleeper -c {dbg} -i -t' if it is still running");
+        assert!(text.contains(&reattach), "{who} debug -it: {text}");
+        assert_eq!(out.status.code(), Some(0), "{who} debug -it ends well whatever the shell's exit code: {text}");
     }
 }

@@ -1,7 +1,7 @@
 //! `debug POD`: add an ephemeral container (a strategic merge patch of the `ephemeralcontainers` subresource, as
 //! kubectl sends it) with kubectl's profiles, and with `-i` attach to it once it runs.
 //!
-//! TODO: `debug node/…` and `--copy-to` (a new Pod), `-t` (attach with a terminal).
+//! TODO: `debug node/…` and `--copy-to` (a new Pod).
 
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ pub struct DebugArgs {
     /// Keep stdin open on the container and attach to it.
     #[arg(short = 'i', long)]
     pub stdin: bool,
-    /// Allocate a TTY (TODO: refused for now).
+    /// Allocate a TTY for the debug container (with -i: our terminal in raw mode, its size forwarded).
     #[arg(short = 't', long)]
     pub tty: bool,
     /// Debugging profile: legacy, general, baseline, netadmin, restricted, sysadmin.
@@ -64,9 +64,6 @@ fn generated_name() -> String {
 }
 
 pub async fn run(ctx: &Ctx, a: &DebugArgs, out: &mut Out) -> anyhow::Result<()> {
-    if a.tty {
-        return Err(Fail::msg("error: k1s debug -t (attach with a terminal) is not implemented yet; use -i, or exec -it"));
-    }
     let security = match a.profile.as_str() {
         "legacy" => {
             eprintln!("--profile=legacy is deprecated and will be removed in the future. It is recommended to explicitly specify a profile, for example \"--profile=general\".");
@@ -97,6 +94,9 @@ pub async fn run(ctx: &Ctx, a: &DebugArgs, out: &mut Out) -> anyhow::Result<()> 
     }
     if a.stdin {
         c["stdin"] = json!(true);
+    }
+    if a.tty {
+        c["tty"] = json!(true);
     }
     if let Some(t) = &a.target_container {
         c["targetContainerName"] = json!(t);
@@ -137,9 +137,25 @@ pub async fn run(ctx: &Ctx, a: &DebugArgs, out: &mut Out) -> anyhow::Result<()> 
     use k8s_openapi::api::core::v1::Pod;
     use kube::api::{Api, AttachParams};
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let params = AttachParams::default().container(name).stdin(true).stdout(true).stderr(true);
+    // kubectl's SetupTTY: a terminal only when our stdin is one; the container's terminal carries stderr too.
+    let mut tty = a.tty;
+    if tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        tty = false;
+        eprintln!("Unable to use a TTY - input is not a terminal or the right kind of file");
+    }
+    let params = AttachParams::default().container(name.clone()).stdin(true).stdout(true).stderr(!tty).tty(tty);
     let mut proc = pods.attach(pod, &params).await?;
+    let raw = if tty { Some(super::exec::RawMode::enter()?) } else { None };
+    if tty {
+        if let Some(sizes) = proc.terminal_size() {
+            tokio::spawn(super::exec::forward_window_size(sizes));
+        }
+    }
     super::exec::pipe(&mut proc).await;
     let _ = proc.join().await;
+    drop(raw);
+    if tty {
+        out.stdout(&format!("Session ended, the ephemeral container will not be restarted but may be reattached using 'kubectl attach {pod} -c {name} -i -t' if it is still running\n"));
+    }
     Ok(())
 }

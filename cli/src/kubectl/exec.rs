@@ -61,10 +61,10 @@ pub async fn pipe(proc: &mut kube::api::AttachedProcess) {
 }
 
 /// Our terminal in raw mode (keys go through as typed, the remote terminal echoes), restored on drop.
-struct RawMode(nix::sys::termios::Termios);
+pub struct RawMode(nix::sys::termios::Termios);
 
 impl RawMode {
-    fn enter() -> anyhow::Result<RawMode> {
+    pub fn enter() -> anyhow::Result<RawMode> {
         use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
         let stdin = std::io::stdin();
         let saved = tcgetattr(&stdin)?;
@@ -92,7 +92,7 @@ fn window_size() -> Option<kube::api::TerminalSize> {
 }
 
 /// The size now, then again on every SIGWINCH, as kubectl's resize queue does.
-async fn forward_window_size(sizes: futures::channel::mpsc::Sender<kube::api::TerminalSize>) {
+pub async fn forward_window_size(sizes: futures::channel::mpsc::Sender<kube::api::TerminalSize>) {
     use futures::SinkExt as _;
     let mut sizes = sizes;
     let Ok(mut winch) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()) else { return };

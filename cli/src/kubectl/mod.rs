@@ -6,19 +6,24 @@
 //!
 //! Done: `version`, `cluster-info`, `api-resources`; `get` (the server's Table, `-o wide|name|json|yaml|jsonpath=|
 //! custom-columns=`, `-w`, `-L`, `--sort-by`, `--no-headers`, `-l`, `--field-selector`, `-A`, `--show-labels`, several kinds,
-//! names); `describe` (Pod, ConfigMap, Namespace); `delete` (names, `-l`, `--all`, `-f`, `--grace-period`, `--force`,
+//! names); `describe` (Pod, ConfigMap, Namespace, Secret, Job, Deployment, ReplicaSet, Node with their Events, and
+//! kubectl's generic describer for every other kind); `explain` (kubectl's OpenAPI v3 template: field paths,
+//! `--recursive`, `--api-version`); `delete` (names, `-l`, `--all`, `-f`, `--grace-period`, `--force`,
 //! `--wait`); `create -f`, `create namespace|configmap|secret generic|job`; `apply -f` (files, directories, `-`,
 //! client-side with the last-applied annotation and a three-way strategic merge patch, `--server-side`); `edit`;
 //! `label`; `annotate`; `logs` (`-c`, `--tail`, `--previous`, `--timestamps`, `-f`, TYPE/NAME); `exec` (`-i`, `-c`,
-//! `-t` with raw mode and resize); `run` (`--image`, `--restart`, `--env`, `--labels`, `--command`, `-i --rm`); `wait`
-//! (`--for=condition=…|delete|jsonpath=…`, `--timeout`); `port-forward` (`--address`); `cp` (both ways); `debug`
-//! (ephemeral containers, profiles, `-i`); `patch` (strategic, merge, json).
+//! `-t` with raw mode and resize); `run` (`--image`, `--restart`, `--env`, `--labels`, `--command`, `-i --rm`, `-it`
+//! on a terminal); `wait` (`--for=condition=…|delete|jsonpath=…`, `--timeout`); `port-forward` (`--address`); `cp`
+//! (both ways); `debug` (ephemeral containers, profiles, `-i`, `-it` on a terminal); `patch` (strategic, merge,
+//! json); kubectl's messages for an unknown flag, an unknown shorthand and a flag without its argument.
 //!
 //! TODO (issue 11, not done yet):
-//! - kubectl's `--sort-by` error over several kinds; `describe` of other kinds; `explain`;
-//!   `run -t`; `debug -t`, `debug node/…`, `--copy-to`.
-//! - kubectl's exact messages for bad flags (clap's are printed instead) and `file:line` on manifest errors
-//!   beyond what `k1s_api::yaml` reports.
+//! - kubectl's `--sort-by` error over several kinds; `debug node/…`, `--copy-to`; `explain
+//!   --output=plaintext-openapiv2`; describers of kinds k1s does not serve (ServiceAccount, StatefulSet, …) and the
+//!   Service describer (kubectl's reads EndpointSlices, which k1s does not serve).
+//! - the ambiguous short-name warning (`ev` is also events.events.k8s.io); bool flags given a value
+//!   (`--rm=true`) and kubectl's wording for a flag value of the wrong type (clap's is printed).
+//! - `file:line` on manifest errors beyond what `k1s_api::yaml` reports.
 
 mod api;
 mod config;
@@ -27,6 +32,7 @@ mod debug;
 mod describe;
 mod edit;
 mod exec;
+mod explain;
 mod get;
 mod info;
 mod portforward;
@@ -42,7 +48,7 @@ pub use config::Global;
 
 /// The verbs `k1s <verb>` hands to this module (the server's own subcommands win over these).
 pub const VERBS: &[&str] =
-    &["get", "delete", "create", "apply", "label", "annotate", "logs", "exec", "run", "wait", "edit", "describe", "port-forward", "cp", "debug", "patch", "version", "cluster-info", "api-resources"];
+    &["get", "delete", "create", "apply", "label", "annotate", "logs", "exec", "run", "wait", "edit", "describe", "port-forward", "cp", "debug", "patch", "version", "cluster-info", "api-resources", "explain"];
 
 #[derive(Parser, Debug)]
 #[command(name = "kubectl", disable_version_flag = true, disable_help_subcommand = true)]
@@ -93,6 +99,8 @@ enum Verb {
     ClusterInfo,
     /// Print the supported API resources on the server.
     ApiResources(info::ApiResourcesArgs),
+    /// Get documentation for a resource.
+    Explain(explain::ExplainArgs),
 }
 
 /// A failure whose text is already what kubectl prints (no `error: ` added).
@@ -213,9 +221,13 @@ pub fn dispatch() -> Option<i32> {
 /// Parse and run one kubectl command line (without the program name); returns the exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
     let args = if args.iter().any(|a| a == "debug") { debug::normalise_args(args) } else { args };
-    let cli = match Kubectl::try_parse_from(std::iter::once(OsString::from("kubectl")).chain(args)) {
+    let cli = match Kubectl::try_parse_from(std::iter::once(OsString::from("kubectl")).chain(args.iter().cloned())) {
         Ok(c) => c,
         Err(e) => {
+            if let Some(msg) = flag_error(&e, &args) {
+                eprintln!("{msg}");
+                return 1;
+            }
             let code = if e.use_stderr() { 1 } else { 0 };
             let _ = e.print();
             return code;
@@ -240,6 +252,66 @@ pub fn run(args: Vec<OsString>) -> i32 {
     // A read of our stdin may still block (`exec -i` whose command ended first): do not wait for it.
     rt.shutdown_background();
     code
+}
+
+/// kubectl's (cobra and pflag's) wording for the commonest flag mistakes, in place of clap's: an unknown flag,
+/// an unknown shorthand, a flag without its argument. `None` for every other parse error (clap's text stays).
+fn flag_error(e: &clap::Error, args: &[OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    let root = <Kubectl as clap::CommandFactory>::command();
+    // The verb: the first word that is no flag and no global flag's value.
+    let mut verb = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i];
+        if a == "--" {
+            break;
+        }
+        if a.starts_with('-') {
+            if ["--kubeconfig", "--context", "-n", "--namespace", "--cache-dir", "-v", "--v"].contains(&a) {
+                i += 1;
+            }
+        } else {
+            verb = root.find_subcommand(a).map(|c| c.get_name().to_string());
+            break;
+        }
+        i += 1;
+    }
+    let see = match &verb {
+        Some(v) => format!("See 'kubectl {v} --help' for usage."),
+        None => "See 'kubectl --help' for usage.".to_string(),
+    };
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => return None,
+    };
+    match e.kind() {
+        ErrorKind::UnknownArgument => {
+            if let Some(long) = arg.strip_prefix("--") {
+                let name = long.split('=').next().unwrap_or(long);
+                return Some(format!("error: unknown flag: --{name}\n{see}"));
+            }
+            let c = arg.strip_prefix('-')?.chars().next()?;
+            // pflag names the whole word the letter came in (`-Zx`).
+            let word = args.iter().find(|a| !a.starts_with("--") && a.starts_with('-') && a[1..].contains(c)).copied().unwrap_or(&arg);
+            Some(format!("error: unknown shorthand flag: '{c}' in {word}\n{see}"))
+        }
+        ErrorKind::InvalidValue if matches!(e.get(ContextKind::InvalidValue), Some(ContextValue::String(v)) if v.is_empty()) => {
+            // `--selector <SELECTOR>`: find the flag among the verb's and the global ones.
+            let long = arg.strip_prefix("--")?.split(' ').next()?.to_string();
+            let cmd = verb.as_deref().and_then(|v| root.find_subcommand(v));
+            let spec = cmd.into_iter().flat_map(|c| c.get_arguments()).chain(root.get_arguments()).find(|a| a.get_long() == Some(long.as_str()))?;
+            // A global flag's error comes from the root command: cobra capitalises it there.
+            let prefix = if spec.is_global_set() { "Error" } else { "error" };
+            let typed_long = args.contains(&format!("--{long}").as_str());
+            match spec.get_short() {
+                Some(c) if !typed_long => Some(format!("{prefix}: flag needs an argument: '{c}' in -{c}\n{see}")),
+                _ => Some(format!("{prefix}: flag needs an argument: --{long}\n{see}")),
+            }
+        }
+        _ => None,
+    }
 }
 
 async fn execute(cli: Kubectl) -> anyhow::Result<()> {
@@ -273,6 +345,7 @@ async fn execute(cli: Kubectl) -> anyhow::Result<()> {
         Verb::Wait(a) => runwait::wait(&ctx, a, &mut out).await,
         Verb::ClusterInfo => info::cluster_info(&ctx, &mut out).await,
         Verb::ApiResources(a) => info::api_resources(&ctx, a, &mut out).await,
+        Verb::Explain(a) => explain::run(&ctx, a, &mut out).await,
         Verb::Version(_) => unreachable!("handled above"),
     }
 }

@@ -33,7 +33,7 @@ pub struct RunArgs {
     /// Keep stdin open on the container and attach to it (the Pod's `stdin`, `stdinOnce`).
     #[arg(short = 'i', long)]
     pub stdin: bool,
-    /// Allocate a TTY (TODO: attach with a terminal is not done; -t is refused).
+    /// Allocate a TTY for the container (with -i: our terminal in raw mode, its size forwarded).
     #[arg(short = 't', long)]
     pub tty: bool,
     /// Delete the Pod after it exits (only with -i).
@@ -44,8 +44,8 @@ pub struct RunArgs {
 }
 
 pub async fn run(ctx: &Ctx, a: &RunArgs, out: &mut Out) -> anyhow::Result<()> {
-    if a.tty {
-        return Err(Fail::msg("error: k1s run -t (attach with a terminal) is not implemented yet; use -i, or exec -it"));
+    if a.tty && !a.stdin {
+        return Err(Fail::msg("error: -i/--stdin is required for containers with -t/--tty=true\nSee 'kubectl run -h' for help and examples"));
     }
     if a.rm && !a.stdin {
         return Err(Fail::msg("error: --rm should only be used for attached containers"));
@@ -87,6 +87,9 @@ pub async fn run(ctx: &Ctx, a: &RunArgs, out: &mut Out) -> anyhow::Result<()> {
         c["stdin"] = json!(true);
         c["stdinOnce"] = json!(true);
     }
+    if a.tty {
+        c["tty"] = json!(true);
+    }
     let pod = json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": a.name, "labels": labels},
         "spec": {"containers": [c], "restartPolicy": a.restart, "dnsPolicy": "ClusterFirst"}, "status": {}});
     let url = format!("/api/v1/namespaces/{}/pods?fieldManager=kubectl-run", ctx.namespace);
@@ -119,10 +122,24 @@ async fn attach_and_finish(ctx: &Ctx, a: &RunArgs, out: &mut Out) -> anyhow::Res
     }
     eprintln!("If you don't see a command prompt, try pressing enter.");
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let params = AttachParams::default().container(a.name.clone()).stdin(true).stdout(true).stderr(true);
+    // kubectl's SetupTTY: a terminal only when our stdin is one; the container's terminal carries stderr too.
+    let mut tty = a.tty;
+    if tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        tty = false;
+        eprintln!("Unable to use a TTY - input is not a terminal or the right kind of file");
+    }
+    let params = AttachParams::default().container(a.name.clone()).stdin(true).stdout(true).stderr(!tty).tty(tty);
     if let Ok(mut proc) = pods.attach(&a.name, &params).await {
+        let raw = if tty { Some(super::exec::RawMode::enter()?) } else { None };
+        if tty {
+            if let Some(sizes) = proc.terminal_size() {
+                tokio::spawn(super::exec::forward_window_size(sizes));
+            }
+        }
         super::exec::pipe(&mut proc).await;
         let _ = proc.join().await;
+        // Our terminal is cooked again before the `deleted`/`terminated` lines.
+        drop(raw);
     }
     // The container's end, as kubectl reads it: phase, then the first container's terminated state.
     let pod = loop {
