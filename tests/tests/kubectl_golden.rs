@@ -315,6 +315,10 @@ fn cases() -> Vec<Case> {
         read(&["explain", "pods.spec.nope"]),
         read(&["explain", "nope"]),
         read(&["explain"]),
+        read(&["explain", "services.spec.type"]),
+        // `ev` is also events.events.k8s.io's short name: kubectl warns.
+        read(&["get", "ev", "-l", "nothing=here"]),
+        read(&["describe", "ev", "-l", "nothing=here"]),
         write(&["cp", "dir", "sleeper:/tmp/cp-in"], &[], &[&["exec", "sleeper", "--", "rm", "-rf", "/tmp/cp-in"]]),
         write(&["cp", "state.yaml", "sleeper:/tmp/"], &[], &[&["exec", "sleeper", "--", "rm", "-f", "/tmp/state.yaml"]]),
         read(&["cp", "missing.txt", "sleeper:/tmp/x"]),

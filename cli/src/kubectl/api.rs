@@ -222,6 +222,16 @@ pub fn resolve<'a>(resources: &'a [Resource], arg: &str) -> Option<&'a Resource>
     let arg_l = arg.to_lowercase();
     let matches = |r: &Resource, n: &str| r.name == n || r.singular == n || r.kind.to_lowercase() == n || r.short_names.iter().any(|s| s == n);
     if let Some(r) = resources.iter().find(|r| matches(r, &arg_l)) {
+        // The shortcut expander's warning when a short name also names another group's resource (`ev`).
+        if !(r.name == arg_l || r.singular == arg_l || r.kind.to_lowercase() == arg_l) {
+            let mut warned: Vec<(&str, &str)> = Vec::new();
+            for o in resources.iter().filter(|o| o.short_names.contains(&arg_l) && (o.group != r.group || o.name != r.name)) {
+                if !warned.contains(&(o.group.as_str(), o.name.as_str())) {
+                    warned.push((&o.group, &o.name));
+                    eprintln!("Warning: short name {arg_l:?} could also match lower priority resource {}", o.resource_group());
+                }
+            }
+        }
         return Some(r);
     }
     // `name.group` or `name.version.group`.
