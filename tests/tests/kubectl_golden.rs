@@ -362,6 +362,9 @@ fn cases() -> Vec<Case> {
         read(&["get", "pods", "-n"]),
         read(&["explain", "pods", "--nope"]),
         read(&["run", "x", "--image=busybox", "-t"]),
+        read(&["logs", "sleeper", "--tail=abc"]),
+        read(&["delete", "pod", "x", "--grace-period=99999999999999999999"]),
+        read(&["run", "x", "--image=busybox", "--port=abc"]),
     ]
 }
 

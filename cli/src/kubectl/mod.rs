@@ -15,14 +15,15 @@
 //! `-t` with raw mode and resize); `run` (`--image`, `--restart`, `--env`, `--labels`, `--command`, `-i --rm`, `-it`
 //! on a terminal); `wait` (`--for=condition=…|delete|jsonpath=…`, `--timeout`); `port-forward` (`--address`); `cp`
 //! (both ways); `debug` (ephemeral containers, profiles, `-i`, `-it` on a terminal); `patch` (strategic, merge,
-//! json); kubectl's messages for an unknown flag, an unknown shorthand and a flag without its argument.
+//! json); kubectl's messages for an unknown flag, an unknown shorthand, a flag without its argument and a number
+//! flag given something else.
 //!
 //! TODO (issue 11, not done yet):
 //! - kubectl's `--sort-by` error over several kinds; `debug node/…`, `--copy-to`; `explain
 //!   --output=plaintext-openapiv2`; describers of kinds k1s does not serve (ServiceAccount, StatefulSet, …) and the
 //!   Service describer (kubectl's reads EndpointSlices, which k1s does not serve).
-//! - the ambiguous short-name warning (`ev` is also events.events.k8s.io); bool flags given a value
-//!   (`--rm=true`) and kubectl's wording for a flag value of the wrong type (clap's is printed).
+//! - bool flags given a value (`--rm=true`, `-w=x`: clap's message is printed); flags k1s does not take
+//!   (`--request-timeout`, `--chunk-size`) are unknown flags here.
 //! - `file:line` on manifest errors beyond what `k1s_api::yaml` reports.
 
 mod api;
@@ -292,10 +293,32 @@ fn flag_error(e: &clap::Error, args: &[OsString]) -> Option<String> {
                 let name = long.split('=').next().unwrap_or(long);
                 return Some(format!("error: unknown flag: --{name}\n{see}"));
             }
-            let c = arg.strip_prefix('-')?.chars().next()?;
+            // `-w=x` is a bool shorthand given a value, which clap cannot say the way pflag does: its text stays.
+            let c = arg.strip_prefix('-')?.chars().next().filter(|c| *c != '=')?;
             // pflag names the whole word the letter came in (`-Zx`).
             let word = args.iter().find(|a| !a.starts_with("--") && a.starts_with('-') && a[1..].contains(c)).copied().unwrap_or(&arg);
             Some(format!("error: unknown shorthand flag: '{c}' in {word}\n{see}"))
+        }
+        ErrorKind::ValueValidation => {
+            // pflag's `invalid argument "abc" for "--tail" flag: …` with Go's strconv error for a number.
+            let err = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::num::ParseIntError>())?;
+            let why = match err.kind() {
+                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => "value out of range",
+                _ => "invalid syntax",
+            };
+            let Some(ContextValue::String(value)) = e.get(ContextKind::InvalidValue) else { return None };
+            let long = arg.strip_prefix("--")?.split(' ').next()?.to_string();
+            let cmd = verb.as_deref().and_then(|v| root.find_subcommand(v));
+            let spec = cmd.into_iter().flat_map(|c| c.get_arguments()).chain(root.get_arguments()).find(|a| a.get_long() == Some(long.as_str()))?;
+            // kubectl's `run --port` is a string flag it converts later, with Go's Atoi and no usage line.
+            if verb.as_deref() == Some("run") && long == "port" {
+                return Some(format!("error: strconv.Atoi: parsing {value:?}: {why}"));
+            }
+            let name = match spec.get_short() {
+                Some(c) => format!("-{c}, --{long}"),
+                None => format!("--{long}"),
+            };
+            Some(format!("error: invalid argument {value:?} for {name:?} flag: strconv.ParseInt: parsing {value:?}: {why}\n{see}"))
         }
         ErrorKind::InvalidValue if matches!(e.get(ContextKind::InvalidValue), Some(ContextValue::String(v)) if v.is_empty()) => {
             // `--selector <SELECTOR>`: find the flag among the verb's and the global ones.
