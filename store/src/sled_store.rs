@@ -228,7 +228,18 @@ impl SledStore {
             cache_bytes: opts.cache_bytes,
             reserve_bytes: opts.reserve_bytes,
         });
-        let db = slot.open()?;
+        // A server that was just killed may not be gone yet (a restart right after `kill -9`, or a child still
+        // between fork and exec holding the file): wait a little for sled's exclusive lock before giving up.
+        let mut tries = 0;
+        let db = loop {
+            match slot.open() {
+                Err(StoreError::Backend(m)) if m.contains("could not acquire lock") && tries < 30 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => break other?,
+            }
+        };
         let (map, rev) = load(&db)?;
         *slot.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db);
         let signal = Arc::new(FlushSignal::default());

@@ -366,6 +366,28 @@ pub mod bench {
         format!("{:.2} ms", d.as_secs_f64() * 1000.0)
     }
 
+    /// utime + stime of a process in ms (0 when it is gone).
+    pub fn cpu_ms(pid: u32) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields 14 and 15 (utime, stime) are at 11 and 12 after the state field; clock ticks are 100/s.
+        let f: Vec<u64> = stat.rsplit(')').next().unwrap_or("").split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        (f.get(10).unwrap_or(&0) + f.get(11).unwrap_or(&0)) * 10
+    }
+
+    /// Pids of the shims of the server whose data dir is `dir` (`k1s shim <dir>/...`).
+    pub fn shim_pids(dir: &std::path::Path) -> Vec<u32> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            if args.len() >= 3 && args[1] == b"shim" && args[2].starts_with(dir.as_os_str().as_encoded_bytes()) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
     /// VmRSS of a process in KB (0 when it is gone).
     pub fn rss_kb(pid: u32) -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -11,34 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use k1s_tests::bench::{ms, pct, rss_kb};
+use k1s_tests::bench::{cpu_ms, ms, pct, rss_kb, shim_pids};
 use k1s_tests::{require_root, Identity, Server};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
-
-/// RSS of every shim of this data dir.
-fn shim_rss_kb(dir: &std::path::Path) -> Vec<u64> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        if args.len() >= 3 && args[1] == b"shim" && args[2].starts_with(dir.as_os_str().as_encoded_bytes()) {
-            out.push(rss_kb(pid));
-        }
-    }
-    out
-}
-
-/// user + system CPU time of a process, in ms.
-fn cpu_ms(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<u64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the state field; clock ticks are 100/s.
-    (f.get(10).unwrap_or(&0) + f.get(11).unwrap_or(&0)) * 10
-}
 
 /// Busy CPU time of the whole machine (all cores), in ms.
 fn total_cpu_ms() -> u64 {
@@ -150,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
     let running_pods = 1 + 40 + 100;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let loaded_rss = rss_kb(pid);
-    let mut shims = shim_rss_kb(&dir);
+    let mut shims: Vec<u64> = shim_pids(&dir).into_iter().map(rss_kb).collect();
     shims.sort_unstable();
 
     let t = Instant::now();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures::StreamExt;
-use k1s_tests::bench::{ms, pct, rss_kb};
+use k1s_tests::bench::{cpu_ms, ms, pct, rss_kb, shim_pids};
 use k1s_tests::{require_root, Identity, Server};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -166,27 +166,6 @@ fn stream_rows(rows: &[Vec<String>], lines: &mut Vec<Line>) -> anyhow::Result<()
     let r = row(rows, "`logs -f`, one follower")?;
     lines.push(Line::new("`logs -f` throughput, one follower", "–", "–", cell(r, 3)).goal("≥ 50 000 lines/s", num(&r[3]).map(|v| v >= 50_000.0)));
     Ok(())
-}
-
-/// utime + stime of a process in ms (clock ticks are 100/s on Linux).
-fn cpu_ms(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<u64> = stat.rsplit(')').next().unwrap_or("").split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    (f.get(10).unwrap_or(&0) + f.get(11).unwrap_or(&0)) * 10
-}
-
-/// Pids of the shims of the server whose data dir is `dir` (`k1s shim <dir>/...`).
-fn shim_pids(dir: &Path) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        if args.len() >= 3 && args[1] == b"shim" && args[2].starts_with(dir.as_os_str().as_encoded_bytes()) {
-            out.push(pid);
-        }
-    }
-    out
 }
 
 /// Watches /proc from a thread for the container processes of the comparison: `sleep <marker>` with a marker
