@@ -365,6 +365,12 @@ fn cases() -> Vec<Case> {
         read(&["logs", "sleeper", "--tail=abc"]),
         read(&["delete", "pod", "x", "--grace-period=99999999999999999999"]),
         read(&["run", "x", "--image=busybox", "--port=abc"]),
+        // pflag's bool flags take a value; one it cannot parse is its error.
+        read(&["get", "pods", "--show-labels=true"]),
+        read(&["get", "pods", "-A=false"]),
+        read(&["get", "pods", "--no-headers=1"]),
+        read(&["get", "pods", "--show-labels=maybe"]),
+        read(&["get", "pods", "-A=x"]),
     ]
 }
 

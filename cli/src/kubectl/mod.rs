@@ -22,7 +22,7 @@
 //! - kubectl's `--sort-by` error over several kinds; `debug node/…`, `--copy-to`; `explain
 //!   --output=plaintext-openapiv2`; describers of kinds k1s does not serve (ServiceAccount, StatefulSet, …) and the
 //!   Service describer (kubectl's reads EndpointSlices, which k1s does not serve).
-//! - bool flags given a value (`--rm=true`, `-w=x`: clap's message is printed); flags k1s does not take
+//! - flags k1s does not take
 //!   (`--request-timeout`, `--chunk-size`) are unknown flags here.
 //! - `file:line` on manifest errors beyond what `k1s_api::yaml` reports.
 
@@ -222,6 +222,13 @@ pub fn dispatch() -> Option<i32> {
 /// Parse and run one kubectl command line (without the program name); returns the exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
     let args = if args.iter().any(|a| a == "debug") { debug::normalise_args(args) } else { args };
+    let args = match bool_values(args) {
+        Ok(args) => args,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return 1;
+        }
+    };
     let cli = match Kubectl::try_parse_from(std::iter::once(OsString::from("kubectl")).chain(args.iter().cloned())) {
         Ok(c) => c,
         Err(e) => {
@@ -255,30 +262,86 @@ pub fn run(args: Vec<OsString>) -> i32 {
     code
 }
 
+/// The verb of a command line: the first word that is no flag and no global flag's value.
+fn verb_word<'a>(args: &[&'a str]) -> Option<&'a str> {
+    let mut words = args.iter();
+    while let Some(a) = words.next() {
+        if *a == "--" {
+            return None;
+        }
+        if !a.starts_with('-') {
+            return Some(a);
+        }
+        if ["--kubeconfig", "--context", "-n", "--namespace", "--cache-dir", "-v", "--v"].contains(a) {
+            words.next();
+        }
+    }
+    None
+}
+
+/// pflag lets a bool flag take a value (`--rm=true`, `--show-labels=false`, `-i=true`); clap's `SetTrue` flags
+/// take none. Rewrite those to what clap takes (`--rm`, or nothing for false) before parsing. Only flags that are
+/// bools of the command line's verb (or its sub-verbs) or global are touched, and only values pflag's
+/// `strconv.ParseBool` accepts; anything else reaches clap unchanged.
+fn bool_values(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+    let root = <Kubectl as clap::CommandFactory>::command();
+    let words: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    let verb = verb_word(&words).and_then(|v| root.find_subcommand(v));
+    let mut commands = vec![&root];
+    if let Some(v) = verb {
+        commands.push(v);
+        commands.extend(v.get_subcommands());
+    }
+    let bool_arg = |name: &str| {
+        commands.iter().flat_map(|c| c.get_arguments()).find(|a| {
+            matches!(a.get_action(), clap::ArgAction::SetTrue)
+                && (a.get_long() == Some(name) || (name.chars().count() == 1 && a.get_short() == name.chars().next()))
+        })
+    };
+    let mut out = Vec::with_capacity(args.len());
+    let mut rest = false;
+    for arg in args {
+        let flag = arg.to_str().filter(|_| !rest).and_then(|a| {
+            let flag = a.strip_prefix("--").or_else(|| a.strip_prefix('-'))?;
+            let (name, value) = flag.split_once('=')?;
+            Some((a[..a.len() - flag.len()].to_string() + name, value, bool_arg(name)?))
+        });
+        let Some((flag, value, spec)) = flag else {
+            rest |= arg == "--";
+            out.push(arg);
+            continue;
+        };
+        match value {
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => out.push(OsString::from(flag)),
+            "0" | "f" | "F" | "false" | "FALSE" | "False" => {}
+            _ => {
+                // pflag: `invalid argument "x" for "-A, --all-namespaces" flag: strconv.ParseBool: …`.
+                let long = spec.get_long().map(|l| format!("--{l}")).unwrap_or_default();
+                let name = match spec.get_short() {
+                    Some(c) if !long.is_empty() => format!("-{c}, {long}"),
+                    Some(c) => format!("-{c}"),
+                    None => long,
+                };
+                let see = match verb {
+                    Some(v) => format!("See 'kubectl {} --help' for usage.", v.get_name()),
+                    None => "See 'kubectl --help' for usage.".to_string(),
+                };
+                return Err(format!(
+                    "error: invalid argument {value:?} for {name:?} flag: strconv.ParseBool: parsing {value:?}: invalid syntax\n{see}"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// kubectl's (cobra and pflag's) wording for the commonest flag mistakes, in place of clap's: an unknown flag,
 /// an unknown shorthand, a flag without its argument. `None` for every other parse error (clap's text stays).
 fn flag_error(e: &clap::Error, args: &[OsString]) -> Option<String> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
     let root = <Kubectl as clap::CommandFactory>::command();
-    // The verb: the first word that is no flag and no global flag's value.
-    let mut verb = None;
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i];
-        if a == "--" {
-            break;
-        }
-        if a.starts_with('-') {
-            if ["--kubeconfig", "--context", "-n", "--namespace", "--cache-dir", "-v", "--v"].contains(&a) {
-                i += 1;
-            }
-        } else {
-            verb = root.find_subcommand(a).map(|c| c.get_name().to_string());
-            break;
-        }
-        i += 1;
-    }
+    let verb = verb_word(&args).and_then(|a| root.find_subcommand(a)).map(|c| c.get_name().to_string());
     let see = match &verb {
         Some(v) => format!("See 'kubectl {v} --help' for usage."),
         None => "See 'kubectl --help' for usage.".to_string(),
