@@ -41,7 +41,7 @@ pub struct PodRuntime {
     pub sandbox: Option<SandboxInfo>,
     /// The sandbox's network and cgroups were released because the Pod finished.
     pub sandbox_stopped: bool,
-    pub containers: BTreeMap<String, ContainerView>,
+    pub containers: BTreeMap<String, Box<ContainerView>>,
     pub dirs: BTreeMap<String, PathBuf>,
     pub volumes: Option<BTreeMap<String, PathBuf>>,
     /// Image pull / config failures per container, for back-off.
@@ -49,8 +49,9 @@ pub struct PodRuntime {
 }
 
 enum Event {
-    Pod(Box<Option<Pod>>),
-    Exited { name: String, attempt: u32, exit: Exit },
+    Pod(Option<Box<Pod>>),
+    /// Boxed: the channel's blocks hold 32 events each, sized by the largest variant.
+    Exited { name: String, attempt: u32, exit: Box<Exit> },
     /// A back-off or retry timer ran out.
     Tick,
     /// One run of a probe of a container's attempt: `Ok` passed, `Err` carries upstream's failure message.
@@ -95,7 +96,7 @@ fn find_container(pod: &Pod, name: &str) -> Option<Container> {
 
 /// Stop one container as the kubelet does: its preStop hook first, bounded by the grace period, then SIGTERM
 /// and SIGKILL after what is left of it (at least 2 s, upstream's minimum after a hook).
-async fn stop_with_hook(shared: Arc<Shared>, pod: Option<Pod>, name: String, target: Target, state: State, grace: Duration) {
+async fn stop_with_hook(shared: Arc<Shared>, pod: Option<Box<Pod>>, name: String, target: Target, state: State, grace: Duration) {
     let t0 = std::time::Instant::now();
     let hook = pod.as_ref().and_then(|p| find_container(p, &name)).and_then(|c| {
         let h = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
@@ -191,7 +192,7 @@ pub fn recover(rt: &Runtime) -> HashMap<String, PodRuntime> {
                         }
                     }
                 }
-                pr.containers.insert(name.clone(), v);
+                pr.containers.insert(name.clone(), Box::new(v));
                 pr.dirs.insert(name, dir);
             }
         }
@@ -258,7 +259,7 @@ pub async fn run(shared: Arc<Shared>, manifests: PathBuf) {
                             let mut p = sp.pod.clone();
                             p.status = pod.status.clone();
                             if let Some(tx) = workers.get(&uid) {
-                                let _ = tx.send(Event::Pod(Box::new(Some(p))));
+                                let _ = tx.send(Event::Pod(Some(Box::new(p))));
                             }
                         }
                     }
@@ -270,18 +271,20 @@ pub async fn run(shared: Arc<Shared>, manifests: PathBuf) {
                 mirror_status.remove(static_pods::mirror_of(&pod).unwrap_or_default());
                 mirrors_tx.send_modify(|_| {});
             }
-            watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
+            watcher::Event::InitApply(mut pod) | watcher::Event::Apply(mut pod) => {
+                // The worker keeps its Pod for the Pod's life and never reads managedFields (a few KB each).
+                pod.metadata.managed_fields = None;
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 seen.insert(uid.clone());
                 let tx = workers.entry(uid.clone()).or_insert_with(|| spawn_worker(shared.clone(), uid.clone()));
-                if tx.send(Event::Pod(Box::new(Some(pod)))).is_err() {
+                if tx.send(Event::Pod(Some(Box::new(pod)))).is_err() {
                     workers.remove(&uid);
                 }
             }
             watcher::Event::Delete(pod) => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 if let Some(tx) = workers.remove(&uid) {
-                    let _ = tx.send(Event::Pod(Box::new(None)));
+                    let _ = tx.send(Event::Pod(None));
                 }
             }
             watcher::Event::InitDone => {
@@ -289,7 +292,7 @@ pub async fn run(shared: Arc<Shared>, manifests: PathBuf) {
                     if seen.contains(uid) || statics.contains_key(uid) {
                         return !tx.is_closed();
                     }
-                    let _ = tx.send(Event::Pod(Box::new(None)));
+                    let _ = tx.send(Event::Pod(None));
                     false
                 });
                 mirrors_tx.send_modify(|_| {});
@@ -345,13 +348,13 @@ fn rescan_static(
     for uid in statics.keys().filter(|u| !now.contains_key(*u)) {
         tracing::info!(pod = %uid, "static Pod removed or changed: stopping it");
         if let Some(tx) = workers.remove(uid) {
-            let _ = tx.send(Event::Pod(Box::new(None)));
+            let _ = tx.send(Event::Pod(None));
         }
     }
     for (uid, sp) in now.iter().filter(|(u, _)| !statics.contains_key(*u)) {
         tracing::info!(pod = %uid, name = sp.pod.metadata.name.as_deref().unwrap_or(""), file = %sp.file.display(), "running a static Pod");
         let tx = workers.entry(uid.clone()).or_insert_with(|| spawn_worker(shared.clone(), uid.clone()));
-        let _ = tx.send(Event::Pod(Box::new(Some(sp.pod.clone()))));
+        let _ = tx.send(Event::Pod(Some(Box::new(sp.pod.clone()))));
     }
     *statics = now;
     true
@@ -378,10 +381,15 @@ struct Worker {
     uid: String,
     tx: mpsc::UnboundedSender<Event>,
     rt: PodRuntime,
-    last_status: Option<serde_json::Value>,
-    pod: Option<Pod>,
+    /// A 64-bit hash of the last status written (or found already in place), as compact JSON: "write only on
+    /// change" compares against it. The `serde_json::Value` tree it replaces cost ~8 KB per Pod for the Pod's
+    /// whole life; a collision (2^-64) would skip one status write until the next change.
+    last_status: Option<u64>,
+    pod: Option<Box<Pod>>,
     /// Per container name: the probes of its running attempt.
-    probes: BTreeMap<String, Probing>,
+    /// Boxed values (also in `PodRuntime::containers`): a BTreeMap allocates room for 11 entries in its first
+    /// node, ~4 KB per Pod with these structs inline.
+    probes: BTreeMap<String, Box<Probing>>,
 }
 
 fn desired(pod: &Pod) -> Desired {
@@ -430,15 +438,17 @@ impl Worker {
             while let Ok(ev) = rx.try_recv() {
                 self.apply_event(ev, &mut gone);
             }
+            // The sync and teardown futures are boxed: inline they would make this task's state machine (kept for
+            // the Pod's whole life, mostly waiting in `recv`) the size of their deepest await, ~18 KB per Pod.
             if gone {
-                self.terminate(Duration::from_secs(1)).await;
-                if let Err(e) = self.shared.runtime.remove_sandbox(&self.uid).await {
+                Box::pin(self.terminate(Duration::from_secs(1))).await;
+                if let Err(e) = Box::pin(self.shared.runtime.remove_sandbox(&self.uid)).await {
                     tracing::warn!(pod = %self.uid, error = %e, "removing the sandbox");
                 }
                 return;
             }
             let Some(pod) = self.pod.clone() else { continue };
-            match self.sync(&pod).await {
+            match Box::pin(self.sync(&pod)).await {
                 SyncResult::Done => return,
                 SyncResult::Again(d) => wake = d,
             }
@@ -447,7 +457,7 @@ impl Worker {
 
     fn apply_event(&mut self, ev: Event, gone: &mut bool) {
         match ev {
-            Event::Pod(p) => match *p {
+            Event::Pod(p) => match p {
                 Some(p) => {
                     // A status the worker did not write (a static Pod's new mirror): compare against it again.
                     if self.pod.as_ref().is_some_and(|old| old.status != p.status) {
@@ -459,7 +469,7 @@ impl Worker {
             },
             Event::Tick => {}
             Event::Exited { name, attempt, exit } => {
-                let exit = self.with_message(&name, attempt, exit);
+                let exit = self.with_message(&name, attempt, *exit);
                 if let Some(v) = self.rt.containers.get_mut(&name) {
                     if v.restart_count == attempt {
                         v.running = None;
@@ -527,7 +537,7 @@ impl Worker {
                 v.probe_ready = configs.contains_key(&ProbeKind::Readiness).then_some(false);
                 v.probe_started = configs.contains_key(&ProbeKind::Startup).then_some(false);
                 let counters = configs.keys().map(|k| (*k, ProbeCounter::new(*k))).collect();
-                self.probes.insert(c.name.clone(), Probing { attempt: v.restart_count, configs, counters, tasks: BTreeMap::new(), killing: false });
+                self.probes.insert(c.name.clone(), Box::new(Probing { attempt: v.restart_count, configs, counters, tasks: BTreeMap::new(), killing: false }));
             }
             let p = self.probes.get_mut(&c.name).expect("inserted above");
             if p.killing {
@@ -562,7 +572,7 @@ impl Worker {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let exit = runtime::wait_exit(shim_pid, dir).await;
-            let _ = tx.send(Event::Exited { name, attempt, exit });
+            let _ = tx.send(Event::Exited { name, attempt, exit: Box::new(exit) });
         });
     }
 
@@ -681,7 +691,7 @@ impl Worker {
             .and_then(|p| p.termination_grace_period_seconds);
         let grace = probe_grace.map(|s| Duration::from_secs(s.max(0) as u64)).unwrap_or_else(|| grace_period(pod));
         let target = probe::target(&self.shared.runtime.cfg.exe, &dir, self.rt.sandbox.as_ref().and_then(|s| s.ip));
-        tokio::spawn(stop_with_hook(self.shared.clone(), Some(pod.clone()), name.to_string(), target, st, grace));
+        tokio::spawn(stop_with_hook(self.shared.clone(), Some(Box::new(pod.clone())), name.to_string(), target, st, grace));
     }
 
     async fn create_sandbox(&mut self, pod: &Pod) -> Result<(), RuntimeError> {
@@ -839,12 +849,12 @@ impl Worker {
                 view.exited = Some(Exit { exit_code: 128, signal: None, oom_killed: false, finished_at: runtime::shim::now_rfc3339(), start_error: Some(e.to_string()), message: None });
             }
         }
-        self.rt.containers.insert(name.into(), view);
+        self.rt.containers.insert(name.into(), Box::new(view));
         None
     }
 
     fn set_waiting(&mut self, name: &str, c: &Container, reason: &str, msg: &str) {
-        let v = self.rt.containers.entry(name.into()).or_insert_with(|| ContainerView { image: c.image.clone().unwrap_or_default(), ..Default::default() });
+        let v = self.rt.containers.entry(name.into()).or_insert_with(|| Box::new(ContainerView { image: c.image.clone().unwrap_or_default(), ..Default::default() }));
         v.waiting = Some((reason.into(), msg.into()));
     }
 
@@ -998,13 +1008,19 @@ impl Worker {
             now: k1s_api::meta::now(),
         };
         let st = status::pod_status(&view);
-        if self.last_status.as_ref() == Some(&st) || status::same(pod.status.as_ref(), &st) {
-            self.last_status = Some(st);
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            serde_json::to_vec(&st).unwrap_or_default().hash(&mut h);
+            h.finish()
+        };
+        if self.last_status == Some(digest) || status::same(pod.status.as_ref(), &st) {
+            self.last_status = Some(digest);
             return;
         }
         let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
         match api.patch_status(pod.metadata.name.as_deref().unwrap_or(""), &PatchParams::default(), &Patch::Merge(json!({"status": st}))).await {
-            Ok(_) => self.last_status = Some(st),
+            Ok(_) => self.last_status = Some(digest),
             // A static Pod whose mirror is not (yet, or no longer) in the API: written once it is back.
             Err(kube::Error::Api(e)) if e.code == 404 && static_pods::is_mirror(pod) => {}
             Err(e) => tracing::warn!(pod = %pod_key(pod), error = %e, "writing pod status"),

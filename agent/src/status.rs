@@ -47,7 +47,7 @@ pub struct PodView<'a> {
     pub pod: &'a Pod,
     pub desired: &'a Desired,
     pub observed: &'a plan::Observed,
-    pub containers: &'a BTreeMap<String, ContainerView>,
+    pub containers: &'a BTreeMap<String, Box<ContainerView>>,
     pub sandbox_ready: bool,
     pub pod_ip: Option<String>,
     pub host_ip: String,
@@ -146,11 +146,11 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
     let inits_done = main_exists
         || v.desired.init_containers.iter().all(|n| {
             let c = v.containers.get(n);
-            if sidecar(n) { c.is_some_and(ContainerView::is_started) } else { c.and_then(|c| c.exited.as_ref()).is_some_and(|e| e.exit_code == 0) }
+            if sidecar(n) { c.is_some_and(|c| c.is_started()) } else { c.and_then(|c| c.exited.as_ref()).is_some_and(|e| e.exit_code == 0) }
         });
     // Sidecars' readiness counts for the Pod's, as upstream (1.29+).
-    let all_ready = spec.containers.iter().all(|c| v.containers.get(&c.name).is_some_and(ContainerView::is_ready))
-        && v.desired.sidecars.iter().all(|n| v.containers.get(n).is_some_and(ContainerView::is_ready));
+    let all_ready = spec.containers.iter().all(|c| v.containers.get(&c.name).is_some_and(|c| c.is_ready()))
+        && v.desired.sidecars.iter().all(|n| v.containers.get(n).is_some_and(|c| c.is_ready()));
     let deadline = plan::deadline_exceeded(v.desired, v.observed);
     let any_started = spec.containers.iter().any(|c| v.containers.get(&c.name).is_some_and(|x| x.running.is_some() || x.exited.is_some()));
     let failed_init = v.desired.init_containers.iter().filter(|n| !sidecar(n)).any(|n| v.containers.get(n).and_then(|c| c.exited.as_ref()).is_some_and(|e| e.exit_code != 0));
@@ -172,7 +172,7 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
         condition(&old, "ContainersReady", all_ready && !terminal, ready_reason, now),
         condition(&old, "PodScheduled", true, None, now),
     ]);
-    let containers: Vec<Value> = spec.containers.iter().map(|c| container_status(c, v.containers.get(&c.name), false)).collect();
+    let containers: Vec<Value> = spec.containers.iter().map(|c| container_status(c, v.containers.get(&c.name).map(|b| &**b), false)).collect();
     let mut st = json!({
         "phase": phase,
         "conditions": conditions,
@@ -182,14 +182,14 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
         "containerStatuses": containers,
     });
     if let Some(inits) = &spec.init_containers {
-        st["initContainerStatuses"] = json!(inits.iter().map(|c| container_status(c, v.containers.get(&c.name), true)).collect::<Vec<_>>());
+        st["initContainerStatuses"] = json!(inits.iter().map(|c| container_status(c, v.containers.get(&c.name).map(|b| &**b), true)).collect::<Vec<_>>());
     }
     if let Some(ecs) = spec.ephemeral_containers.as_ref().filter(|e| !e.is_empty()) {
         // Never ready (upstream: they take no part in the Pod's readiness).
         let statuses: Vec<Value> = ecs
             .iter()
             .map(|e| {
-                let mut s = container_status(&ephemeral_as_container(e), v.containers.get(&e.name), false);
+                let mut s = container_status(&ephemeral_as_container(e), v.containers.get(&e.name).map(|b| &**b), false);
                 s["ready"] = json!(false);
                 s
             })

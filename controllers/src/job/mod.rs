@@ -54,7 +54,8 @@ struct Controller {
     recorder: Option<Recorder>,
     jobs: HashMap<Key, Job>,
     job_keys: HashMap<String, Key>,
-    pods: HashMap<String, Pod>,
+    /// Boxed: a `Pod` inline is ~2 KB, and a HashMap keeps spare slots of that size.
+    pods: HashMap<String, Box<Pod>>,
     by_job: HashMap<String, HashSet<String>>,
     job_relist: Option<Vec<Job>>,
     pod_relist: Option<Vec<Pod>>,
@@ -136,7 +137,7 @@ impl Controller {
                     self.expect.remove(&uid);
                     // Its Pods still carrying the finalizer are orphans now.
                     for p in self.by_job.get(&uid).into_iter().flatten() {
-                        if self.pods.get(p).is_some_and(plan::has_tracking_finalizer) {
+                        if self.pods.get(p).is_some_and(|p| plan::has_tracking_finalizer(p)) {
                             self.orphans.insert(p.clone());
                         }
                     }
@@ -237,7 +238,7 @@ impl Controller {
         } else if plan::has_tracking_finalizer(&p) && self.jobs_synced {
             self.orphans.insert(uid.clone());
         }
-        self.pods.insert(uid, p);
+        self.pods.insert(uid, Box::new(p));
     }
 
     async fn sync(&mut self, key: &Key) {
@@ -249,12 +250,12 @@ impl Controller {
             self.ttl(key, &job, now).await;
         }
         let pod_uids: Vec<String> = self.by_job.get(&juid).into_iter().flatten().cloned().collect();
-        let pods: Vec<&Pod> = pod_uids.iter().filter_map(|u| self.pods.get(u)).collect();
+        let pods: Vec<&Pod> = pod_uids.iter().filter_map(|u| self.pods.get(u).map(|b| &**b)).collect();
         let expectations_met = self.expect.get(&juid).is_none_or(Expectations::met);
         let p = plan::plan(&plan::Input { job: &job, pods, removed_finalizers: &self.removed_finalizers, expectations_met, now });
         let with_finalizer: HashSet<String> = pod_uids
             .iter()
-            .filter(|u| self.pods.get(*u).is_some_and(plan::has_tracking_finalizer) && !self.removed_finalizers.contains(*u))
+            .filter(|u| self.pods.get(*u).is_some_and(|p| plan::has_tracking_finalizer(p)) && !self.removed_finalizers.contains(*u))
             .cloned()
             .collect();
         if let Err(delay) = self.apply(key, &job, p, with_finalizer).await {

@@ -50,7 +50,8 @@ struct Controller {
     recorder: Option<Recorder>,
     rss: HashMap<Key, ReplicaSet>,
     rs_keys: HashMap<String, Key>,
-    pods: HashMap<String, Pod>,
+    /// Boxed: a `Pod` inline is ~2 KB, and a HashMap keeps spare slots of that size.
+    pods: HashMap<String, Box<Pod>>,
     rs_relist: Option<Vec<ReplicaSet>>,
     pod_relist: Option<Vec<Pod>>,
     rss_synced: bool,
@@ -141,7 +142,7 @@ impl Controller {
                 watcher::Event::InitDone => {
                     self.pods.clear();
                     for p in self.pod_relist.take().unwrap_or_default() {
-                        self.pods.insert(p.metadata.uid.clone().unwrap_or_default(), p);
+                        self.pods.insert(p.metadata.uid.clone().unwrap_or_default(), Box::new(p));
                     }
                     self.pods_synced = true;
                     self.enqueue_all();
@@ -197,7 +198,7 @@ impl Controller {
             }
         }
         self.wake_for(&p);
-        self.pods.insert(uid, p);
+        self.pods.insert(uid, Box::new(p));
     }
 
     async fn sync(&mut self, key: &Key) {
@@ -208,6 +209,7 @@ impl Controller {
             .values()
             .filter(|p| p.metadata.namespace.as_deref() == Some(key.0.as_str()))
             .filter(|p| plan::controller_uid(&p.metadata).is_none_or(|o| o == uid))
+            .map(|p| &**p)
             .collect();
         let expectations_met = self.expect.get(&uid).is_none_or(Expectations::met);
         let p = plan::plan(&plan::Input { rs: &rs, pods, expectations_met, now: k8s_openapi::jiff::Timestamp::now() });

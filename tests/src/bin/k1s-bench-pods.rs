@@ -25,6 +25,12 @@ fn total_cpu_ms() -> u64 {
     [0usize, 1, 2, 5, 6, 7].iter().map(|i| f.get(*i).unwrap_or(&0)).sum::<u64>() * 10
 }
 
+/// Anonymous memory (heap and stacks: what the server allocates, not the binary's pages) from smaps_rollup, in KB.
+fn anon_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    s.lines().find(|l| l.starts_with("Anonymous:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
+}
+
 fn pod(name: &str) -> Pod {
     serde_json::from_value(json!({
         "metadata": {"name": name, "labels": {"bench": "pods"}},
@@ -51,7 +57,13 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::task::spawn_blocking({
         let dir = dir.clone();
         // 141 Pods run at once here: more than the kubelet's default of 110 the scheduler would hold to.
-        move || Server::start_with(&dir, Identity::unique(), "127.0.0.1:0", &["--max-pods", "250"])
+        // K1S_BENCH_ARGS adds server flags (e.g. "--store-cache-mb 1") to compare settings.
+        let extra = std::env::var("K1S_BENCH_ARGS").unwrap_or_default();
+        move || {
+            let mut args = vec!["--max-pods", "250"];
+            args.extend(extra.split_whitespace());
+            Server::start_with(&dir, Identity::unique(), "127.0.0.1:0", &args)
+        }
     })
     .await??;
     let pid = server.pid().context("pid")?;
@@ -94,6 +106,11 @@ async fn main() -> anyhow::Result<()> {
     pods.create(&PostParams::default(), &pod("warm")).await?;
     wait_running(vec!["warm".into()], Duration::from_secs(30)).await?;
     let idle_rss = rss_kb(pid);
+    let idle_anon = anon_kb(pid);
+    if let Some(secs) = std::env::var("K1S_BENCH_HOLD_IDLE").ok().and_then(|s| s.parse().ok()) {
+        eprintln!("holding {secs} s idle (1 Pod running): server pid {pid}");
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
 
     let mut seq = Vec::new();
     for i in 0..40 {
@@ -127,6 +144,13 @@ async fn main() -> anyhow::Result<()> {
     let running_pods = 1 + 40 + 100;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let loaded_rss = rss_kb(pid);
+    let loaded_anon = anon_kb(pid);
+    // K1S_BENCH_HOLD=SECS keeps the loaded server as it is for that long (to attach a profiler or read smaps;
+    // K1S_BENCH_HOLD_IDLE the same before the first measured Pod).
+    if let Some(secs) = std::env::var("K1S_BENCH_HOLD").ok().and_then(|s| s.parse().ok()) {
+        eprintln!("holding {secs} s with {running_pods} Pods running: server pid {pid}");
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
     let mut shims: Vec<u64> = shim_pids(&dir).into_iter().map(rss_kb).collect();
     shims.sort_unstable();
 
@@ -164,8 +188,13 @@ async fn main() -> anyhow::Result<()> {
     println!("| Pod network setup during the burst (incl. waiting for a CPU; {} samples) | {} | {} | – | – |", net_burst.len(), ms(pct(&mut nb2, 0.5)), ms(pct(&mut net_burst, 0.99)));
     println!("| CPU during the burst: k1s server / whole machine | {server_cpu} ms | {all_cpu} ms | – | – |");
     println!(
-        "| server RSS growth per running Pod ({} → {} KB over {} Pods) | {:.0} KB | – | – | ≤ 100 KB |",
-        idle_rss, loaded_rss, running_pods - 1, (loaded_rss.saturating_sub(idle_rss)) as f64 / (running_pods - 1) as f64
+        "| server RSS growth per running Pod ({} → {} KB over {} Pods; anonymous {} → {} KB) | {:.0} KB | – | – | ≤ 100 KB |",
+        idle_rss,
+        loaded_rss,
+        running_pods - 1,
+        idle_anon,
+        loaded_anon,
+        (loaded_rss.saturating_sub(idle_rss)) as f64 / (running_pods - 1) as f64
     );
     let median = shims.get(shims.len() / 2).copied().unwrap_or(0);
     let max = shims.last().copied().unwrap_or(0);
