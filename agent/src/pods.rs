@@ -887,6 +887,7 @@ impl Worker {
             memory_bytes: q("limits", "memory").map(|b| b as i64),
             cpu_request_milli: q("requests", "cpu").map(|c| (c * 1000.0).round() as i64),
             cpu_limit_milli: q("limits", "cpu").map(|c| (c * 1000.0).round() as i64),
+            privileged: who.privileged,
         };
         let spec = ContainerSpec {
             id: runtime::new_container_id(),

@@ -2,12 +2,19 @@
 //! `<parent>/pod<uid>` per Pod (a pids limit), `<parent>/pod<uid>/<container-id>` per container (memory and
 //! cpu from the container's resources). Only the controllers used are touched (limits.md: all nine v1
 //! hierarchies cost 4x and create directories nobody reads).
+//!
+//! On v1 a container that is not privileged also gets runc's default device allow-list in the `devices`
+//! controller (deny all; read/write only null, zero, full, random, urandom, tty, console, ptmx and the pts
+//! devices; mknod of any node), as containerd does. Its /dev holds only those nodes and CAP_MKNOD is dropped
+//! anyway; the list is the layer below, for a Pod that adds MKNOD back or reaches a device node some other
+//! way (a hostPath of /dev). cgroup v2 has no devices files: there the allow-list would be an eBPF program
+//! (runc's), which k1s does not load yet; the minimal /dev and the dropped CAP_MKNOD stand alone.
 
 use std::path::PathBuf;
 
 use cgroups_rs::{hierarchies, Cgroup, Resources};
 
-/// The controllers k1s uses.
+/// The controllers k1s uses (v1 adds `devices`, see the module header).
 const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
 
 /// The default `pids.max` of a Pod: bounds a fork bomb without getting in the way of real workloads.
@@ -31,6 +38,47 @@ pub struct Limits {
     pub memory_bytes: Option<i64>,
     pub cpu_request_milli: Option<i64>,
     pub cpu_limit_milli: Option<i64>,
+    /// `securityContext.privileged`: all host devices (no device allow-list).
+    pub privileged: bool,
+}
+
+/// runc's default allowed devices for a container that is not privileged (libcontainer/specconv):
+/// (type, major, minor, access); -1 is `*`.
+const DEFAULT_DEVICES: [(char, i64, i64, &str); 10] = [
+    ('c', -1, -1, "m"), // mknod of any character device (opening it is what the list guards)
+    ('b', -1, -1, "m"), // and of any block device
+    ('c', 1, 3, "rwm"), // /dev/null
+    ('c', 1, 5, "rwm"), // /dev/zero
+    ('c', 1, 7, "rwm"), // /dev/full
+    ('c', 1, 8, "rwm"), // /dev/random
+    ('c', 1, 9, "rwm"), // /dev/urandom
+    ('c', 5, 0, "rwm"), // /dev/tty
+    ('c', 5, 2, "rwm"), // /dev/ptmx
+    ('c', 136, -1, "rwm"), // /dev/pts/*
+];
+
+/// The device rules of a container that is not privileged: deny all, then the defaults (and /dev/console).
+fn device_rules() -> Vec<cgroups_rs::DeviceResource> {
+    use cgroups_rs::devices::{DevicePermissions, DeviceType};
+    let rule = |allow: bool, t: char, major: i64, minor: i64, access: &str| cgroups_rs::DeviceResource {
+        allow,
+        devtype: match t {
+            'c' => DeviceType::Char,
+            'b' => DeviceType::Block,
+            _ => DeviceType::All,
+        },
+        major,
+        minor,
+        access: access.chars().filter_map(DevicePermissions::from_char).collect(),
+    };
+    let mut rules = vec![rule(false, 'a', -1, -1, "rwm")];
+    rules.extend(DEFAULT_DEVICES.iter().map(|&(t, ma, mi, a)| rule(true, t, ma, mi, a)));
+    rules.push(rule(true, 'c', 5, 1, "rwm")); // /dev/console
+    rules
+}
+
+fn is_v1() -> bool {
+    !hierarchies::is_cgroup2_unified_mode()
 }
 
 /// The cgroup hierarchy, v2 or v1. cgroups-rs's `hierarchies::auto()` reads and parses the whole of
@@ -47,7 +95,11 @@ fn hierarchy() -> Box<dyn cgroups_rs::Hierarchy> {
 }
 
 fn controllers() -> Vec<String> {
-    CONTROLLERS.iter().map(|s| s.to_string()).collect()
+    let mut c: Vec<String> = CONTROLLERS.iter().map(|s| s.to_string()).collect();
+    if is_v1() {
+        c.push("devices".into());
+    }
+    c
 }
 
 fn open(path: &str) -> Cgroup {
@@ -96,6 +148,9 @@ pub fn create_container(parent: &str, pod_uid: &str, id: &str, limits: &Limits) 
     if let Some(l) = limits.cpu_limit_milli {
         res.cpu.quota = Some((l * CPU_PERIOD as i64 / 1000).max(1000));
         res.cpu.period = Some(CPU_PERIOD);
+    }
+    if !limits.privileged && !cg.v2() {
+        res.devices.devices = device_rules();
     }
     cg.apply(&res).map_err(|source| CgroupError { path: path.clone(), what: "set limits", source })?;
     let v2 = cg.v2();
