@@ -183,6 +183,9 @@ fn run(dir: &Path) -> Result<(), String> {
     spec::write_json(&dir.join(spec::STATE), &state).map_err(|e| e.to_string())?;
     report(&serde_json::to_string(&state).unwrap_or_default());
     trim_code_pages();
+    // The same for the heap: start-up's JSON and strings are freed, but glibc keeps the pages.
+    // SAFETY: malloc_trim only returns free heap memory to the kernel; no pointer is invalidated.
+    unsafe { libc::malloc_trim(0) };
 
     let stdin_keep = match &terminal {
         Some(t) if spec.stdin => t.try_clone().ok(),
