@@ -202,6 +202,25 @@ fn cases() -> Vec<Case> {
         read(&["get", "po", "--sort-by=.metadata.name"]),
         read(&["get", "po", "-A", "--sort-by={.metadata.creationTimestamp}", "-o", "name"]),
         read(&["get", "cm", "-o", "json", "--sort-by=.metadata.name"]),
+        // Several Tables are sorted as objects first: a Table has no `.metadata.name` (kubectl's error), but a
+        // `.kind`; one Table whose rows lack the field prints nothing; a List is sorted across kinds, items without
+        // the field first in Go's insertion-sort order.
+        read(&["get", "po,cm", "--sort-by=.metadata.name"]),
+        read(&["get", "po", "sleeper", "sleeper", "--sort-by=.metadata.name"]),
+        read(&["get", "po", "sleeper", "pod/sleeper"]),
+        read(&["get", "po,deploy,cm", "--sort-by=.kind"]),
+        read(&["get", "po", "--sort-by=.metadata.foo"]),
+        read(&["get", "po,cm", "--sort-by=.metadata.name", "-o", "name"]),
+        read(&["get", "po,cm", "--sort-by=metadata.foo", "-o", "name"]),
+        read(&["get", "cm,po", "--sort-by={.data.key}", "-o", "name"]),
+        read(&["get", "po", "sleeper", "--sort-by=.metadata.foo", "-o", "name"]),
+        // `-w` sorts its first Table only (with a warning), fails when no row has the field; it takes one type.
+        watch(&["get", "po", "-w", "--sort-by=.metadata.name"]),
+        read(&["get", "po", "-w", "--sort-by=.metadata.foo"]),
+        read(&["get", "po,cm", "-w"]),
+        read(&["get", "pod", "sleeper", "sleeper", "-w"]),
+        // A kind with nothing selected still makes the names carry their kind.
+        read(&["get", "po,job", "-l", "app=web"]),
         read(&["get", "po", "-o", "custom-columns=NAME:.metadata.name,IMAGES:.spec.containers[*].image,NODE:.spec.nodeName,NONE:.foo"]),
         read(&["get", "po", "sleeper", "-o", "custom-columns=N:metadata.name", "--no-headers"]),
         read(&["get", "po", "--no-headers"]),
@@ -371,6 +390,25 @@ fn cases() -> Vec<Case> {
         read(&["get", "pods", "--no-headers=1"]),
         read(&["get", "pods", "--show-labels=maybe"]),
         read(&["get", "pods", "-A=x"]),
+        // --request-timeout: client-go's parsing and error, before or after the verb; it bounds each request
+        // (a watch ends quietly).
+        read(&["get", "pods", "--request-timeout=abc"]),
+        read(&["--request-timeout=1x", "get", "pods"]),
+        read(&["get", "pods", "--request-timeout=-1"]),
+        read(&["get", "pods", "--request-timeout", "5"]),
+        read(&["--request-timeout=2m", "get", "po,cm", "-o", "name"]),
+        read(&["get", "pods", "--request-timeout=-1s", "-o", "name"]),
+        read(&["get", "pods", "--request-timeout"]),
+        read(&["version", "--request-timeout=abc"]),
+        watch(&["get", "po", "-w", "--request-timeout=1s"]),
+        // --chunk-size: `get` follows the pages; a verb without it refuses it; the server's refusal is kubectl's.
+        read(&["get", "po,cm", "--chunk-size=1"]),
+        read(&["--chunk-size=1", "get", "cm", "-o", "name"]),
+        read(&["get", "pods", "--chunk-size=abc"]),
+        read(&["get", "pods", "--chunk-size"]),
+        read(&["logs", "sleeper", "--chunk-size=1"]),
+        read(&["get", "pods", "--chunk-size=-1"]),
+        read(&["get", "po,cm", "--field-selector=foo=bar", "-o", "name"]),
     ]
 }
 

@@ -41,6 +41,39 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+static REQUEST_TIMEOUT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+
+/// `--request-timeout` (non-zero): from here on each request of this process is bounded by it, as Go's
+/// `http.Client.Timeout` bounds kubectl's: connecting, the answer's head and its whole body.
+pub fn set_request_timeout(t: std::time::Duration) {
+    let _ = REQUEST_TIMEOUT.set(t);
+}
+
+pub fn request_timeout() -> Option<std::time::Duration> {
+    REQUEST_TIMEOUT.get().copied()
+}
+
+/// When a request started now must be done (streams: `get -w`, `logs -f`).
+pub fn deadline() -> Option<tokio::time::Instant> {
+    request_timeout().map(|t| tokio::time::Instant::now() + t)
+}
+
+/// kubectl's line when a request's time ran out before the server's answer was whole.
+pub fn deadline_exceeded() -> anyhow::Error {
+    super::Fail::msg("Unable to connect to the server: context deadline exceeded")
+}
+
+/// client-go's `timeout=` query parameter (Go's duration spelling) when a request timeout is set.
+pub fn with_timeout_param(path: &str) -> String {
+    let Some(t) = request_timeout() else { return path.to_string() };
+    // A request with a timeout of its own (`version`'s discovery) takes the flag's instead.
+    let (base, query) = path.split_once('?').unwrap_or((path, ""));
+    let mut q: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !p.starts_with("timeout=")).collect();
+    let timeout = format!("timeout={}", super::enc(&super::config::go_duration(t)));
+    q.push(&timeout);
+    format!("{base}?{}", q.join("&"))
+}
+
 pub const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
 
 /// One request with a JSON (or other) body; a non-2xx answer becomes an [`ApiError`].
@@ -65,6 +98,7 @@ pub async fn call_text(
     accept: &str,
     body: Option<(&str, Vec<u8>)>,
 ) -> anyhow::Result<String> {
+    let path = with_timeout_param(path);
     let mut req = Request::builder().method(method).uri(path).header("Accept", accept);
     let bytes = match body {
         Some((ct, b)) => {
@@ -73,9 +107,19 @@ pub async fn call_text(
         }
         None => Vec::new(),
     };
-    let res = client.send(req.body(bytes)?.map(kube::client::Body::from)).await?;
-    let code = res.status().as_u16();
-    let bytes = res.into_body().collect().await?.to_bytes();
+    let exchange = async {
+        let res = client.send(req.body(bytes)?.map(kube::client::Body::from)).await?;
+        let code = res.status().as_u16();
+        anyhow::Ok((code, res.into_body().collect().await?.to_bytes()))
+    };
+    let (code, bytes) = match request_timeout() {
+        // The connector's own timeout (the same length) may be first: the same line.
+        Some(t) => tokio::time::timeout(t, exchange)
+            .await
+            .map_err(|_| deadline_exceeded())?
+            .map_err(|e| if format!("{e:#}").contains("deadline has elapsed") { deadline_exceeded() } else { e })?,
+        None => exchange.await?,
+    };
     let text = String::from_utf8_lossy(&bytes).into_owned();
     if code >= 400 {
         return Err(api_error(code, &text).into());

@@ -1122,7 +1122,7 @@ pub async fn run(ctx: &Ctx, a: &DescribeArgs, out: &mut Out) -> anyhow::Result<(
         let r = req.resource;
         let ns = if r.namespaced { Some(ctx.namespace.as_str()) } else { None };
         if req.names.is_empty() {
-            let url = super::get::list_url(r, ns, a.selector.as_deref(), None, false);
+            let url = super::get::list_url(r, ns, a.selector.as_deref(), None, None);
             let list = api::call(&ctx.client, Method::GET, &url, "application/json", None).await?;
             for mut item in list.get("items").and_then(Value::as_array).cloned().unwrap_or_default() {
                 // A list's items carry neither: kubectl describes each as fetched on its own.

@@ -43,28 +43,105 @@ pub struct GetArgs {
     pub sort_by: Option<String>,
 }
 
-/// `--sort-by` as kubectl's `RuntimeSort`/`TableSorter`: numbers by value, everything else by its text
-/// (byte order: kubectl 1.33 puts `s-10` before `s-9`); a stable sort.
-fn sort_by<T>(items: &mut [T], field: &str, obj: impl Fn(&T) -> &Value) -> anyhow::Result<()> {
-    let template = if field.starts_with('{') { field.to_string() } else { format!("{{{field}}}") };
-    let key = |v: &Value| super::printers::jsonpath_values(&template, v).unwrap_or_default().into_iter().next().unwrap_or(Value::Null);
-    items.sort_by(|a, b| {
-        let (ka, kb) = (key(obj(a)), key(obj(b)));
-        match (ka.as_f64(), kb.as_f64()) {
-            (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
-            _ => {
-                let text = |v: &Value| match v {
-                    Value::String(s) => s.clone(),
-                    Value::Null => String::new(),
-                    other => other.to_string(),
-                };
-                text(&ka).cmp(&text(&kb))
+/// kubectl's `RelaxedJSONPathExpression`: `a.b`, `.a.b`, `{a.b}` and `{.a.b}` all become `{.a.b}`; anything else
+/// stays as typed.
+fn relaxed_path(field: &str) -> String {
+    let inner = field.strip_prefix('{').and_then(|f| f.strip_suffix('}')).unwrap_or(field);
+    let inner = inner.strip_prefix('.').unwrap_or(inner);
+    if inner.is_empty() || inner.contains(['{', '}']) {
+        return field.to_string();
+    }
+    format!("{{.{inner}}}")
+}
+
+/// `--sort-by` as kubectl's `RuntimeSort`/`TableSorter`: the first value at `field` (relaxed) of each item, numbers
+/// by value, everything else by its text (byte order: kubectl 1.33 puts `s-10` before `s-9`), with kubectl's
+/// `Less`, where an item without the field is less than any other, even than another without it, under Go's
+/// `sort.Sort` (an insertion sort up to 12 items; beyond, a stable sort, which may order ties and items
+/// without the field otherwise than Go's pdqsort). No item with the field is kubectl's error.
+fn sort_by<T>(items: &mut Vec<T>, field: &str, obj: impl Fn(&T) -> &Value) -> anyhow::Result<()> {
+    use std::cmp::Ordering;
+    let keys: Vec<Option<Value>> =
+        items.iter().map(|i| super::printers::jsonpath_values(field, obj(i)).unwrap_or_default().into_iter().next()).collect();
+    if !items.is_empty() && keys.iter().all(Option::is_none) {
+        return Err(super::Fail::msg(format!("error: couldn't find any field with path {field:?} in the list of objects")));
+    }
+    let cmp = |x: &Value, y: &Value| match (x.as_f64(), y.as_f64()) {
+        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+        _ => {
+            let text = |v: &Value| match v {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            text(x).cmp(&text(y))
+        }
+    };
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    if order.len() <= 12 {
+        let less = |a: usize, b: usize| match (&keys[a], &keys[b]) {
+            (None, _) => true,
+            (_, None) => false,
+            (Some(x), Some(y)) => cmp(x, y) == Ordering::Less,
+        };
+        for i in 1..order.len() {
+            let mut j = i;
+            while j > 0 && less(order[j], order[j - 1]) {
+                order.swap(j, j - 1);
+                j -= 1;
             }
         }
-    });
+    } else {
+        order.sort_by(|&a, &b| match (&keys[a], &keys[b]) {
+            (None, None) => Ordering::Equal,
+            (None, _) => Ordering::Less,
+            (_, None) => Ordering::Greater,
+            (Some(x), Some(y)) => cmp(x, y),
+        });
+    }
+    let mut slots: Vec<Option<T>> = items.drain(..).map(Some).collect();
+    items.extend(order.into_iter().filter_map(|i| slots[i].take()));
     Ok(())
 }
 
+/// kubectl's words for a list the server refused (400 or 404): the resource and the selectors lead the message.
+fn list_error(e: anyhow::Error, r: &Resource, label: Option<&str>, field: Option<&str>) -> anyhow::Error {
+    match e.downcast::<api::ApiError>() {
+        Ok(mut a) if a.code == 400 || a.code == 404 => {
+            let gvr = format!("{}/{}, Resource={}", r.group, r.version, r.name);
+            let (label, field) = (label.unwrap_or(""), field.unwrap_or(""));
+            a.message = if label.is_empty() && field.is_empty() {
+                format!("Unable to list {gvr:?}: {}", a.message)
+            } else {
+                format!("Unable to find {gvr:?} that match label selector {label:?}, field selector {field:?}: {}", a.message)
+            };
+            a.into()
+        }
+        Ok(a) => a.into(),
+        Err(e) => e,
+    }
+}
+
+/// A list with all its pages: with `limit=`, the server's `continue` token is followed and each page's items (a
+/// Table's rows) appended, as kubectl's chunked list gathers them before printing.
+async fn list_all(ctx: &Ctx, url: &str, accept: &str) -> anyhow::Result<Value> {
+    let mut list = api::call(&ctx.client, Method::GET, url, accept, None).await?;
+    let key = if list.get("rows").is_some() { "rows" } else { "items" };
+    loop {
+        let token = list.pointer("/metadata/continue").and_then(Value::as_str).unwrap_or("").to_string();
+        if token.is_empty() {
+            return Ok(list);
+        }
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let next = api::call(&ctx.client, Method::GET, &format!("{url}{sep}continue={}", enc(&token)), accept, None).await?;
+        let more = next.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+        match list.get_mut(key).and_then(Value::as_array_mut) {
+            Some(items) => items.extend(more),
+            None => list[key] = Value::Array(more),
+        }
+        list["metadata"] = next["metadata"].clone();
+    }
+}
 
 /// What the user asked for: a resource and either its names or the whole (selected) collection.
 pub struct Request<'a> {
@@ -78,7 +155,8 @@ pub fn requests<'a>(resources: &'a [Resource], args: &[String]) -> anyhow::Resul
         api::resolve(resources, t).ok_or_else(|| super::Fail::msg(format!("error: the server doesn't have a resource type \"{t}\"")))
     };
     let mut out: Vec<Request<'a>> = Vec::new();
-    if args.first().is_some_and(|a| a.contains('/')) {
+    // kubectl's `hasCombinedTypeArgs`: any TYPE/NAME makes every argument one (else the error below).
+    if args.iter().any(|a| a.contains('/')) {
         for a in args {
             let (t, n) = a
                 .split_once('/')
@@ -110,7 +188,7 @@ pub async fn targets<'a>(ctx: &Ctx, reqs: &[Request<'a>], selector: Option<&str>
             continue;
         }
         let ns = if r.namespaced { Some(ctx.namespace.as_str()) } else { None };
-        let list = api::call(&ctx.client, Method::GET, &list_url(r, ns, selector, None, false), "application/json", None).await?;
+        let list = api::call(&ctx.client, Method::GET, &list_url(r, ns, selector, None, None), "application/json", None).await?;
         for item in list.get("items").and_then(Value::as_array).into_iter().flatten() {
             out.push((r, k1s_api::meta::name(item).to_string()));
         }
@@ -118,8 +196,8 @@ pub async fn targets<'a>(ctx: &Ctx, reqs: &[Request<'a>], selector: Option<&str>
     Ok(out)
 }
 
-/// The collection URL with kubectl's query.
-pub fn list_url(r: &Resource, ns: Option<&str>, label: Option<&str>, field: Option<&str>, limit: bool) -> String {
+/// The collection URL with kubectl's query (`limit`: the chunk size, none when 0).
+pub fn list_url(r: &Resource, ns: Option<&str>, label: Option<&str>, field: Option<&str>, limit: Option<i64>) -> String {
     let mut q = Vec::new();
     if let Some(f) = field {
         q.push(format!("fieldSelector={}", enc(f)));
@@ -127,8 +205,8 @@ pub fn list_url(r: &Resource, ns: Option<&str>, label: Option<&str>, field: Opti
     if let Some(l) = label {
         q.push(format!("labelSelector={}", enc(l)));
     }
-    if limit {
-        q.push("limit=500".into());
+    if let Some(n) = limit.filter(|n| *n != 0) {
+        q.push(format!("limit={n}"));
     }
     let base = r.collection(ns);
     if q.is_empty() {
@@ -154,8 +232,16 @@ pub async fn run(ctx: &Ctx, a: &GetArgs, out: &mut Out) -> anyhow::Result<()> {
     for req in &reqs {
         let r = req.resource;
         if req.names.is_empty() {
-            let url = list_url(r, ns, a.selector.as_deref(), a.field_selector.as_deref(), true);
-            let list = api::call(&ctx.client, Method::GET, &url, "application/json", None).await?;
+            // kubectl lists whole when sorting.
+            let limit = if a.sort_by.is_some() { None } else { Some(ctx.chunk_size) };
+            let url = list_url(r, ns, a.selector.as_deref(), a.field_selector.as_deref(), limit);
+            let list = match list_all(ctx, &url, "application/json").await {
+                Ok(list) => list,
+                Err(e) => {
+                    errors.push(list_error(e, r, a.selector.as_deref(), a.field_selector.as_deref()));
+                    continue;
+                }
+            };
             for mut item in list.get("items").and_then(Value::as_array).cloned().unwrap_or_default() {
                 // Items of a list carry no kind of their own; kubectl's decoder sets them from the list.
                 item["apiVersion"] = json!(r.api_version());
@@ -171,8 +257,12 @@ pub async fn run(ctx: &Ctx, a: &GetArgs, out: &mut Out) -> anyhow::Result<()> {
             }
         }
     }
-    if let Some(f) = &a.sort_by {
-        sort_by(&mut items, f, |(_, v)| v)?;
+    // kubectl's SortingPrinter sorts a List (not one named object); its error is the verb's last.
+    if let Some(f) = a.sort_by.as_deref().filter(|_| !single) {
+        if let Err(e) = sort_by(&mut items, &relaxed_path(f), |(_, v)| v) {
+            errors.push(e);
+            return finish(errors);
+        }
     }
     if !a.show_managed_fields {
         for (_, item) in &mut items {
@@ -220,53 +310,106 @@ pub fn hide_managed_fields(obj: &mut Value) {
 }
 
 
+/// One Table as kubectl's `get` holds it: one per collection, one per named object.
+struct Info<'r> {
+    r: &'r Resource,
+    /// The Table without its rows.
+    table: Value,
+    rows: Vec<Value>,
+}
+
 async fn tables(ctx: &Ctx, a: &GetArgs, reqs: &[Request<'_>], ns: Option<&str>, wide: bool, out: &mut Out) -> anyhow::Result<()> {
-    // Fetch first: whether names carry their kind depends on how many kinds came back.
-    let mut fetched: Vec<(&Resource, Value, Vec<Value>)> = Vec::new();
+    // Fetch first: whether names carry their kind depends on the kinds that came back.
+    let mut infos: Vec<Info> = Vec::new();
     let mut errors = Vec::new();
     let mut last_table = Value::Null;
+    let same = |x: &Resource, y: &Resource| x.group == y.group && x.kind == y.kind;
+    // kubectl's builder for `-w` takes one type (`SingleResourceType`), checked before any request.
+    if a.watch && reqs.iter().any(|q| !same(q.resource, reqs[0].resource)) {
+        return Err(super::Fail::msg("error: you may only specify a single resource type"));
+    }
+    let sort = a.sort_by.as_deref();
+    if a.watch && sort.is_some() {
+        eprintln!("warning: --watch requested, --sort-by will be ignored for watch events received");
+    }
+    // --sort-by needs the objects in the rows (kubectl: `includeObject=Object`, no limit).
+    let object = |url: String| if sort.is_some() { format!("{url}{}includeObject=Object", if url.contains('?') { "&" } else { "?" }) } else { url };
+    let info = |r, mut t: Value, last_table: &mut Value| {
+        if a.watch {
+            *last_table = t.clone();
+        }
+        let rows = match t.get_mut("rows").map(Value::take) {
+            Some(Value::Array(rows)) => rows,
+            _ => Vec::new(),
+        };
+        Info { r, table: t, rows }
+    };
     for req in reqs {
         let r = req.resource;
-        let mut rows = Vec::new();
-        let mut columns = Value::Null;
         if req.names.is_empty() {
-            // --sort-by needs the objects in the rows (kubectl: `includeObject=Object`, no limit).
-            let url = list_url(r, ns, a.selector.as_deref(), a.field_selector.as_deref(), a.sort_by.is_none());
-            let url = if a.sort_by.is_some() { format!("{url}{}includeObject=Object", if url.contains('?') { "&" } else { "?" }) } else { url };
-            let t = api::call(&ctx.client, Method::GET, &url, api::TABLE_ACCEPT, None).await?;
-            columns = t["columnDefinitions"].clone();
-            rows.extend(t["rows"].as_array().cloned().unwrap_or_default());
-            last_table = t;
+            let limit = if sort.is_some() { None } else { Some(ctx.chunk_size) };
+            let url = object(list_url(r, ns, a.selector.as_deref(), a.field_selector.as_deref(), limit));
+            match list_all(ctx, &url, api::TABLE_ACCEPT).await {
+                Ok(t) => infos.push(info(r, t, &mut last_table)),
+                Err(e) => errors.push(list_error(e, r, a.selector.as_deref(), a.field_selector.as_deref())),
+            }
         } else {
             for n in &req.names {
-                match api::call(&ctx.client, Method::GET, &r.item(ns.or(Some(&ctx.namespace)), n), api::TABLE_ACCEPT, None).await {
-                    Ok(t) => {
-                        columns = t["columnDefinitions"].clone();
-                        rows.extend(t["rows"].as_array().cloned().unwrap_or_default());
-                        last_table = t;
-                    }
+                match api::call(&ctx.client, Method::GET, &object(r.item(ns.or(Some(&ctx.namespace)), n)), api::TABLE_ACCEPT, None).await {
+                    Ok(t) => infos.push(info(r, t, &mut last_table)),
                     Err(e) => errors.push(e),
                 }
             }
         }
-        if let Some(f) = &a.sort_by {
-            sort_by(&mut rows, f, |row| &row["object"])?;
+    }
+    let with_kind = infos.iter().any(|i| !same(i.r, infos[0].r));
+    if let Some(f) = sort {
+        let field = relaxed_path(f);
+        // kubectl's RuntimeSorter: several Tables are sorted as objects themselves (a Table has no `.metadata.name`:
+        // kubectl's error), one is left as it is.
+        if infos.len() > 1 && !a.watch {
+            sort_by(&mut infos, &field, |i| &i.table)?;
         }
-        if !rows.is_empty() {
-            fetched.push((r, columns, rows));
+        // Then its SortingPrinter sorts each Table's rows; `get` ignores that printer's error (no row has the
+        // field): such a Table prints nothing. `get -w` prints the first Table through it and fails.
+        for info in &mut infos {
+            if info.rows.len() > 1 {
+                if let Err(e) = sort_by(&mut info.rows, &field, |row| &row["object"]) {
+                    if a.watch {
+                        let why = e.to_string();
+                        let why = why.trim_start_matches("error: ");
+                        return Err(super::Fail::msg(format!("error: unable to output the provided object: {why}")));
+                    }
+                    info.rows.clear();
+                }
+            }
         }
     }
-    let with_kind = fetched.len() > 1;
-    for (i, (r, columns, rows)) in fetched.iter().enumerate() {
-        if i > 0 && !a.no_headers {
+    // Consecutive Tables of one kind share a printer: one header, one set of column widths.
+    let mut blocks: Vec<(&Resource, &Value, Vec<Value>)> = Vec::new();
+    for info in &infos {
+        match blocks.last_mut() {
+            Some((r, columns, rows)) if same(r, info.r) => {
+                if rows.is_empty() {
+                    *columns = &info.table["columnDefinitions"];
+                }
+                rows.extend(info.rows.iter().cloned());
+            }
+            _ => blocks.push((info.r, &info.table["columnDefinitions"], info.rows.clone())),
+        }
+    }
+    let mut printed = false;
+    for (r, columns, rows) in blocks.iter().filter(|(_, _, rows)| !rows.is_empty()) {
+        if printed && !a.no_headers {
             out.stdout("\n");
         }
         let grid = grid(a, r, columns, rows, wide, with_kind, !a.no_headers);
         out.stdout(&super::printers::tabwrite(&grid));
+        printed = true;
     }
-    if fetched.is_empty() && errors.is_empty() {
+    if !printed && errors.is_empty() {
         // kubectl: `No resources found in <ns> namespace.` for namespaced kinds, `No resources found` otherwise.
-        let namespaced = reqs.iter().all(|r| r.resource.namespaced);
+        let namespaced = infos.iter().all(|i| i.r.namespaced);
         match ns {
             Some(ns) if namespaced => eprintln!("No resources found in {ns} namespace."),
             _ => eprintln!("No resources found"),
@@ -277,6 +420,9 @@ async fn tables(ctx: &Ctx, a: &GetArgs, reqs: &[Request<'_>], ns: Option<&str>, 
             return finish(errors);
         }
         if let [req] = reqs {
+            if req.names.len() > 1 {
+                return Err(super::Fail::msg("error: you may only watch a single resource or type of resource at a time"));
+            }
             return watch(ctx, a, req, ns, wide, &last_table, out).await;
         }
         return Err(super::Fail::msg(format!(
@@ -347,16 +493,29 @@ async fn watch(ctx: &Ctx, a: &GetArgs, req: &Request<'_>, ns: Option<&str>, wide
     let mut columns = first["columnDefinitions"].clone();
     let mut url = match req.names.as_slice() {
         [name] => format!("{}?fieldSelector={}", r.collection(ns.or(Some(&ctx.namespace))), enc(&format!("metadata.name={name}"))),
-        _ => list_url(r, ns, a.selector.as_deref(), a.field_selector.as_deref(), false),
+        _ => list_url(r, ns, a.selector.as_deref(), a.field_selector.as_deref(), None),
     };
     url.push(if url.contains('?') { '&' } else { '?' });
     if !rv.is_empty() {
         url.push_str(&format!("resourceVersion={}&", enc(&rv)));
     }
     url.push_str("watch=true");
+    let url = api::with_timeout_param(&url);
+    // `--request-timeout` bounds the whole watch, as Go's client timeout does; kubectl ends it quietly with 0.
+    let deadline = api::deadline();
+    let until_deadline = async move {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => futures::future::pending().await,
+        }
+    };
+    tokio::pin!(until_deadline);
     let mut widths = tab_widths(&grid(a, r, &columns, first["rows"].as_array().map(Vec::as_slice).unwrap_or(&[]), wide, false, !a.no_headers), &[]);
     let req = http::Request::builder().method(Method::GET).uri(&url).header("Accept", api::TABLE_ACCEPT).body(Vec::new())?;
-    let mut stream = ctx.client.request_stream(req).await?;
+    let mut stream = tokio::select! {
+        s = ctx.client.request_stream(req) => s?,
+        _ = &mut until_deadline => return Err(api::deadline_exceeded()),
+    };
     let mut line = Vec::new();
     // kubectl's interrupt handler: SIGINT, SIGTERM, SIGHUP or SIGQUIT end the watch with exit code 1.
     use tokio::signal::unix::{signal, SignalKind};
@@ -373,6 +532,7 @@ async fn watch(ctx: &Ctx, a: &GetArgs, req: &Request<'_>, ns: Option<&str>, wide
         line.clear();
         tokio::select! {
             _ = &mut stopped => return Err(super::Silent(1).into()),
+            _ = &mut until_deadline => return Ok(()),
             n = futures::AsyncBufReadExt::read_until(&mut stream, b'\n', &mut line) => {
                 if n? == 0 {
                     return Ok(());

@@ -21,6 +21,10 @@ pub fn client_version() -> String {
 }
 
 pub async fn version(global: &config::Global, a: &VersionArgs, out: &mut Out) -> anyhow::Result<()> {
+    // kubectl makes its discovery client (which parses `--request-timeout`) before printing anything.
+    if !a.client {
+        config::request_timeout(global)?;
+    }
     out.stdout(&format!("Client Version: {}\n", client_version()));
     if a.client {
         return Ok(());

@@ -18,12 +18,28 @@
 //! json); kubectl's messages for an unknown flag, an unknown shorthand, a flag without its argument and a number
 //! flag given something else.
 //!
+//! `--sort-by` is kubectl's: one Table's rows are sorted (a field no row has prints nothing, as kubectl ignores
+//! that printer error); several Tables (kinds or names) are first sorted as objects themselves, so a field of the
+//! objects (`.metadata.name`) is kubectl's `couldn't find any field with path …` error; `-o name|json|…` sorts the
+//! whole List across kinds, with that error when no object has the field; `get -w` sorts its first Table only.
+//! Along with it, `get` keeps kubectl's ways: names carry their kind when several kinds were listed (even one with
+//! nothing), a list the server refuses names the resource and selectors and the other kinds still print, `-w`
+//! takes one type, and `TYPE NAME TYPE/NAME` is kubectl's error.
+//!
+//! Global flags `--request-timeout` (client-go's parsing and error; each raw request is bounded whole, as Go's
+//! client timeout bounds kubectl's, with `timeout=` in its query; `get -w` then ends with 0 and `logs -f` with
+//! `context deadline exceeded`, which kubectl sometimes follows with Go's `(Client.Timeout or context
+//! cancellation while reading body)`; what the kube client requests itself — the Pod reads and websocket streams
+//! of `exec`, `cp`, `port-forward`, `run -i`, `debug -i` — only in connecting, as kubectl does not cut those
+//! streams either) and `--chunk-size` (`get` and
+//! `describe`, before or after the verb; `get` follows the server's `continue` pages; `describe` ignores it).
+//!
 //! TODO (issue 11, not done yet):
-//! - kubectl's `--sort-by` error over several kinds; `debug node/…`, `--copy-to`; `explain
-//!   --output=plaintext-openapiv2`; describers of kinds k1s does not serve (ServiceAccount, StatefulSet, …) and the
-//!   Service describer (kubectl's reads EndpointSlices, which k1s does not serve).
-//! - flags k1s does not take
-//!   (`--request-timeout`, `--chunk-size`) are unknown flags here.
+//! - `debug node/…`, `--copy-to`; `explain --output=plaintext-openapiv2`; describers of kinds k1s does not serve
+//!   (ServiceAccount, StatefulSet, …) and the Service describer (kubectl's reads EndpointSlices, which k1s does not
+//!   serve).
+//! - `--sort-by` over more than 12 items orders ties and items without the field by a stable sort, not by Go's
+//!   pdqsort.
 //! - `file:line` on manifest errors beyond what `k1s_api::yaml` reports.
 
 mod api;
@@ -177,6 +193,8 @@ pub struct Ctx {
     pub client: kube::Client,
     pub namespace: String,
     pub server_url: String,
+    /// `--chunk-size` (`get`): list in pages of this many (0: whole lists); kubectl's default is 500.
+    pub chunk_size: i64,
 }
 
 impl Ctx {
@@ -207,7 +225,7 @@ pub fn dispatch() -> Option<i32> {
         args[1..].to_vec()
     } else {
         let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
-        let global_flag = ["--kubeconfig", "--context", "-n", "--namespace"].iter().any(|f| first == *f || first.starts_with(&format!("{f}=")));
+        let global_flag = ["--kubeconfig", "--context", "-n", "--namespace", "--request-timeout", "--chunk-size"].iter().any(|f| first == *f || first.starts_with(&format!("{f}=")));
         if first == "kubectl" {
             args[2..].to_vec()
         } else if VERBS.contains(&first) || global_flag {
@@ -241,6 +259,14 @@ pub fn run(args: Vec<OsString>) -> i32 {
             return code;
         }
     };
+    // `--chunk-size` is global here (cobra takes a verb's flag before the verb too), kubectl's only on these verbs.
+    if cli.global.chunk_size.is_some() && !matches!(cli.verb, Verb::Get(_) | Verb::Describe(_)) {
+        let words: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+        let root = <Kubectl as clap::CommandFactory>::command();
+        let verb = verb_word(&words).and_then(|v| root.find_subcommand(v)).map(|c| c.get_name().to_string()).unwrap_or_default();
+        eprintln!("error: unknown flag: --chunk-size\nSee 'kubectl {verb} --help' for usage.");
+        return 1;
+    }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -272,7 +298,7 @@ fn verb_word<'a>(args: &[&'a str]) -> Option<&'a str> {
         if !a.starts_with('-') {
             return Some(a);
         }
-        if ["--kubeconfig", "--context", "-n", "--namespace", "--cache-dir", "-v", "--v"].contains(a) {
+        if ["--kubeconfig", "--context", "-n", "--namespace", "--cache-dir", "-v", "--v", "--request-timeout", "--chunk-size"].contains(a) {
             words.next();
         }
     }
@@ -388,8 +414,9 @@ fn flag_error(e: &clap::Error, args: &[OsString]) -> Option<String> {
             let long = arg.strip_prefix("--")?.split(' ').next()?.to_string();
             let cmd = verb.as_deref().and_then(|v| root.find_subcommand(v));
             let spec = cmd.into_iter().flat_map(|c| c.get_arguments()).chain(root.get_arguments()).find(|a| a.get_long() == Some(long.as_str()))?;
-            // A global flag's error comes from the root command: cobra capitalises it there.
-            let prefix = if spec.is_global_set() { "Error" } else { "error" };
+            // A global flag's error comes from the root command: cobra capitalises it there (`--chunk-size` is
+            // a verb's flag in kubectl).
+            let prefix = if spec.is_global_set() && long != "chunk-size" { "Error" } else { "error" };
             let typed_long = args.contains(&format!("--{long}").as_str());
             match spec.get_short() {
                 Some(c) if !typed_long => Some(format!("{prefix}: flag needs an argument: '{c}' in -{c}\n{see}")),
@@ -411,6 +438,7 @@ async fn execute(cli: Kubectl) -> anyhow::Result<()> {
         client: cluster.client,
         namespace: cluster.namespace,
         server_url: cluster.server_url,
+        chunk_size: cli.global.chunk_size.unwrap_or(500),
     };
     match &cli.verb {
         Verb::Get(a) => get::run(&ctx, a, &mut out).await,

@@ -517,7 +517,7 @@ pub async fn delete(ctx: &Ctx, a: &DeleteArgs, out: &mut Out) -> anyhow::Result<
                     return Err(Fail::msg("error: resource(s) were provided, but no name was specified"));
                 }
                 let ns = if a.all_namespaces { None } else { ns_of(r) };
-                let url = super::get::list_url(r, ns.as_deref(), a.selector.as_deref(), None, false);
+                let url = super::get::list_url(r, ns.as_deref(), a.selector.as_deref(), None, None);
                 let list = api::call(&ctx.client, Method::GET, &url, "application/json", None).await?;
                 for item in list.get("items").and_then(Value::as_array).into_iter().flatten() {
                     let ns = Some(k1s_api::meta::namespace(item).to_string()).filter(|n| !n.is_empty());
@@ -773,9 +773,22 @@ pub async fn logs(ctx: &Ctx, a: &LogsArgs, out: &mut Out) -> anyhow::Result<()> 
     if a.timestamps {
         q.push("timestamps=true".into());
     }
-    let url = format!("{item}/log?{}", q.join("&"));
+    let url = super::api::with_timeout_param(&format!("{item}/log?{}", q.join("&")));
     let req = http::Request::builder().method(Method::GET).uri(&url).body(Vec::new())?;
-    let mut stream = match ctx.client.request_stream(req).await {
+    // `--request-timeout` bounds the whole stream, as Go's client timeout does (`logs -f` too).
+    let deadline = super::api::deadline();
+    let until_deadline = async move {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => futures::future::pending().await,
+        }
+    };
+    tokio::pin!(until_deadline);
+    let opened = tokio::select! {
+        s = ctx.client.request_stream(req) => s,
+        _ = &mut until_deadline => return Err(super::api::deadline_exceeded()),
+    };
+    let mut stream = match opened {
         Ok(s) => s,
         Err(kube::Error::Api(s)) => {
             return Err(ApiError { code: s.code, reason: s.reason.clone(), message: s.message.clone(), status: Value::Null }.into())
@@ -785,7 +798,10 @@ pub async fn logs(ctx: &Ctx, a: &LogsArgs, out: &mut Out) -> anyhow::Result<()> 
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = futures::AsyncBufReadExt::read_until(&mut stream, b'\n', &mut line).await?;
+        let n = tokio::select! {
+            n = futures::AsyncBufReadExt::read_until(&mut stream, b'\n', &mut line) => n?,
+            _ = &mut until_deadline => anyhow::bail!("context deadline exceeded"),
+        };
         if n == 0 {
             break;
         }
