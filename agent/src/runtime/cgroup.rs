@@ -10,12 +10,15 @@
 //! writes per container cost ~0.5 ms of CPU each, ~7 % of a 100-Pod burst. A privileged container joins the
 //! parent's devices cgroup instead, which allows everything. Its /dev holds only those nodes and CAP_MKNOD is dropped
 //! anyway; the list is the layer below, for a Pod that adds MKNOD back or reaches a device node some other
-//! way (a hostPath of /dev). cgroup v2 has no devices files: there the allow-list would be an eBPF program
-//! (runc's), which k1s does not load yet; the minimal /dev and the dropped CAP_MKNOD stand alone.
+//! way (a hostPath of /dev). cgroup v2 has no devices files: there the same list is runc's eBPF program,
+//! attached to each container's cgroup that is not privileged before the shim moves the container in
+//! (`bpf_devices.rs`).
 
 use std::path::PathBuf;
 
 use cgroups_rs::{hierarchies, Cgroup, Resources};
+
+use super::bpf_devices::{self, DeviceFilterError, Rule};
 
 /// The controllers k1s uses (v1 adds `devices`, see the module header).
 const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
@@ -27,12 +30,16 @@ pub const POD_PIDS_MAX: i64 = 4096;
 const CPU_PERIOD: u64 = 100_000;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cgroup {path}: {what}: {source}")]
-pub struct CgroupError {
-    pub path: String,
-    pub what: &'static str,
-    #[source]
-    pub source: cgroups_rs::error::Error,
+pub enum CgroupError {
+    #[error("cgroup {path}: {what}: {source}")]
+    Cgroups {
+        path: String,
+        what: &'static str,
+        #[source]
+        source: cgroups_rs::error::Error,
+    },
+    #[error(transparent)]
+    DeviceFilter(#[from] DeviceFilterError),
 }
 
 /// Limits of one container, already converted from Kubernetes quantities.
@@ -45,9 +52,9 @@ pub struct Limits {
     pub privileged: bool,
 }
 
-/// runc's default allowed devices for a container that is not privileged (libcontainer/specconv):
-/// (type, major, minor, access); -1 is `*`.
-const DEFAULT_DEVICES: [(char, i64, i64, &str); 10] = [
+/// runc's default allowed devices for a container that is not privileged (libcontainer/specconv), and
+/// /dev/console: (type, major, minor, access); -1 is `*`.
+pub(crate) const DEFAULT_DEVICES: [Rule; 11] = [
     ('c', -1, -1, "m"), // mknod of any character device (opening it is what the list guards)
     ('b', -1, -1, "m"), // and of any block device
     ('c', 1, 3, "rwm"), // /dev/null
@@ -58,9 +65,10 @@ const DEFAULT_DEVICES: [(char, i64, i64, &str); 10] = [
     ('c', 5, 0, "rwm"), // /dev/tty
     ('c', 5, 2, "rwm"), // /dev/ptmx
     ('c', 136, -1, "rwm"), // /dev/pts/*
+    ('c', 5, 1, "rwm"), // /dev/console
 ];
 
-/// The device rules of a container that is not privileged: deny all, then the defaults (and /dev/console).
+/// The v1 device rules of a container that is not privileged: deny all, then the defaults.
 fn device_rules() -> Vec<cgroups_rs::DeviceResource> {
     use cgroups_rs::devices::{DevicePermissions, DeviceType};
     let rule = |allow: bool, t: char, major: i64, minor: i64, access: &str| cgroups_rs::DeviceResource {
@@ -76,7 +84,6 @@ fn device_rules() -> Vec<cgroups_rs::DeviceResource> {
     };
     let mut rules = vec![rule(false, 'a', -1, -1, "rwm")];
     rules.extend(DEFAULT_DEVICES.iter().map(|&(t, ma, mi, a)| rule(true, t, ma, mi, a)));
-    rules.push(rule(true, 'c', 5, 1, "rwm")); // /dev/console
     rules
 }
 
@@ -130,21 +137,21 @@ pub fn pod_path(parent: &str, pod_uid: &str) -> String {
 pub fn ensure_parent(parent: &str) -> Result<(), CgroupError> {
     Cgroup::new_with_specified_controllers(hierarchy(), parent, Some(controllers()))
         .map(drop)
-        .map_err(|source| CgroupError { path: parent.into(), what: "create", source })
+        .map_err(|source| CgroupError::Cgroups { path: parent.into(), what: "create", source })
 }
 
 /// The Pod's cgroup: a pids limit, and a memory limit when the Pod has one (the kubelet's pod-level cgroup).
 pub fn create_pod(parent: &str, pod_uid: &str, memory_limit: Option<i64>) -> Result<(), CgroupError> {
     let path = pod_path(parent, pod_uid);
     let cg = Cgroup::new_with_specified_controllers(hierarchy(), &path, Some(controllers()))
-        .map_err(|source| CgroupError { path: path.clone(), what: "create", source })?;
+        .map_err(|source| CgroupError::Cgroups { path: path.clone(), what: "create", source })?;
     let mut res = Resources::default();
     res.pid.maximum_number_of_processes = Some(cgroups_rs::MaxValue::Value(POD_PIDS_MAX));
     res.memory.memory_hard_limit = memory_limit;
     if !cg.v2() {
         res.devices.devices = device_rules();
     }
-    cg.apply(&res).map_err(|source| CgroupError { path, what: "set pids.max and the device list", source })
+    cg.apply(&res).map_err(|source| CgroupError::Cgroups { path, what: "set pids.max and the device list", source })
 }
 
 /// What a shim needs to put the container into its cgroup and read its OOM kills.
@@ -156,7 +163,7 @@ pub struct ContainerCgroup {
 pub fn create_container(parent: &str, pod_uid: &str, id: &str, limits: &Limits) -> Result<ContainerCgroup, CgroupError> {
     let path = format!("{}/{id}", pod_path(parent, pod_uid));
     let cg = Cgroup::new_with_specified_controllers(hierarchy(), &path, Some(container_controllers()))
-        .map_err(|source| CgroupError { path: path.clone(), what: "create", source })?;
+        .map_err(|source| CgroupError::Cgroups { path: path.clone(), what: "create", source })?;
     let mut res = Resources::default();
     if let Some(m) = limits.memory_bytes {
         res.memory.memory_hard_limit = Some(m);
@@ -168,12 +175,15 @@ pub fn create_container(parent: &str, pod_uid: &str, id: &str, limits: &Limits) 
         res.cpu.quota = Some((l * CPU_PERIOD as i64 / 1000).max(1000));
         res.cpu.period = Some(CPU_PERIOD);
     }
-    cg.apply(&res).map_err(|source| CgroupError { path: path.clone(), what: "set limits", source })?;
+    cg.apply(&res).map_err(|source| CgroupError::Cgroups { path: path.clone(), what: "set limits", source })?;
     let v2 = cg.v2();
     let mut procs = Vec::new();
     let mut oom_file = None;
     if v2 {
         let dir = hierarchy().root().join(&path);
+        if !limits.privileged {
+            bpf_devices::attach(bpf_devices::default_program(&DEFAULT_DEVICES)?, &dir)?;
+        }
         procs.push(dir.join("cgroup.procs"));
         oom_file = Some(dir.join("memory.events"));
     } else {

@@ -7,6 +7,7 @@
 //! `logs/<name>/<attempt>.log`. `<data-dir>/run/<uid>/` (tmpfs): `ns/{net,ipc,uts}` (pinned namespaces) and
 //! `etc/` (hosts, hostname, resolv.conf), which die with the machine as the containers do.
 
+pub mod bpf_devices;
 pub mod caps;
 pub mod cgroup;
 pub mod init;

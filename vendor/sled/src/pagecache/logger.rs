@@ -361,15 +361,6 @@ impl Log {
             let blob_id =
                 if over_blob_threshold { Some(reservation_lsn) } else { None };
 
-            self.iobufs.encapsulate(
-                item,
-                message_header,
-                destination,
-                blob_id,
-            )?;
-
-            M.log_reservation_success();
-
             let pointer = if let Some(blob_id) = blob_id {
                 DiskPtr::new_blob(reservation_lid, blob_id)
             } else if let Some(blob_rewrite) = blob_rewrite {
@@ -378,7 +369,22 @@ impl Log {
                 DiskPtr::new_inline(reservation_lid)
             };
 
-            return Ok(Reservation {
+            // k1s: the buffer space above is already counted as one of
+            // this IoBuf's writers. Upstream returned a failed
+            // `encapsulate` (a blob file write meeting ENOSPC) with `?`,
+            // leaking that writer: the buffer was never written and every
+            // later flush waited for it forever. Build the reservation
+            // first and abort it on failure, which marks the message
+            // Canceled, removes the partial blob file and lets the buffer
+            // go to disk; the caller still gets the error.
+            let res = self.iobufs.encapsulate(
+                item,
+                message_header,
+                &mut *destination,
+                blob_id,
+            );
+
+            let reservation = Reservation {
                 iobuf,
                 log: self,
                 buf: destination,
@@ -388,7 +394,16 @@ impl Log {
                 is_blob_rewrite: blob_rewrite.is_some(),
                 header_len: usize::try_from(message_header.serialized_size())
                     .unwrap(),
-            });
+            };
+
+            if let Err(e) = res {
+                let _ = reservation.abort();
+                return Err(e);
+            }
+
+            M.log_reservation_success();
+
+            return Ok(reservation);
         }
     }
 
