@@ -259,6 +259,8 @@ async fn main() -> anyhow::Result<()> {
 
     // Durable creates, at several concurrencies (on 2 cores the clients compete with the server for CPU).
     for workers in [4usize, 16] {
+        // On stderr, so a profiler can be started on the server for this phase alone (BENCHMARKS.md).
+        eprintln!("k1s-bench: durable creates, {workers} clients, {secs} s, server pid {pid}");
         let c = client.clone();
         let (mut lat, rate) = load(workers, dur, move |w, i| {
             let c = c.clone();
@@ -278,6 +280,7 @@ async fn main() -> anyhow::Result<()> {
             goal: "p99 ≤ 5 ms, ≥ 2000/s".into(),
         });
     }
+    eprintln!("k1s-bench: durable creates done");
     // Durable merge patches: each client patches its own ConfigMap (no conflicts), one write each.
     for w in 0..4 {
         let body = json!({"metadata": {"name": format!("patch-{w}")}, "data": {"k": "0"}});
