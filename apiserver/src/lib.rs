@@ -417,6 +417,8 @@ fn dry_run(query: &HashMap<String, String>) -> ApiResult<bool> {
 async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let accept = header_str(&headers, header::ACCEPT);
     let as_table = table::wants_table(accept).then(|| table::include(query.get("includeObject").map(String::as_str)));
+    // A Table wins when a client accepts both (kubectl lists Table first).
+    let as_metadata = as_table.is_none() && table::wants_metadata(accept);
     let target = parse_path(uri.path())?;
     let reg = api.registry();
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
@@ -472,6 +474,7 @@ async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, 
                     send_initial_events: flag(&query, "sendInitialEvents"),
                     timeout,
                     table: as_table,
+                    metadata: as_metadata,
                 };
                 return watch::watch(reg, info, ns, wopts, api.shutdown_signal());
             }
@@ -481,6 +484,7 @@ async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, 
                     let items = list["items"].as_array().map(Vec::as_slice).unwrap_or(&[]);
                     ok(table::table(info, items, inc, list["metadata"].clone(), true))
                 }
+                None if as_metadata => ok(table::partial_list(&reg.list(info, ns, &opts)?)),
                 None => Ok(raw_json(reg.list_json(info, ns, &opts)?)),
             }
         }
@@ -490,6 +494,7 @@ async fn serve(api: ApiServer, method: Method, uri: Uri, query: HashMap<String, 
                 let md = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
                 ok(table::table(info, std::slice::from_ref(&obj), inc, md, true))
             }
+            None if as_metadata => ok(table::partial(&reg.get(info, ns, name)?)),
             None => Ok(raw_json(reg.get_json(info, ns, name)?)),
         },
         (Method::GET, Some(name), Some("scale")) => ok(reg.get_scale(info, ns, name)?),

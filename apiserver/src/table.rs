@@ -1,5 +1,6 @@
 //! Table responses (`application/json;as=Table;v=v1;g=meta.k8s.io`) for `kubectl get`: assembling the
 //! columns and cells from `k1s_api::tables` with row objects as kubectl needs them (kubectl-wire.md §3.3).
+//! Also the other server-side transformation: metadata only (`as=PartialObjectMetadata[List]`).
 
 use k1s_api::{tables, ResourceInfo};
 use serde_json::{json, Value};
@@ -12,6 +13,30 @@ pub enum Include {
     Metadata,
     /// The full object (`--sort-by`).
     Object,
+}
+
+/// The client accepts metadata only (`as=PartialObjectMetadata` or `as=PartialObjectMetadataList`,
+/// `g=meta.k8s.io;v=v1`): client-go's metadata informers, kube's `metadata_watcher`, the garbage collector.
+/// Either name is taken for either shape (a single object or a list is what the request decides), where
+/// upstream answers the mismatched one 406; metadata-only clients send the right one anyway.
+pub fn wants_metadata(accept: &str) -> bool {
+    accept.split(',').any(|part| {
+        let params: Vec<&str> = part.split(';').map(str::trim).collect();
+        params.iter().any(|p| *p == "as=PartialObjectMetadata" || *p == "as=PartialObjectMetadataList")
+            && params.contains(&"g=meta.k8s.io")
+            && params.contains(&"v=v1")
+    })
+}
+
+/// An object as `PartialObjectMetadata` (its metadata, whole).
+pub fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+}
+
+/// A list as `PartialObjectMetadataList`; each item a `PartialObjectMetadata` with its kind, as upstream.
+pub fn partial_list(list: &Value) -> Value {
+    let items: Vec<Value> = list["items"].as_array().map(|a| a.iter().map(partial).collect()).unwrap_or_default();
+    json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list["metadata"].clone(), "items": items})
 }
 
 /// The client accepts a Table (`as=Table;g=meta.k8s.io`, v1 or v1beta1).
@@ -51,7 +76,7 @@ fn row(info: &ResourceInfo, obj: &Value, include: Include, now: i64) -> Value {
     match include {
         Include::None => {}
         Include::Metadata => {
-            r["object"] = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))});
+            r["object"] = partial(obj);
         }
         Include::Object => r["object"] = obj.clone(),
     }

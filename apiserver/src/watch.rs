@@ -39,6 +39,8 @@ pub struct WatchOptions {
     pub timeout: Duration,
     /// Send each object as a one-row Table (kubectl get -w).
     pub table: Option<crate::table::Include>,
+    /// Send each object as `PartialObjectMetadata` (metadata-only watches).
+    pub metadata: bool,
 }
 
 /// How often a BOOKMARK is sent to clients that allow them (upstream: about once a minute).
@@ -128,15 +130,20 @@ pub fn watch(registry: &Registry, info: &'static ResourceInfo, ns: Option<&str>,
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-fn bookmark(info: &ResourceInfo, rev: Revision, initial_end: bool) -> Value {
+/// A BOOKMARK's object: the watched kind (or `PartialObjectMetadata` for a metadata-only watch) with only a
+/// resourceVersion.
+fn bookmark(info: &ResourceInfo, metadata_only: bool, rev: Revision, initial_end: bool) -> Value {
     let mut md = json!({"resourceVersion": rev.to_string()});
     if initial_end {
         md["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
+    if metadata_only {
+        return json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": md});
+    }
     json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": md})
 }
 
-/// An object event's line, as a one-row Table when the client asked for Tables.
+/// An object event's line, as a one-row Table or metadata only when the client asked for that.
 fn object_line(st: &mut State, kind: &str, obj: &Value) -> Bytes {
     match st.opts.table {
         Some(inc) => {
@@ -145,6 +152,7 @@ fn object_line(st: &mut State, kind: &str, obj: &Value) -> Bytes {
             st.columns_sent = true;
             line(kind, &t)
         }
+        None if st.opts.metadata => line(kind, &crate::table::partial(obj)),
         None => line(kind, obj),
     }
 }
@@ -159,7 +167,7 @@ async fn next_chunk(st: &mut State) -> Option<Bytes> {
     }
     if st.initial_end_pending {
         st.initial_end_pending = false;
-        return Some(line("BOOKMARK", &bookmark(st.info, st.start_rev, true)));
+        return Some(line("BOOKMARK", &bookmark(st.info, st.opts.metadata, st.start_rev, true)));
     }
     if let Some(err) = st.error.take() {
         st.done = true;
@@ -196,7 +204,7 @@ async fn next_chunk(st: &mut State) -> Option<Bytes> {
                     return None;
                 }
                 st.next_bookmark = Instant::now() + BOOKMARK_EVERY;
-                return Some(line("BOOKMARK", &bookmark(info, ws.progress(), false)));
+                return Some(line("BOOKMARK", &bookmark(info, st.opts.metadata, ws.progress(), false)));
             }
             _ = tokio::time::sleep_until(st.deadline) => return None,
             _ = st.shutdown.changed() => return None,

@@ -2193,3 +2193,43 @@ mod node {
         api.shutdown();
     }
 }
+
+/// Metadata-only reads (`as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`: client-go's metadata client,
+/// kube's `Api<PartialObjectMeta<K>>`, our garbage collector): each object's metadata whole and nothing else,
+/// for get, list and watch; a Table still wins when a client accepts both.
+#[tokio::test]
+async fn metadata_only_get_list_and_watch() {
+    const META: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+    const META_LIST: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+    let (_api, r) = server().await;
+    create(&r, CMS, json!({"metadata": {"name": "m1", "labels": {"a": "b"}}, "data": {"k": "v"}})).await;
+    let req = |accept: &str, uri: &str| Request::get(uri).header(header::ACCEPT, accept).body(Body::empty()).expect("valid request");
+
+    let (s, _, one) = send(&r, req(META, &format!("{CMS}/m1"))).await;
+    assert_eq!(s, StatusCode::OK, "{one}");
+    assert_eq!((one["kind"].as_str(), one["apiVersion"].as_str()), (Some("PartialObjectMetadata"), Some("meta.k8s.io/v1")), "{one}");
+    assert_eq!(one["metadata"]["labels"]["a"], "b");
+    assert!(one["metadata"]["uid"].is_string() && one["metadata"]["resourceVersion"].is_string(), "{one}");
+    assert!(one.get("data").is_none(), "metadata only: {one}");
+
+    let (s, _, list) = send(&r, req(&format!("{META_LIST}, {JSON}"), CMS)).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!((list["kind"].as_str(), list["apiVersion"].as_str()), (Some("PartialObjectMetadataList"), Some("meta.k8s.io/v1")), "{list}");
+    assert!(list["metadata"]["resourceVersion"].is_string(), "{list}");
+    assert_eq!(names(&list), ["m1"]);
+    assert_eq!(list["items"][0]["kind"], "PartialObjectMetadata");
+    assert!(list["items"][0].get("data").is_none(), "{list}");
+
+    let both = format!("application/json;as=Table;v=v1;g=meta.k8s.io, {META_LIST}, {JSON}");
+    let (_, _, table) = send(&r, req(&both, CMS)).await;
+    assert_eq!(table["kind"], "Table", "{table}");
+
+    let resp = r.clone().oneshot(req(META, &format!("{CMS}?watch=1&resourceVersion={}", rv(&list)))).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut w = Watch { body: resp.into_body(), buf: Vec::new(), ended: false };
+    create(&r, CMS, json!({"metadata": {"name": "m2"}, "data": {"k": "v"}})).await;
+    let ev = w.event().await;
+    assert_eq!(summary(&ev), ("ADDED".to_string(), "m2".to_string()));
+    assert_eq!(ev["object"]["kind"], "PartialObjectMetadata", "{ev}");
+    assert!(ev["object"].get("data").is_none(), "{ev}");
+}

@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use k1s_api::ResourceInfo;
-use kube::api::DynamicObject;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// The garbage collector's own finalizers (metav1.FinalizerOrphanDependents, FinalizerDeleteDependents).
 pub const ORPHAN: &str = "orphan";
@@ -40,9 +40,8 @@ pub struct Node {
 }
 
 impl Node {
-    /// The node of a watched object (None without a uid, which the API server always sets).
-    pub fn from_object(resource: &'static ResourceInfo, obj: &DynamicObject) -> Option<Node> {
-        let m = &obj.metadata;
+    /// The node of a watched object, from its metadata (None without a uid, which the API server always sets).
+    pub fn from_metadata(resource: &'static ResourceInfo, m: &ObjectMeta) -> Option<Node> {
         let uid = m.uid.clone().filter(|u| !u.is_empty())?;
         Some(Node {
             resource,

@@ -20,6 +20,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k1s_api::{resources, ResourceInfo};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::PartialObjectMeta;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use serde_json::{json, Value};
@@ -67,8 +69,8 @@ fn api_resource(r: &ResourceInfo) -> ApiResource {
 /// The loop's triggers: what the watches saw.
 enum GcEvent {
     /// An object was added or changed (also during a relist).
-    Applied(&'static ResourceInfo, Box<DynamicObject>),
-    Deleted(Box<DynamicObject>),
+    Applied(&'static ResourceInfo, Box<ObjectMeta>),
+    Deleted(Box<ObjectMeta>),
     /// A watch (re)starts listing: objects not seen again before `Listed` are gone.
     Relisting(&'static ResourceInfo),
     Listed(&'static ResourceInfo),
@@ -86,13 +88,16 @@ pub async fn run(client: Client) {
 }
 
 async fn watch(client: Client, r: &'static ResourceInfo, tx: mpsc::UnboundedSender<GcEvent>) {
-    let api: Api<DynamicObject> = Api::all_with(client, &api_resource(r));
+    let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &api_resource(r));
+    // Metadata only (`as=PartialObjectMetadata`), as upstream's collector: owners, finalizers and uids are all
+    // it reads, and every write of every kind reaches this watch, so the objects' bodies are not worth
+    // encoding and decoding again.
     let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
     while let Some(ev) = stream.next().await {
         let ev = match ev {
             Ok(watcher::Event::Init) => GcEvent::Relisting(r),
-            Ok(watcher::Event::InitApply(o) | watcher::Event::Apply(o)) => GcEvent::Applied(r, Box::new(o)),
-            Ok(watcher::Event::Delete(o)) => GcEvent::Deleted(Box::new(o)),
+            Ok(watcher::Event::InitApply(o) | watcher::Event::Apply(o)) => GcEvent::Applied(r, Box::new(o.metadata)),
+            Ok(watcher::Event::Delete(o)) => GcEvent::Deleted(Box::new(o.metadata)),
             Ok(watcher::Event::InitDone) => GcEvent::Listed(r),
             Err(e) => {
                 tracing::warn!(kind = r.kind, error = %e, "garbage collector: watch failed; retrying");
@@ -159,7 +164,7 @@ impl Collector {
     fn handle(&mut self, ev: GcEvent) {
         match ev {
             GcEvent::Applied(r, obj) => {
-                let Some(node) = Node::from_object(r, &obj) else { return };
+                let Some(node) = Node::from_metadata(r, &obj) else { return };
                 if let Some(seen) = self.relisting.get_mut(r.storage) {
                     seen.insert(node.uid.clone());
                 }
@@ -167,7 +172,7 @@ impl Collector {
                 self.enqueue(more);
             }
             GcEvent::Deleted(obj) => {
-                if let Some(uid) = obj.metadata.uid.as_deref() {
+                if let Some(uid) = obj.uid.as_deref() {
                     let more = self.graph.remove(uid);
                     self.enqueue(more);
                 }
@@ -278,8 +283,8 @@ impl Collector {
     async fn refresh(&mut self, uid: &str) -> Result<bool, GcError> {
         let Some(node) = self.graph.get(uid) else { return Ok(false) };
         let (api, resource, what) = (self.api(node), node.resource, node.describe());
-        let live = api.get_opt(&node.name).await.map_err(|source| GcError::Read { what, source })?;
-        match live.as_ref().and_then(|o| Node::from_object(resource, o)).filter(|n| n.uid == uid) {
+        let live = api.get_metadata_opt(&node.name).await.map_err(|source| GcError::Read { what, source })?;
+        match live.as_ref().and_then(|o| Node::from_metadata(resource, &o.metadata)).filter(|n| n.uid == uid) {
             Some(fresh) => {
                 if self.graph.get(uid) != Some(&fresh) {
                     let more = self.graph.upsert(fresh);
