@@ -27,4 +27,6 @@ set -e
 # One closing line for the whole run (cargo's last line is a crate's doc tests, often 0 of them).
 sum() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{s+=$1} END {print s+0}'; }
 echo "$(sum passed) passed, $(sum failed) failed"
+# The before-stop hook: what the tests left behind (kernel state and data dirs), pass or fail.
+bash scripts/leftovers.sh || true
 exit "$rc"
