@@ -6,12 +6,13 @@
 //! size follows the live data, and sled reclaims its log segments itself; the history of changes is only
 //! the bounded in-memory watch window.
 //!
-//! Durability: sled's `flush()` makes every write before it durable. One thread runs flushes back to back
+//! Durability: sled's `flush()` makes every write before it durable, against power loss too (our vendored sled
+//! uses fdatasync where upstream used sync_file_range). One thread runs flushes back to back
 //! while writes are pending; each flush covers every write applied before it started, so N concurrent writers
 //! pay for one or two flushes, not N (group commit).
 //!
 //! A full disk: a write that would leave less than [`SledOptions::reserve_bytes`] free is refused with
-//! [`StoreError::NoSpace`] before sled sees it (sled must not meet ENOSPC writing a large value: see there).
+//! [`StoreError::NoSpace`] before sled sees it (see there).
 //!
 //! Failure: once a sled write or flush fails (ENOSPC, an I/O error), that `Db` is done: sled keeps the first
 //! error of its background I/O as a "global error" and answers it to every later operation until the database
@@ -44,9 +45,9 @@ pub struct SledOptions {
     /// How many change events the watch history keeps.
     pub history: usize,
     /// Free space (for unprivileged users, statvfs `f_bavail`) a write leaves on the database's file system, or it
-    /// is refused with [`StoreError::NoSpace`] before sled sees it. sled 0.34 must not meet ENOSPC itself: when
-    /// writing a large value's blob file fails it leaks its log reservation (`IoBufs::encapsulate` returns early
-    /// with `?`), and every later flush then waits forever. 0 turns the check off.
+    /// is refused with [`StoreError::NoSpace`] before sled sees it. An ENOSPC inside sled fails that `Db` for
+    /// good (its sticky global error) and costs a reopen; upstream sled 0.34 even leaked the log reservation of
+    /// a failed blob write so that every later flush hung (patched in vendor/sled). 0 turns the check off.
     pub reserve_bytes: u64,
 }
 

@@ -729,31 +729,15 @@ impl IoBufs {
             let f = &self.config.file;
             pwrite_all(f, data, log_offset)?;
             if !self.config.temporary {
-                #[cfg(target_os = "linux")]
-                {
-                    use std::os::unix::io::AsRawFd;
-                    let ret = unsafe {
-                        libc::sync_file_range(
-                            f.as_raw_fd(),
-                            i64::try_from(log_offset).unwrap(),
-                            i64::try_from(total_len).unwrap(),
-                            libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                                | libc::SYNC_FILE_RANGE_WRITE
-                                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                        )
-                    };
-                    if ret < 0 {
-                        let err = std::io::Error::last_os_error();
-                        if let Some(libc::ENOSYS) = err.raw_os_error() {
-                            f.sync_all()?;
-                        } else {
-                            return Err(err.into());
-                        }
-                    }
-                }
-
-                #[cfg(not(target_os = "linux"))]
-                f.sync_all()?;
+                // k1s: fdatasync, not upstream's sync_file_range on Linux.
+                // sync_file_range only starts and waits for the page
+                // writeback: it neither writes the file's metadata (the
+                // log file grows, so its size must reach the disk) nor
+                // flushes the disk's volatile write cache, so a log
+                // write "made stable" could vanish in a power cut (sled
+                // covered that with a background fsync every 500 ms).
+                // A flush() that returns must survive power loss.
+                f.sync_data()?;
             }
         }
         io_fail!(self, "buffer write post");
