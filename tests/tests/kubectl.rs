@@ -337,3 +337,47 @@ fn kubectl_everyday_commands() {
         assert!(String::from_utf8_lossy(&k.run(&["get", "pods"]).stderr).contains("No resources found"));
     }
 }
+
+/// `debug node/NAME` (issue 11): the Pod k1s creates is the one stock kubectl creates — the same spec for each
+/// profile (host namespaces, the root filesystem at /host, nodeName, restartPolicy Never, every taint tolerated),
+/// the name `node-debugger-<node>-<5 random>` and kubectl's messages and exit code; a missing node is the same
+/// error. The random suffix is the one part compared by shape only.
+#[test]
+fn debug_node_creates_kubectls_pod() {
+    let server = k1s_tests::start_root();
+    let node = server.id.node_name.clone();
+    let k1s = |args: &[&str]| {
+        std::process::Command::new(k1s_tests::binary()).arg("kubectl").arg("--kubeconfig").arg(&server.kubeconfig).args(args).output().expect("k1s runs")
+    };
+    let only_pod = |who: &str| -> serde_json::Value {
+        let list = server.get_json(&["pods"]);
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        assert_eq!(items.len(), 1, "{who}: one debugging Pod: {list}");
+        let pod = items[0].clone();
+        let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let suffix = name.strip_prefix(&format!("node-debugger-{node}-")).unwrap_or_else(|| panic!("{who}: Pod name {name}"));
+        assert!(suffix.len() == 5 && suffix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()), "{who}: {name}");
+        server.kubectl_ok(&["delete", "pod", &name, "--grace-period=0", "--force"]);
+        pod
+    };
+    let target = format!("node/{node}");
+    for profile in ["legacy", "general", "baseline", "netadmin", "restricted", "sysadmin"] {
+        let args = ["debug", target.as_str(), "--image=busybox", &format!("--profile={profile}")];
+        let want_out = server.kubectl(&args);
+        let want = only_pod("kubectl");
+        let got_out = k1s(&args);
+        let got = only_pod("k1s");
+        let name = |p: &serde_json::Value| p["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let text = |o: &std::process::Output, p: &serde_json::Value| {
+            (String::from_utf8_lossy(&o.stdout).replace(&name(p), "NAME"), String::from_utf8_lossy(&o.stderr).into_owned(), o.status.code())
+        };
+        assert_eq!(text(&got_out, &got), text(&want_out, &want), "{profile}: what the client prints");
+        assert!(String::from_utf8_lossy(&want_out.stdout).starts_with("Creating debugging pod node-debugger-"), "{want_out:?}");
+        assert_eq!(got["spec"], want["spec"], "{profile}: the Pod's spec");
+        assert_eq!(got["metadata"].get("labels"), want["metadata"].get("labels"), "{profile}");
+        assert_eq!(got["metadata"].get("annotations"), want["metadata"].get("annotations"), "{profile}");
+    }
+    let args = ["debug", "node/nope", "--image=busybox", "--profile=general"];
+    let (want, got) = (server.kubectl(&args), k1s(&args));
+    assert_eq!((got.stdout, got.stderr, got.status.code()), (want.stdout, want.stderr, want.status.code()), "a missing node");
+}

@@ -1,7 +1,9 @@
 //! `debug POD`: add an ephemeral container (a strategic merge patch of the `ephemeralcontainers` subresource, as
-//! kubectl sends it) with kubectl's profiles, and with `-i` attach to it once it runs.
+//! kubectl sends it) with kubectl's profiles, and with `-i` attach to it once it runs. `debug node/NAME`: create
+//! kubectl 1.33's node debugging Pod (`node-debugger-<node>-<5 random>`, its profile's host namespaces and root
+//! mount, every taint tolerated) and with `-i` attach to it.
 //!
-//! TODO: `debug node/…` and `--copy-to` (a new Pod).
+//! TODO: `--copy-to` (a copy of the Pod with the debug container).
 
 use std::time::Duration;
 
@@ -48,12 +50,12 @@ pub fn normalise_args(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> 
         .collect()
 }
 
-/// kubectl's generated name: `debugger-` and five characters of its random alphabet (no vowels, no look-alikes).
-fn generated_name() -> String {
+/// kubectl's generated name: `prefix` and five characters of its random alphabet (no vowels, no look-alikes).
+fn generated_name(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0) ^ u128::from(std::process::id());
     let mut x = seed as u64 | 1;
-    let mut s = String::from("debugger-");
+    let mut s = String::from(prefix);
     for _ in 0..5 {
         x ^= x << 13;
         x ^= x >> 7;
@@ -76,6 +78,9 @@ pub async fn run(ctx: &Ctx, a: &DebugArgs, out: &mut Out) -> anyhow::Result<()> 
         "restricted" => Some(json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}})),
         p => return Err(Fail::msg(format!("error: unknown profile: {p}"))),
     };
+    if let Some(node) = a.target.strip_prefix("node/").or_else(|| a.target.strip_prefix("nodes/")) {
+        return run_node(ctx, a, node, security, out).await;
+    }
     let pod = a.target.strip_prefix("pod/").or_else(|| a.target.strip_prefix("pods/")).unwrap_or(&a.target);
     let ns = &ctx.namespace;
     let item = format!("/api/v1/namespaces/{ns}/pods/{pod}");
@@ -83,7 +88,7 @@ pub async fn run(ctx: &Ctx, a: &DebugArgs, out: &mut Out) -> anyhow::Result<()> 
     let name = match &a.container {
         Some(n) => n.clone(),
         None => {
-            let n = generated_name();
+            let n = generated_name("debugger-");
             eprintln!("Defaulting debug container name to {n}.");
             n
         }
@@ -133,17 +138,82 @@ pub async fn run(ctx: &Ctx, a: &DebugArgs, out: &mut Out) -> anyhow::Result<()> 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    attach(ctx, pod, &name, a.tty, true, out).await
+}
+
+/// kubectl 1.33's node debugging Pod: the profile decides the host namespaces (legacy, general, netadmin,
+/// sysadmin) and the node's root filesystem at `/host` (legacy, general, sysadmin); the Pod is pinned to the
+/// node, never restarted and tolerates every taint. With `-i`, attach once its container runs.
+async fn run_node(ctx: &Ctx, a: &DebugArgs, node: &str, security: Option<Value>, out: &mut Out) -> anyhow::Result<()> {
+    api::call(&ctx.client, Method::GET, &format!("/api/v1/nodes/{node}"), "application/json", None).await?;
+    let pod = generated_name(&format!("node-debugger-{node}-"));
+    let container = a.container.clone().unwrap_or_else(|| "debugger".to_string());
+    let mut c = json!({"name": container, "image": a.image, "resources": {}, "terminationMessagePolicy": "File"});
+    if !a.command.is_empty() {
+        c["command"] = json!(a.command);
+    }
+    if a.stdin {
+        c["stdin"] = json!(true);
+    }
+    if a.tty {
+        c["tty"] = json!(true);
+    }
+    // kubectl's general profile clears the container's security context on a node (the host namespaces suffice).
+    if let Some(sc) = security.filter(|_| a.profile != "general") {
+        c["securityContext"] = sc;
+    }
+    let host_namespaces = matches!(a.profile.as_str(), "legacy" | "general" | "netadmin" | "sysadmin");
+    let root_mount = matches!(a.profile.as_str(), "legacy" | "general" | "sysadmin");
+    let mut spec = json!({"containers": [], "nodeName": node, "restartPolicy": "Never", "tolerations": [{"operator": "Exists"}]});
+    if root_mount {
+        c["volumeMounts"] = json!([{"mountPath": "/host", "name": "host-root"}]);
+        spec["volumes"] = json!([{"hostPath": {"path": "/"}, "name": "host-root"}]);
+    }
+    if host_namespaces {
+        spec["hostIPC"] = json!(true);
+        spec["hostNetwork"] = json!(true);
+        spec["hostPID"] = json!(true);
+    }
+    spec["containers"] = json!([c]);
+    let body = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod}, "spec": spec});
+    out.stdout(&format!("Creating debugging pod {pod} with container {container} on node {node}.\n"));
+    let ns = &ctx.namespace;
+    api::call(&ctx.client, Method::POST, &format!("/api/v1/namespaces/{ns}/pods"), "application/json", Some(("application/json", serde_json::to_vec(&body)?)))
+        .await?;
+    if !a.stdin {
+        return Ok(());
+    }
+    let item = format!("/api/v1/namespaces/{ns}/pods/{pod}");
+    loop {
+        let p = api::call(&ctx.client, Method::GET, &item, "application/json", None).await?;
+        let st = p
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .and_then(|v| v.iter().find(|s| s["name"] == container.as_str()).cloned());
+        let done = matches!(p.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
+        if done || st.as_ref().is_some_and(|s| s.pointer("/state/running").is_some() || s.pointer("/state/terminated").is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    attach(ctx, &pod, &container, a.tty, false, out).await
+}
+
+/// Attach to a debug container as kubectl's `attach` does; the reattach hint only for an ephemeral container (a
+/// node debugging Pod never restarts: kubectl prints nothing after it).
+async fn attach(ctx: &Ctx, pod: &str, name: &str, tty: bool, ephemeral: bool, out: &mut Out) -> anyhow::Result<()> {
+    let ns = &ctx.namespace;
     eprintln!("If you don't see a command prompt, try pressing enter.");
     use k8s_openapi::api::core::v1::Pod;
     use kube::api::{Api, AttachParams};
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     // kubectl's SetupTTY: a terminal only when our stdin is one; the container's terminal carries stderr too.
-    let mut tty = a.tty;
+    let mut tty = tty;
     if tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         tty = false;
         eprintln!("Unable to use a TTY - input is not a terminal or the right kind of file");
     }
-    let params = AttachParams::default().container(name.clone()).stdin(true).stdout(true).stderr(!tty).tty(tty);
+    let params = AttachParams::default().container(name).stdin(true).stdout(true).stderr(!tty).tty(tty);
     let mut proc = pods.attach(pod, &params).await?;
     let raw = if tty { Some(super::exec::RawMode::enter()?) } else { None };
     if tty {
@@ -154,7 +224,7 @@ pub async fn run(ctx: &Ctx, a: &DebugArgs, out: &mut Out) -> anyhow::Result<()> 
     super::exec::pipe(&mut proc).await;
     let _ = proc.join().await;
     drop(raw);
-    if tty {
+    if tty && ephemeral {
         out.stdout(&format!("Session ended, the ephemeral container will not be restarted but may be reattached using 'kubectl attach {pod} -c {name} -i -t' if it is still running\n"));
     }
     Ok(())

@@ -14,7 +14,8 @@
 //! `label`; `annotate`; `logs` (`-c`, `--tail`, `--previous`, `--timestamps`, `-f`, TYPE/NAME); `exec` (`-i`, `-c`,
 //! `-t` with raw mode and resize); `run` (`--image`, `--restart`, `--env`, `--labels`, `--command`, `-i --rm`, `-it`
 //! on a terminal); `wait` (`--for=condition=…|delete|jsonpath=…`, `--timeout`); `port-forward` (`--address`); `cp`
-//! (both ways); `debug` (ephemeral containers, profiles, `-i`, `-it` on a terminal); `patch` (strategic, merge,
+//! (both ways); `debug` (ephemeral containers, profiles, `-i`, `-it` on a terminal; `node/NAME`: kubectl 1.33's node
+//! debugging Pod per profile); `patch` (strategic, merge,
 //! json); kubectl's messages for an unknown flag, an unknown shorthand, a flag without its argument and a number
 //! flag given something else.
 //!
@@ -35,7 +36,7 @@
 //! `describe`, before or after the verb; `get` follows the server's `continue` pages; `describe` ignores it).
 //!
 //! TODO (issue 11, not done yet):
-//! - `debug node/…`, `--copy-to`; `explain --output=plaintext-openapiv2`; describers of kinds k1s does not serve
+//! - `debug --copy-to`; `explain --output=plaintext-openapiv2`; describers of kinds k1s does not serve
 //!   (ServiceAccount, StatefulSet, …) and the Service describer (kubectl's reads EndpointSlices, which k1s does not
 //!   serve).
 //! - `--sort-by` over more than 12 items orders ties and items without the field by a stable sort, not by Go's
