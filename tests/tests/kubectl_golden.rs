@@ -409,6 +409,10 @@ fn cases() -> Vec<Case> {
         read(&["logs", "sleeper", "--chunk-size=1"]),
         read(&["get", "pods", "--chunk-size=-1"]),
         read(&["get", "po,cm", "--field-selector=foo=bar", "-o", "name"]),
+        // --sort-by over more than 12 objects with ties and objects without the field: Go's pdqsort order.
+        read(&["get", "cm", "-n", "sorting", "--sort-by=.metadata.labels.grp"]),
+        read(&["get", "cm", "-n", "sorting", "--sort-by=.metadata.labels.grp", "-o", "name"]),
+        read(&["get", "cm", "-n", "sorting", "--sort-by=.metadata.labels.grp", "-l", "grp"]),
     ]
 }
 
@@ -471,7 +475,20 @@ fn shown(o: &Output, client_lines: bool) -> (String, String, Option<i32>) {
     (stdout, String::from_utf8_lossy(&o.stderr).into_owned(), o.status.code())
 }
 
+/// 60 ConfigMaps for `--sort-by` past Go's insertion-sort size: a label three values share (or none), by a fixed
+/// pattern, so that kubectl's pdqsort meets ties and missing fields.
+fn sorting_manifest() -> String {
+    let groups = [Some("a"), Some("b"), Some("c"), None, None];
+    let mut docs = vec!["apiVersion: v1\nkind: Namespace\nmetadata:\n  name: sorting\n".to_string()];
+    for i in 0..60 {
+        let labels = groups[(i * 7 + 3) % 5].map(|g| format!("  labels:\n    grp: {g}\n")).unwrap_or_default();
+        docs.push(format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: s-{i:02}\n  namespace: sorting\n{labels}"));
+    }
+    docs.join("---\n")
+}
+
 fn setup(server: &Server, kubectl: &Tool, dir: &Path) {
+    std::fs::write(dir.join("sorting.yaml"), sorting_manifest()).unwrap();
     std::fs::write(dir.join("state.yaml"), STATE).unwrap();
     let editor = dir.join("editor.sh");
     std::fs::write(&editor, "#!/bin/sh\nsed -i 's/key: \"1\"/key: \"3\"/' \"$1\"\n").unwrap();
@@ -482,7 +499,7 @@ fn setup(server: &Server, kubectl: &Tool, dir: &Path) {
     std::fs::create_dir_all(dir.join("dir")).unwrap();
     std::fs::write(dir.join("dir/a.yaml"), DIR_A).unwrap();
     std::fs::write(dir.join("dir/b.yaml"), DIR_B).unwrap();
-    for args in [&["apply", "-f", "state.yaml"][..], &["apply", "-f", "job.yaml"], &["apply", "-f", "workloads.yaml"]] {
+    for args in [&["apply", "-f", "state.yaml"][..], &["apply", "-f", "job.yaml"], &["apply", "-f", "workloads.yaml"], &["apply", "-f", "sorting.yaml"]] {
         let o = kubectl.run(server, dir, args);
         assert!(o.status.success(), "setup {args:?}: {}", String::from_utf8_lossy(&o.stderr));
     }

@@ -57,8 +57,8 @@ fn relaxed_path(field: &str) -> String {
 /// `--sort-by` as kubectl's `RuntimeSort`/`TableSorter`: the first value at `field` (relaxed) of each item, numbers
 /// by value, everything else by its text (byte order: kubectl 1.33 puts `s-10` before `s-9`), with kubectl's
 /// `Less`, where an item without the field is less than any other, even than another without it, under Go's
-/// `sort.Sort` (an insertion sort up to 12 items; beyond, a stable sort, which may order ties and items
-/// without the field otherwise than Go's pdqsort). No item with the field is kubectl's error.
+/// `sort.Sort` (ported in gosort.rs, so ties and items without the field land where kubectl puts them). No item
+/// with the field is kubectl's error.
 fn sort_by<T>(items: &mut Vec<T>, field: &str, obj: impl Fn(&T) -> &Value) -> anyhow::Result<()> {
     use std::cmp::Ordering;
     let keys: Vec<Option<Value>> =
@@ -78,27 +78,11 @@ fn sort_by<T>(items: &mut Vec<T>, field: &str, obj: impl Fn(&T) -> &Value) -> an
         }
     };
     let mut order: Vec<usize> = (0..items.len()).collect();
-    if order.len() <= 12 {
-        let less = |a: usize, b: usize| match (&keys[a], &keys[b]) {
-            (None, _) => true,
-            (_, None) => false,
-            (Some(x), Some(y)) => cmp(x, y) == Ordering::Less,
-        };
-        for i in 1..order.len() {
-            let mut j = i;
-            while j > 0 && less(order[j], order[j - 1]) {
-                order.swap(j, j - 1);
-                j -= 1;
-            }
-        }
-    } else {
-        order.sort_by(|&a, &b| match (&keys[a], &keys[b]) {
-            (None, None) => Ordering::Equal,
-            (None, _) => Ordering::Less,
-            (_, None) => Ordering::Greater,
-            (Some(x), Some(y)) => cmp(x, y),
-        });
-    }
+    super::gosort::sort(&mut order, |&a, &b| match (&keys[a], &keys[b]) {
+        (None, _) => true,
+        (_, None) => false,
+        (Some(x), Some(y)) => cmp(x, y) == Ordering::Less,
+    });
     let mut slots: Vec<Option<T>> = items.drain(..).map(Some).collect();
     items.extend(order.into_iter().filter_map(|i| slots[i].take()));
     Ok(())

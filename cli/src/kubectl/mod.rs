@@ -39,8 +39,6 @@
 //! - `debug --copy-to`; `explain --output=plaintext-openapiv2`; describers of kinds k1s does not serve
 //!   (ServiceAccount, StatefulSet, …) and the Service describer (kubectl's reads EndpointSlices, which k1s does not
 //!   serve).
-//! - `--sort-by` over more than 12 items orders ties and items without the field by a stable sort, not by Go's
-//!   pdqsort.
 //! - `file:line` on manifest errors beyond what `k1s_api::yaml` reports.
 
 mod api;
@@ -52,6 +50,7 @@ mod edit;
 mod exec;
 mod explain;
 mod get;
+mod gosort;
 mod info;
 mod portforward;
 mod printers;
