@@ -39,7 +39,8 @@
 //! - `debug --copy-to`; `explain --output=plaintext-openapiv2`; describers of kinds k1s does not serve
 //!   (ServiceAccount, StatefulSet, …) and the Service describer (kubectl's reads EndpointSlices, which k1s does not
 //!   serve).
-//! - `file:line` on manifest errors beyond what `k1s_api::yaml` reports.
+//! - A YAML syntax error in a later document of a file: kubectl has applied the earlier documents by then (we
+//!   apply none); its line (document-relative) and go-yaml's words for the common mistakes are already ours.
 
 mod api;
 mod config;

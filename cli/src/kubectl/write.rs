@@ -45,9 +45,10 @@ fn read_manifests(files: &[String], recursive: bool) -> anyhow::Result<Vec<Manif
     for (source, text) in paths {
         // kubectl's wording around the parser's own message, which names the line.
         let docs = k1s_api::yaml::documents(&text).map_err(|e| {
-            let line = e.line.map(|l| format!("line {l}: ")).unwrap_or_default();
             let msg = e.message.trim_start_matches("error: ");
             let msg = msg.split_once(": ").filter(|(head, _)| head.starts_with("line ")).map_or(msg, |(_, m)| m);
+            let (line, msg) = go_yaml_error(&text, e.line, msg);
+            let line = line.map(|l| format!("line {l}: ")).unwrap_or_default();
             Fail::msg(format!("error: error parsing {source}: error converting YAML to JSON: yaml: {line}{msg}"))
         })?;
         for d in docs {
@@ -58,6 +59,53 @@ fn read_manifests(files: &[String], recursive: bool) -> anyhow::Result<Vec<Manif
         }
     }
     Ok(out)
+}
+
+/// go-yaml v2's words and line for the commonest syntax mistakes, from our parser's (serde-saphyr's): kubectl
+/// splits a file at `---` lines first, so its line counts from the document's start; go-yaml reports a parser
+/// error on the line before the offending token (its 0-based mark) and a scanner error on the token's own line.
+/// Messages we have not matched against kubectl keep our parser's words (with the document-relative line).
+fn go_yaml_error(text: &str, line: Option<u64>, msg: &str) -> (Option<u64>, String) {
+    let Some(abs) = line else { return (None, msg.to_string()) };
+    let lines: Vec<&str> = text.lines().collect();
+    // The `---` line that opens the failing document (kubectl's YAMLReader: `---` and trailing blanks).
+    let start = lines.iter().take(abs.saturating_sub(1) as usize).rposition(|l| l.trim_end() == "---").map_or(0, |i| i as u64 + 1);
+    let rel = abs - start;
+    let (rel, msg) = if msg.starts_with("tabs disallowed within this context") {
+        (rel, "found character that cannot start any token".to_string())
+    } else if msg == "while parsing a block mapping, did not find expected key" {
+        (rel.saturating_sub(1).max(1), "did not find expected key".to_string())
+    } else if let Some(m) = msg.strip_prefix("while parsing a flow mapping, ").or_else(|| msg.strip_prefix("while parsing a flow sequence, ")) {
+        (rel.saturating_sub(1).max(1), m.to_string())
+    } else if let Some(close) = (msg == "illegal placement of ':' indicator").then(|| unclosed_flow(&lines[start as usize..abs as usize])).flatten() {
+        // An unclosed `[` or `{`: go-yaml's parser stops at the next key, reported on the line before it.
+        (rel.saturating_sub(1).max(1), format!("did not find expected ',' or '{close}'"))
+    } else if msg == "simple key expected ':'" {
+        (rel + 1, "could not find expected ':'".to_string())
+    } else if msg == "unclosed quote" && !lines[abs as usize..].iter().any(|l| l.trim_end() == "---") {
+        // The quote runs to the end of the stream: go-yaml's mark is past the last line break.
+        let doc_end = text.matches('\n').count() as u64 + 1;
+        (doc_end - start, "found unexpected end of stream".to_string())
+    } else {
+        (rel, msg.to_string())
+    };
+    (Some(rel), msg)
+}
+
+/// The closing bracket of the innermost flow collection these lines leave open (quotes not considered).
+fn unclosed_flow(lines: &[&str]) -> Option<char> {
+    let mut open = Vec::new();
+    for c in lines.iter().flat_map(|l| l.chars()) {
+        match c {
+            '[' => open.push(']'),
+            '{' => open.push('}'),
+            ']' | '}' => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    open.pop()
 }
 
 fn dir_files(dir: &Path, recursive: bool) -> anyhow::Result<Vec<PathBuf>> {
