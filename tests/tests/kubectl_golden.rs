@@ -219,6 +219,11 @@ fn cases() -> Vec<Case> {
         read(&["get", "po", "-w", "--sort-by=.metadata.foo"]),
         read(&["get", "po,cm", "-w"]),
         read(&["get", "pod", "sleeper", "sleeper", "-w"]),
+        // Type words are deduplicated as typed (`po,po` is one type, `po,pods` two), an empty one is unknown.
+        watch(&["get", "po,po", "-w"]),
+        read(&["get", "po,pods", "-w"]),
+        read(&["get", "po,po", "-o", "name"]),
+        read(&["get", "po,", "-o", "name"]),
         // A kind with nothing selected still makes the names carry their kind.
         read(&["get", "po,job", "-l", "app=web"]),
         read(&["get", "po", "-o", "custom-columns=NAME:.metadata.name,IMAGES:.spec.containers[*].image,NODE:.spec.nodeName,NONE:.foo"]),

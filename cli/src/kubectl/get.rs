@@ -156,7 +156,10 @@ pub fn requests<'a>(resources: &'a [Resource], args: &[String]) -> anyhow::Resul
     let Some(types) = args.first() else {
         return Err(super::Fail::msg("You must specify the type of resource to get. Use \"kubectl api-resources\" for a complete list of supported resources.\n\nerror: Required resource not specified.\nUse \"kubectl explain <resource>\" for a detailed description of that resource (e.g. kubectl explain pods).\nSee 'kubectl get -h' for help and examples"));
     };
-    for t in types.split(',').filter(|t| !t.is_empty()) {
+    // kubectl's `SplitResourceArgument`: a type typed twice (`po,po`) counts once, `po,pods` stays two; an empty
+    // one (`po,`) is the unknown type "".
+    let mut seen = std::collections::HashSet::new();
+    for t in types.split(',').filter(|t| seen.insert(*t)) {
         out.push(Request { resource: lookup(t)?, names: args[1..].to_vec() });
     }
     Ok(out)
@@ -309,7 +312,9 @@ async fn tables(ctx: &Ctx, a: &GetArgs, reqs: &[Request<'_>], ns: Option<&str>, 
     let mut last_table = Value::Null;
     let same = |x: &Resource, y: &Resource| x.group == y.group && x.kind == y.kind;
     // kubectl's builder for `-w` takes one type (`SingleResourceType`), checked before any request.
-    if a.watch && reqs.iter().any(|q| !same(q.resource, reqs[0].resource)) {
+    // Counted by the type words as typed (`po,pods` is two), as TYPE/NAME arguments by their kinds.
+    let combined = a.args.iter().any(|x| x.contains('/'));
+    if a.watch && ((!combined && reqs.len() > 1) || reqs.iter().any(|q| !same(q.resource, reqs[0].resource))) {
         return Err(super::Fail::msg("error: you may only specify a single resource type"));
     }
     let sort = a.sort_by.as_deref();
