@@ -221,6 +221,13 @@ fn cases() -> Vec<Case> {
         read(&["get", "pod", "sleeper", "sleeper", "-w"]),
         // Type words are deduplicated as typed (`po,po` is one type, `po,pods` two), an empty one is unknown.
         watch(&["get", "po,po", "-w"]),
+        // -w with -o name|json|yaml|jsonpath=: each object on its own, then each event's object.
+        watch(&["get", "po", "-w", "-o", "name"]),
+        watch(&["get", "po", "sleeper", "-w", "-o", "json"]),
+        watch(&["get", "cm", "-w", "-o", "yaml"]),
+        watch(&["get", "po", "-w", "-o", "jsonpath={.metadata.name}{\"\\n\"}"]),
+        read(&["get", "po", "sleeper", "sleeper", "-w", "-o", "name"]),
+        read(&["get", "po,cm", "-w", "-o", "name"]),
         read(&["get", "po,pods", "-w"]),
         read(&["get", "po,po", "-o", "name"]),
         read(&["get", "po,", "-o", "name"]),

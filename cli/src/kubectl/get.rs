@@ -212,6 +212,9 @@ pub async fn run(ctx: &Ctx, a: &GetArgs, out: &mut Out) -> anyhow::Result<()> {
     if output.is_empty() || wide {
         return tables(ctx, a, &reqs, ns, wide, out).await;
     }
+    if a.watch && matches!(output, "name" | "json" | "yaml") || a.watch && output.starts_with("jsonpath=") {
+        return watch_objects(ctx, a, &reqs, ns, output, out).await;
+    }
     // Objects: kubectl prints a single object when exactly one was named, else a List.
     let single = reqs.len() == 1 && reqs[0].names.len() == 1;
     let mut items = Vec::new();
@@ -287,6 +290,122 @@ pub async fn run(ctx: &Ctx, a: &GetArgs, out: &mut Out) -> anyhow::Result<()> {
         }
     }
     finish(errors)
+}
+
+/// One object as `-o name|json|yaml|jsonpath=` prints it.
+fn print_object(output: &str, r: &Resource, item: &Value) -> anyhow::Result<String> {
+    Ok(match output {
+        "name" => format!("{}/{}\n", r.kind_group(), k1s_api::meta::name(item)),
+        "json" => super::printers::json(item),
+        "yaml" => super::printers::yaml(item),
+        o => super::printers::jsonpath(o.strip_prefix("jsonpath=").unwrap_or(o), item)?,
+    })
+}
+
+/// `get -w -o name|json|yaml|jsonpath=`: kubectl prints each object of the first list on its own (no List), then
+/// the object of every watch event, until a signal ends it with 1 (or `--request-timeout` with 0).
+async fn watch_objects(ctx: &Ctx, a: &GetArgs, reqs: &[Request<'_>], ns: Option<&str>, output: &str, out: &mut Out) -> anyhow::Result<()> {
+    let same = |x: &Resource, y: &Resource| x.group == y.group && x.kind == y.kind;
+    let combined = a.args.iter().any(|x| x.contains('/'));
+    if (!combined && reqs.len() > 1) || reqs.iter().any(|q| !same(q.resource, reqs[0].resource)) {
+        return Err(super::Fail::msg("error: you may only specify a single resource type"));
+    }
+    let Some(req) = reqs.first() else { return Ok(()) };
+    let r = req.resource;
+    let item_ns = ns.or(Some(&ctx.namespace));
+    let (first, rv) = match req.names.as_slice() {
+        [] => {
+            let url = list_url(r, ns, a.selector.as_deref(), a.field_selector.as_deref(), Some(ctx.chunk_size));
+            let list = list_all(ctx, &url, "application/json").await.map_err(|e| list_error(e, r, a.selector.as_deref(), a.field_selector.as_deref()))?;
+            let rv = list.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+            let mut items = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+            for item in &mut items {
+                item["apiVersion"] = json!(r.api_version());
+                item["kind"] = json!(r.kind);
+            }
+            (items, rv)
+        }
+        names => {
+            let mut items = Vec::new();
+            for name in names {
+                items.push(api::call(&ctx.client, Method::GET, &r.item(item_ns, name), "application/json", None).await?);
+            }
+            let rv = items[0].pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+            (items, rv)
+        }
+    };
+    // kubectl's YAML printer opens every document after its first with `---`.
+    let mut printed = 0usize;
+    let mut print = |out: &mut Out, item: &Value| -> anyhow::Result<()> {
+        let sep = if output == "yaml" && printed > 0 { "---\n" } else { "" };
+        printed += 1;
+        out.stdout(&format!("{sep}{}", print_object(output, r, item)?));
+        Ok(())
+    };
+    for mut item in first {
+        if !a.show_managed_fields {
+            hide_managed_fields(&mut item);
+        }
+        print(out, &item)?;
+    }
+    // kubectl prints several named objects, then refuses to watch them.
+    if req.names.len() > 1 {
+        return Err(super::Fail::msg("error: you may only watch a single resource or type of resource at a time"));
+    }
+    let mut url = match req.names.as_slice() {
+        [name] => format!("{}?fieldSelector={}", r.collection(item_ns), enc(&format!("metadata.name={name}"))),
+        _ => list_url(r, ns, a.selector.as_deref(), a.field_selector.as_deref(), None),
+    };
+    url.push(if url.contains('?') { '&' } else { '?' });
+    if !rv.is_empty() {
+        url.push_str(&format!("resourceVersion={}&", enc(&rv)));
+    }
+    url.push_str("watch=true");
+    let url = api::with_timeout_param(&url);
+    let deadline = api::deadline();
+    let until_deadline = async move {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => futures::future::pending().await,
+        }
+    };
+    tokio::pin!(until_deadline);
+    let request = http::Request::builder().method(Method::GET).uri(&url).header("Accept", "application/json").body(Vec::new())?;
+    let mut stream = tokio::select! {
+        s = ctx.client.request_stream(request) => s?,
+        _ = &mut until_deadline => return Err(api::deadline_exceeded()),
+    };
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigs = [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup(), SignalKind::quit()]
+        .into_iter()
+        .map(signal)
+        .collect::<Result<Vec<_>, _>>()?;
+    let stopped = async move {
+        let waits = sigs.iter_mut().map(|s| Box::pin(s.recv()));
+        futures::future::select_all(waits).await;
+    };
+    tokio::pin!(stopped);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        tokio::select! {
+            _ = &mut stopped => return Err(super::Silent(1).into()),
+            _ = &mut until_deadline => return Ok(()),
+            n = futures::AsyncBufReadExt::read_until(&mut stream, b'\n', &mut line) => {
+                if n? == 0 {
+                    return Ok(());
+                }
+            }
+        }
+        let Ok(mut ev) = serde_json::from_slice::<Value>(&line) else { continue };
+        if ev["type"] == "ERROR" || ev["type"] == "BOOKMARK" {
+            continue;
+        }
+        if !a.show_managed_fields {
+            hide_managed_fields(&mut ev["object"]);
+        }
+        print(out, &ev["object"])?;
+    }
 }
 
 /// kubectl hides `metadata.managedFields` in yaml/json output and in `edit` (`--show-managed-fields=false`).

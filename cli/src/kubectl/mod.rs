@@ -5,7 +5,7 @@
 //! kind, tables come from the server (`as=Table`), so no server logic is repeated here.
 //!
 //! Done: `version`, `cluster-info`, `api-resources`; `get` (the server's Table, `-o wide|name|json|yaml|jsonpath=|
-//! custom-columns=`, `-w`, `-L`, `--sort-by`, `--no-headers`, `-l`, `--field-selector`, `-A`, `--show-labels`, several kinds,
+//! custom-columns=`, `-w` (tables, and `-o name|json|yaml|jsonpath=` object by object), `-L`, `--sort-by`, `--no-headers`, `-l`, `--field-selector`, `-A`, `--show-labels`, several kinds,
 //! names); `describe` (Pod, ConfigMap, Namespace, Secret, Job, Deployment, ReplicaSet, Node with their Events, and
 //! kubectl's generic describer for every other kind); `explain` (kubectl's OpenAPI v3 template: field paths,
 //! `--recursive`, `--api-version`); `delete` (names, `-l`, `--all`, `-f`, `--grace-period`, `--force`,
