@@ -93,16 +93,7 @@ pub async fn run(ctx: &Ctx, a: &DebugArgs, out: &mut Out) -> anyhow::Result<()> 
             n
         }
     };
-    let mut c = json!({"name": name, "image": a.image, "resources": {}, "terminationMessagePolicy": "File"});
-    if !a.command.is_empty() {
-        c["command"] = json!(a.command);
-    }
-    if a.stdin {
-        c["stdin"] = json!(true);
-    }
-    if a.tty {
-        c["tty"] = json!(true);
-    }
+    let mut c = container_spec(a, &name);
     if let Some(t) = &a.target_container {
         c["targetContainerName"] = json!(t);
     }
@@ -144,11 +135,9 @@ pub async fn run(ctx: &Ctx, a: &DebugArgs, out: &mut Out) -> anyhow::Result<()> 
 /// kubectl 1.33's node debugging Pod: the profile decides the host namespaces (legacy, general, netadmin,
 /// sysadmin) and the node's root filesystem at `/host` (legacy, general, sysadmin); the Pod is pinned to the
 /// node, never restarted and tolerates every taint. With `-i`, attach once its container runs.
-async fn run_node(ctx: &Ctx, a: &DebugArgs, node: &str, security: Option<Value>, out: &mut Out) -> anyhow::Result<()> {
-    api::call(&ctx.client, Method::GET, &format!("/api/v1/nodes/{node}"), "application/json", None).await?;
-    let pod = generated_name(&format!("node-debugger-{node}-"));
-    let container = a.container.clone().unwrap_or_else(|| "debugger".to_string());
-    let mut c = json!({"name": container, "image": a.image, "resources": {}, "terminationMessagePolicy": "File"});
+/// The debug container as kubectl writes it: image, command, stdin and tty from the flags.
+fn container_spec(a: &DebugArgs, name: &str) -> Value {
+    let mut c = json!({"name": name, "image": a.image, "resources": {}, "terminationMessagePolicy": "File"});
     if !a.command.is_empty() {
         c["command"] = json!(a.command);
     }
@@ -158,6 +147,14 @@ async fn run_node(ctx: &Ctx, a: &DebugArgs, node: &str, security: Option<Value>,
     if a.tty {
         c["tty"] = json!(true);
     }
+    c
+}
+
+async fn run_node(ctx: &Ctx, a: &DebugArgs, node: &str, security: Option<Value>, out: &mut Out) -> anyhow::Result<()> {
+    api::call(&ctx.client, Method::GET, &format!("/api/v1/nodes/{node}"), "application/json", None).await?;
+    let pod = generated_name(&format!("node-debugger-{node}-"));
+    let container = a.container.clone().unwrap_or_else(|| "debugger".to_string());
+    let mut c = container_spec(a, &container);
     // kubectl's general profile clears the container's security context on a node (the host namespaces suffice).
     if let Some(sc) = security.filter(|_| a.profile != "general") {
         c["securityContext"] = sc;

@@ -212,7 +212,7 @@ pub async fn run(ctx: &Ctx, a: &GetArgs, out: &mut Out) -> anyhow::Result<()> {
     if output.is_empty() || wide {
         return tables(ctx, a, &reqs, ns, wide, out).await;
     }
-    if a.watch && matches!(output, "name" | "json" | "yaml") || a.watch && output.starts_with("jsonpath=") {
+    if a.watch && (matches!(output, "name" | "json" | "yaml") || output.starts_with("jsonpath=")) {
         return watch_objects(ctx, a, &reqs, ns, output, out).await;
     }
     // Objects: kubectl prints a single object when exactly one was named, else a List.
@@ -352,23 +352,8 @@ async fn watch_objects(ctx: &Ctx, a: &GetArgs, reqs: &[Request<'_>], ns: Option<
     if req.names.len() > 1 {
         return Err(super::Fail::msg("error: you may only watch a single resource or type of resource at a time"));
     }
-    let mut url = match req.names.as_slice() {
-        [name] => format!("{}?fieldSelector={}", r.collection(item_ns), enc(&format!("metadata.name={name}"))),
-        _ => list_url(r, ns, a.selector.as_deref(), a.field_selector.as_deref(), None),
-    };
-    url.push(if url.contains('?') { '&' } else { '?' });
-    if !rv.is_empty() {
-        url.push_str(&format!("resourceVersion={}&", enc(&rv)));
-    }
-    url.push_str("watch=true");
-    let url = api::with_timeout_param(&url);
-    let deadline = api::deadline();
-    let until_deadline = async move {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => futures::future::pending().await,
-        }
-    };
+    let url = watch_url(a, req, ns, item_ns, &rv);
+    let until_deadline = until_deadline();
     tokio::pin!(until_deadline);
     let request = http::Request::builder().method(Method::GET).uri(&url).header("Accept", "application/json").body(Vec::new())?;
     let mut stream = tokio::select! {
@@ -595,28 +580,37 @@ fn grid(a: &GetArgs, r: &Resource, columns: &Value, rows: &[Value], wide: bool, 
 
 /// `-w`: after the table, every change as a row, through kubectl's watch tabwriter, which remembers the
 /// column widths it printed (they only grow).
-async fn watch(ctx: &Ctx, a: &GetArgs, req: &Request<'_>, ns: Option<&str>, wide: bool, first: &Value, out: &mut Out) -> anyhow::Result<()> {
+/// The watch request of `get -w`: one named object by field selector (in `item_ns`), or the list's selectors,
+/// from `rv` on.
+fn watch_url(a: &GetArgs, req: &Request<'_>, ns: Option<&str>, item_ns: Option<&str>, rv: &str) -> String {
     let r = req.resource;
-    let rv = first.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
-    let mut columns = first["columnDefinitions"].clone();
     let mut url = match req.names.as_slice() {
-        [name] => format!("{}?fieldSelector={}", r.collection(ns.or(Some(&ctx.namespace))), enc(&format!("metadata.name={name}"))),
+        [name] => format!("{}?fieldSelector={}", r.collection(item_ns), enc(&format!("metadata.name={name}"))),
         _ => list_url(r, ns, a.selector.as_deref(), a.field_selector.as_deref(), None),
     };
     url.push(if url.contains('?') { '&' } else { '?' });
     if !rv.is_empty() {
-        url.push_str(&format!("resourceVersion={}&", enc(&rv)));
+        url.push_str(&format!("resourceVersion={}&", enc(rv)));
     }
     url.push_str("watch=true");
-    let url = api::with_timeout_param(&url);
+    api::with_timeout_param(&url)
+}
+
+/// Resolves at `--request-timeout`'s deadline, never without one.
+async fn until_deadline() {
+    match api::deadline() {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => futures::future::pending().await,
+    }
+}
+
+async fn watch(ctx: &Ctx, a: &GetArgs, req: &Request<'_>, ns: Option<&str>, wide: bool, first: &Value, out: &mut Out) -> anyhow::Result<()> {
+    let r = req.resource;
+    let rv = first.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+    let mut columns = first["columnDefinitions"].clone();
+    let url = watch_url(a, req, ns, ns.or(Some(&ctx.namespace)), &rv);
     // `--request-timeout` bounds the whole watch, as Go's client timeout does; kubectl ends it quietly with 0.
-    let deadline = api::deadline();
-    let until_deadline = async move {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => futures::future::pending().await,
-        }
-    };
+    let until_deadline = until_deadline();
     tokio::pin!(until_deadline);
     let mut widths = tab_widths(&grid(a, r, &columns, first["rows"].as_array().map(Vec::as_slice).unwrap_or(&[]), wide, false, !a.no_headers), &[]);
     let req = http::Request::builder().method(Method::GET).uri(&url).header("Accept", api::TABLE_ACCEPT).body(Vec::new())?;
