@@ -38,7 +38,8 @@ pub fn is_k8s_protobuf(body: &[u8]) -> bool {
 
 /// Decode a `k8s\0` envelope into the object's JSON form, with "apiVersion" and "kind" from its typeMeta.
 /// Supports the kinds k1s serves that typed clients create: v1 Namespace, ConfigMap, Secret, Pod, Event, Node,
-/// batch/v1 Job, coordination.k8s.io/v1 Lease, and apps/v1 Deployment and ReplicaSet. Any other kind → ProtobufError
+/// batch/v1 Job, coordination.k8s.io/v1 Lease, and apps/v1 Deployment and ReplicaSet; and DeleteOptions, the body
+/// of a typed client's DELETE. Any other kind → ProtobufError
 /// saying the kind is not supported in protobuf and to send JSON. Unknown field numbers inside a supported message
 /// are skipped (forward compatibility), but malformed wire data → ProtobufError.
 pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
@@ -89,6 +90,8 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static [Field]> {
         ("coordination.k8s.io/v1", "Lease") => LEASE,
         ("apps/v1", "Deployment") => DEPLOYMENT,
         ("apps/v1", "ReplicaSet") => REPLICA_SET,
+        // Registered in every group version (apimachinery `AddToGroupVersion`): typed under the resource's own.
+        (_, "DeleteOptions") => DELETE_OPTIONS,
         _ => return None,
     })
 }
@@ -374,6 +377,21 @@ const OBJECT_META: &[Field] = &[
     opt(12, "annotations", MapStr),
     rep(13, "ownerReferences", Msg(OWNER_REFERENCE)),
     rep(14, "finalizers", Str),
+];
+
+// message Preconditions { uid = 1; resourceVersion = 2; } (both pointers)
+const PRECONDITIONS: &[Field] = &[keep(1, "uid", Str), keep(2, "resourceVersion", Str)];
+
+// message DeleteOptions { gracePeriodSeconds = 1; preconditions = 2; orphanDependents = 3; propagationPolicy = 4;
+//   repeated dryRun = 5; ignoreStoreReadErrorWithClusterBreakingPotential = 6; } (pointers but dryRun)
+// Typed clients send it as the body of a DELETE (`kubectl debug --replace`, `kubectl drain`).
+const DELETE_OPTIONS: &[Field] = &[
+    keep(1, "gracePeriodSeconds", Int),
+    keep(2, "preconditions", Msg(PRECONDITIONS)),
+    keep(3, "orphanDependents", Bool),
+    keep(4, "propagationPolicy", Str),
+    rep(5, "dryRun", Str),
+    keep(6, "ignoreStoreReadErrorWithClusterBreakingPotential", Bool),
 ];
 
 // message LabelSelectorRequirement { key = 1; operator = 2; repeated values = 3; }
@@ -1587,6 +1605,17 @@ mod tests {
         assert!(!is_k8s_protobuf(b"k8s"));
         assert!(!is_k8s_protobuf(b"k8s\x01rest"));
         assert!(!is_k8s_protobuf(br#"{"kind":"Namespace"}"#));
+    }
+
+    #[test]
+    fn delete_options_of_a_typed_delete() {
+        // kubectl debug --replace: `metav1.NewDeleteOptions(0)`, only the set pointer written.
+        let v = decode(&envelope("v1", "DeleteOptions", Enc::new().int(1, 0))).unwrap();
+        assert_eq!(v, json!({"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0}));
+        let raw = Enc::new().msg(2, Enc::new().str(1, "u-1")).bool(3, false).str(4, "Foreground").str(5, "All");
+        let v = decode(&envelope("batch/v1", "DeleteOptions", raw)).unwrap();
+        assert_eq!(v["preconditions"], json!({"uid": "u-1"}));
+        assert_eq!((&v["orphanDependents"], &v["propagationPolicy"], &v["dryRun"]), (&json!(false), &json!("Foreground"), &json!(["All"])));
     }
 
     #[test]

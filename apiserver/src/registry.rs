@@ -60,7 +60,12 @@ impl DeleteOptions {
     pub fn parse(body: &[u8], query: &std::collections::HashMap<String, String>) -> ApiResult<Self> {
         let mut o = DeleteOptions::default();
         if !body.iter().all(u8::is_ascii_whitespace) {
-            let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions body: {e}")))?;
+            // Typed clients (kubectl's `debug --replace`, `drain`) send it as Kubernetes protobuf.
+            let v: Value = if k1s_api::protobuf::is_k8s_protobuf(body) {
+                k1s_api::protobuf::decode(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions body: {}", e.0)))?
+            } else {
+                serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions body: {e}")))?
+            };
             o.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
             o.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
             o.precondition_resource_version = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
