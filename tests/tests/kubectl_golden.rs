@@ -230,6 +230,11 @@ fn cases() -> Vec<Case> {
         read(&["get", "po,cm", "-w", "-o", "name"]),
         read(&["get", "po,pods", "-w"]),
         read(&["get", "po,po", "-o", "name"]),
+        // Without names a kind is listed once however it is spelled (`po,pods`, `po,cm,pods`); with names each
+        // (type, name) pair is shown, so `pods,po sleeper` shows it twice.
+        read(&["get", "po,pods", "-o", "name"]),
+        read(&["get", "po,cm,pods"]),
+        read(&["get", "pods,po", "sleeper"]),
         read(&["get", "po,", "-o", "name"]),
         // A kind with nothing selected still makes the names carry their kind.
         read(&["get", "po,job", "-l", "app=web"]),
@@ -270,6 +275,7 @@ fn cases() -> Vec<Case> {
         write(&["annotate", "pod/sleeper", "seen=yes"], &[], &[&["annotate", "pod", "sleeper", "seen-"]]),
         write(&["delete", "cm", "gone"], &[&["create", "cm", "gone"]], &[]),
         write(&["delete", "cm", "-l", "del=me"], &[&["apply", "-f", "dir/a.yaml"], &["label", "cm", "dir-one", "dir-two", "del=me"]], &[]),
+        write(&["delete", "cm,configmaps", "-l", "del=me"], &[&["apply", "-f", "dir/a.yaml"], &["label", "cm", "dir-one", "dir-two", "del=me"]], &[]),
         write(&["delete", "cm", "gone", "--grace-period=0", "--force"], &[&["create", "cm", "gone"]], &[]),
         write(&["delete", "-f", "dir/a.yaml", "--wait=false"], &[&["apply", "-f", "dir/a.yaml"]], &[]),
         read(&["exec", "sleeper", "--", "echo", "hi"]),
@@ -429,6 +435,9 @@ fn cases() -> Vec<Case> {
         read(&["create", "-f", "bad/quote.yaml"]),
         read(&["apply", "-f", "bad/bracket.yaml"]),
         read(&["apply", "-f", "bad/brace.yaml"]),
+        write(&["apply", "-f", "mixed/a.yaml"], &[], &[&["delete", "cm", "mixed-one"]]),
+        write(&["create", "-f", "mixed"], &[], &[&["delete", "cm", "mixed-one", "mixed-two"]]),
+        write(&["delete", "-f", "mixed"], &[&["create", "-f", "mixed"]], &[]),
         // --sort-by over more than 12 objects with ties and objects without the field: Go's pdqsort order.
         read(&["get", "cm", "-n", "sorting", "--sort-by=.metadata.labels.grp"]),
         read(&["get", "cm", "-n", "sorting", "--sort-by=.metadata.labels.grp", "-o", "name"]),
@@ -522,6 +531,11 @@ fn setup(server: &Server, kubectl: &Tool, dir: &Path) {
     ] {
         std::fs::write(dir.join(format!("bad/{name}.yaml")), format!("{head}{rest}")).unwrap();
     }
+    // A bad document after a good one, and a good file after that one: kubectl acts on the good ones.
+    std::fs::create_dir_all(dir.join("mixed")).unwrap();
+    let cm = |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n");
+    std::fs::write(dir.join("mixed/a.yaml"), format!("{}---\n{}  labels: [a\ndata:\n  a: b\n", cm("mixed-one"), cm("mixed-bad"))).unwrap();
+    std::fs::write(dir.join("mixed/b.yaml"), cm("mixed-two")).unwrap();
     std::fs::write(dir.join("state.yaml"), STATE).unwrap();
     let editor = dir.join("editor.sh");
     std::fs::write(&editor, "#!/bin/sh\nsed -i 's/key: \"1\"/key: \"3\"/' \"$1\"\n").unwrap();

@@ -160,9 +160,28 @@ pub fn requests<'a>(resources: &'a [Resource], args: &[String]) -> anyhow::Resul
     // one (`po,`) is the unknown type "".
     let mut seen = std::collections::HashSet::new();
     for t in types.split(',').filter(|t| seen.insert(*t)) {
-        out.push(Request { resource: lookup(t)?, names: args[1..].to_vec() });
+        let resource = lookup(t)?;
+        // Without names kubectl's builder visits each mapping once (`resourceMappings` drops a kind seen before:
+        // `get po,pods` lists Pods once); with names it visits each (type, name) pair, so `get po,pods a` shows `a`
+        // twice, as kubectl does.
+        if args.len() == 1 && out.iter().any(|q| std::ptr::eq(q.resource, resource)) {
+            continue;
+        }
+        out.push(Request { resource, names: args[1..].to_vec() });
     }
     Ok(out)
+}
+
+/// kubectl's builder for `-w` takes one type (`SingleResourceType`), checked before any request: counted by the
+/// type words as typed (`po,pods` is two, `po,po` one), TYPE/NAME arguments by their kinds.
+fn single_type(args: &[String], reqs: &[Request<'_>]) -> anyhow::Result<()> {
+    let same = |x: &Resource, y: &Resource| x.group == y.group && x.kind == y.kind;
+    let words = || args.first().map(|t| t.split(',').collect::<std::collections::HashSet<_>>().len()).unwrap_or(0);
+    let combined = args.iter().any(|x| x.contains('/'));
+    if (!combined && words() > 1) || reqs.iter().any(|q| !same(q.resource, reqs[0].resource)) {
+        return Err(super::Fail::msg("error: you may only specify a single resource type"));
+    }
+    Ok(())
 }
 
 /// Each named object, else each object of the (selected) collection in the current namespace: (resource, name).
@@ -305,11 +324,7 @@ fn print_object(output: &str, r: &Resource, item: &Value) -> anyhow::Result<Stri
 /// `get -w -o name|json|yaml|jsonpath=`: kubectl prints each object of the first list on its own (no List), then
 /// the object of every watch event, until a signal ends it with 1 (or `--request-timeout` with 0).
 async fn watch_objects(ctx: &Ctx, a: &GetArgs, reqs: &[Request<'_>], ns: Option<&str>, output: &str, out: &mut Out) -> anyhow::Result<()> {
-    let same = |x: &Resource, y: &Resource| x.group == y.group && x.kind == y.kind;
-    let combined = a.args.iter().any(|x| x.contains('/'));
-    if (!combined && reqs.len() > 1) || reqs.iter().any(|q| !same(q.resource, reqs[0].resource)) {
-        return Err(super::Fail::msg("error: you may only specify a single resource type"));
-    }
+    single_type(&a.args, reqs)?;
     let Some(req) = reqs.first() else { return Ok(()) };
     let r = req.resource;
     let item_ns = ns.or(Some(&ctx.namespace));
@@ -415,11 +430,8 @@ async fn tables(ctx: &Ctx, a: &GetArgs, reqs: &[Request<'_>], ns: Option<&str>, 
     let mut errors = Vec::new();
     let mut last_table = Value::Null;
     let same = |x: &Resource, y: &Resource| x.group == y.group && x.kind == y.kind;
-    // kubectl's builder for `-w` takes one type (`SingleResourceType`), checked before any request.
-    // Counted by the type words as typed (`po,pods` is two), as TYPE/NAME arguments by their kinds.
-    let combined = a.args.iter().any(|x| x.contains('/'));
-    if a.watch && ((!combined && reqs.len() > 1) || reqs.iter().any(|q| !same(q.resource, reqs[0].resource))) {
-        return Err(super::Fail::msg("error: you may only specify a single resource type"));
+    if a.watch {
+        single_type(&a.args, reqs)?;
     }
     let sort = a.sort_by.as_deref();
     if a.watch && sort.is_some() {

@@ -20,7 +20,10 @@ struct Manifest {
 }
 
 /// `-f` arguments: files, directories (their .json/.yaml/.yml files in name order, recursing with `-R`), `-`.
-fn read_manifests(files: &[String], recursive: bool) -> anyhow::Result<Vec<Manifest>> {
+/// A path that does not exist fails the command before anything is sent. A document that does not parse ends its
+/// file there, as kubectl's stream visitor does: the documents before it still count, later files are still read,
+/// and the error comes back beside the objects (kubectl's `ContinueOnError` builder, reported after the rest).
+fn read_manifests(files: &[String], recursive: bool) -> anyhow::Result<(Vec<Manifest>, Vec<anyhow::Error>)> {
     let mut paths: Vec<(String, String)> = Vec::new();
     for f in files {
         if f == "-" {
@@ -42,23 +45,38 @@ fn read_manifests(files: &[String], recursive: bool) -> anyhow::Result<Vec<Manif
         }
     }
     let mut out = Vec::new();
+    let mut errors = Vec::new();
     for (source, text) in paths {
-        // kubectl's wording around the parser's own message, which names the line.
-        let docs = k1s_api::yaml::documents(&text).map_err(|e| {
-            let msg = e.message.trim_start_matches("error: ");
-            let msg = msg.split_once(": ").filter(|(head, _)| head.starts_with("line ")).map_or(msg, |(_, m)| m);
-            let (line, msg) = go_yaml_error(&text, e.line, msg);
-            let line = line.map(|l| format!("line {l}: ")).unwrap_or_default();
-            Fail::msg(format!("error: error parsing {source}: error converting YAML to JSON: yaml: {line}{msg}"))
-        })?;
+        let docs = match k1s_api::yaml::documents(&text) {
+            Ok(docs) => docs,
+            Err(e) => {
+                // kubectl's wording around the parser's own message, which names the line.
+                let msg = e.message.trim_start_matches("error: ");
+                let msg = msg.split_once(": ").filter(|(head, _)| head.starts_with("line ")).map_or(msg, |(_, m)| m);
+                let (line, msg) = go_yaml_error(&text, e.line, msg);
+                let line = line.map(|l| format!("line {l}: ")).unwrap_or_default();
+                errors.push(Fail::msg(format!("error: error parsing {source}: error converting YAML to JSON: yaml: {line}{msg}")));
+                // The documents before the failing one were decoded (and acted on) before kubectl met it.
+                let before = e.line.map(|l| document_start(&text, l)).unwrap_or(0);
+                let head: String = text.lines().take(before.saturating_sub(1) as usize).map(|l| format!("{l}\n")).collect();
+                k1s_api::yaml::documents(&head).unwrap_or_default()
+            }
+        };
         for d in docs {
             if !d.object.is_object() {
-                return Err(Fail::msg(format!("error: error parsing {source}: line {}: not an object", d.line)));
+                errors.push(Fail::msg(format!("error: error parsing {source}: line {}: not an object", d.line)));
+                break;
             }
             out.push(Manifest { source: source.clone(), object: d.object });
         }
     }
-    Ok(out)
+    Ok((out, errors))
+}
+
+/// The 0-based index of the `---` line that opens the document holding 1-based line `abs` (kubectl's YAMLReader
+/// splits at `---` lines), plus one: the document's first line counts from there; 0 for the first document.
+fn document_start(text: &str, abs: u64) -> u64 {
+    text.lines().take(abs.saturating_sub(1) as usize).collect::<Vec<_>>().iter().rposition(|l| l.trim_end() == "---").map_or(0, |i| i as u64 + 1)
 }
 
 /// go-yaml v2's words and line for the commonest syntax mistakes, from our parser's (serde-saphyr's): kubectl
@@ -68,8 +86,7 @@ fn read_manifests(files: &[String], recursive: bool) -> anyhow::Result<Vec<Manif
 fn go_yaml_error(text: &str, line: Option<u64>, msg: &str) -> (Option<u64>, String) {
     let Some(abs) = line else { return (None, msg.to_string()) };
     let lines: Vec<&str> = text.lines().collect();
-    // The `---` line that opens the failing document (kubectl's YAMLReader: `---` and trailing blanks).
-    let start = lines.iter().take(abs.saturating_sub(1) as usize).rposition(|l| l.trim_end() == "---").map_or(0, |i| i as u64 + 1);
+    let start = document_start(text, abs);
     let rel = abs - start;
     let (rel, msg) = if msg.starts_with("tabs disallowed within this context") {
         (rel, "found character that cannot start any token".to_string())
@@ -298,9 +315,8 @@ async fn create_files(ctx: &Ctx, a: &CreateArgs, out: &mut Out) -> anyhow::Resul
     if a.files.is_empty() {
         return Err(Fail::msg("error: must specify one of -f and -k"));
     }
-    let manifests = read_manifests(&a.files, a.recursive)?;
+    let (manifests, mut errors) = read_manifests(&a.files, a.recursive)?;
     let resources = ctx.resources().await?;
-    let mut errors = Vec::new();
     for mut m in manifests {
         let r = match resource_of(&resources, &m.object) {
             Ok(r) => r,
@@ -346,9 +362,8 @@ fn go_encode(v: &Value) -> String {
 }
 
 pub async fn apply(ctx: &Ctx, a: &ApplyArgs, out: &mut Out) -> anyhow::Result<()> {
-    let manifests = read_manifests(&a.files, a.recursive)?;
+    let (manifests, mut errors) = read_manifests(&a.files, a.recursive)?;
     let resources = ctx.resources().await?;
-    let mut errors = Vec::new();
     for mut m in manifests {
         let r = match resource_of(&resources, &m.object) {
             Ok(r) => r,
@@ -550,8 +565,11 @@ pub async fn delete(ctx: &Ctx, a: &DeleteArgs, out: &mut Out) -> anyhow::Result<
     // (resource, namespace, name) in kubectl's order.
     let mut targets: Vec<(&Resource, Option<String>, String)> = Vec::new();
     let ns_of = |r: &Resource| if r.namespaced { Some(ctx.namespace.clone()) } else { None };
+    let mut errors = Vec::new();
     if !a.files.is_empty() {
-        for mut m in read_manifests(&a.files, a.recursive)? {
+        let (manifests, unread) = read_manifests(&a.files, a.recursive)?;
+        errors = unread;
+        for mut m in manifests {
             let r = resource_of(&resources, &m.object)?;
             let ns = namespace_for(ctx, r, &mut m.object);
             targets.push((r, ns, k1s_api::meta::name(&m.object).to_string()));
@@ -601,7 +619,6 @@ pub async fn delete(ctx: &Ctx, a: &DeleteArgs, out: &mut Out) -> anyhow::Result<
         body["gracePeriodSeconds"] = json!(grace);
     }
     let body = serde_json::to_vec(&body)?;
-    let mut errors = Vec::new();
     let mut deleted = Vec::new();
     for (r, ns, name) in &targets {
         let item = r.item(ns.as_deref(), name);
