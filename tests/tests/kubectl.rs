@@ -381,3 +381,152 @@ fn debug_node_creates_kubectls_pod() {
     let (want, got) = (server.kubectl(&args), k1s(&args));
     assert_eq!((got.stdout, got.stderr, got.status.code()), (want.stdout, want.stderr, want.status.code()), "a missing node");
 }
+
+const DEBUG_SOURCE: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: src
+  labels: {app: web}
+  annotations: {team: edge}
+spec:
+  initContainers:
+  - name: init
+    image: busybox
+    command: [sh, -c, \"true\"]
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, \"3600\"]
+    livenessProbe: {exec: {command: [\"true\"]}, periodSeconds: 30}
+    readinessProbe: {exec: {command: [\"true\"]}}
+    startupProbe: {exec: {command: [\"true\"]}}
+  - name: side
+    image: busybox
+    command: [sleep, \"3600\"]
+    securityContext: {runAsUser: 0}
+";
+
+/// `debug POD --copy-to` (issue 11): the copy k1s creates is the one stock kubectl creates — for each profile, for
+/// `--set-image`, for a changed container (`-c app -- cmd`), for the `--keep-*`, `--share-processes`,
+/// `--same-node`, `--arguments-only`, `--env` and pull-policy flags, for a generated container name and for
+/// `--replace` — with kubectl's output and exit code, and kubectl's errors for misused flags. With `-i` both
+/// attach to the copy's debug container: what is piped in reaches it and its answer comes back.
+#[test]
+fn debug_copy_creates_kubectls_pod() {
+    let server = k1s_tests::start_root();
+    // Stock kubectl or `k1s kubectl`, with `input` piped in.
+    let client = |k1s: bool, args: &[&str], input: &str| {
+        use std::io::Write;
+        let mut cmd = if k1s { std::process::Command::new(k1s_tests::binary()) } else { std::process::Command::new("kubectl") };
+        if k1s {
+            cmd.arg("kubectl");
+        }
+        let mut child = cmd
+            .arg("--kubeconfig")
+            .arg(&server.kubeconfig)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the client runs");
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let k1s = |args: &[&str], input: &str| client(true, args, input);
+    let kubectl = |args: &[&str], input: &str| client(false, args, input);
+    server.apply(DEBUG_SOURCE);
+    let running = |name: &str| {
+        server.wait_for(&format!("{name} running"), std::time::Duration::from_secs(60), || {
+            let p = server.try_get_json(&["pod", name])?;
+            (p["status"]["phase"] == "Running").then_some(())
+        })
+    };
+    running("src");
+    // The copy (None when none was made), then it is gone again, and `src` is back if `--replace` removed it.
+    let take_copy = |who: &str| -> Option<serde_json::Value> {
+        let copy = server.try_get_json(&["pod", "cp"]);
+        if copy.is_some() {
+            server.kubectl_ok(&["delete", "pod", "cp", "--grace-period=0", "--force"]);
+            server.wait_for(&format!("{who}: copy gone"), std::time::Duration::from_secs(30), || server.try_get_json(&["pod", "cp"]).is_none().then_some(()));
+        }
+        if server.try_get_json(&["pod", "src"]).is_none() {
+            server.apply(DEBUG_SOURCE);
+            running("src");
+        }
+        copy
+    };
+    let mut cases: Vec<Vec<&str>> = Vec::new();
+    for profile in ["--profile=legacy", "--profile=general", "--profile=baseline", "--profile=netadmin", "--profile=restricted", "--profile=sysadmin"] {
+        cases.push(vec!["debug", "src", "--copy-to=cp", "--image=busybox", "-c", "dbg", profile, "--", "sleep", "3600"]);
+    }
+    cases.extend([
+        vec!["debug", "src", "--copy-to=cp", "--set-image=*=busybox:1.36,side=busybox", "--profile=general"],
+        vec!["debug", "src", "--copy-to=cp", "-c", "app", "--profile=general", "--env=A=1", "--", "sh", "-c", "sleep 3600"],
+        vec![
+            "debug", "src", "--copy-to=cp", "-c", "dbg", "--image=busybox", "--keep-labels", "--keep-annotations", "--keep-liveness",
+            "--keep-init-containers=false", "--share-processes=false", "--same-node", "--arguments-only", "--image-pull-policy=IfNotPresent",
+            "--profile=netadmin", "--", "x",
+        ],
+        vec!["debug", "pod/src", "--copy-to=cp", "--image=busybox", "--profile=general", "--", "sleep", "3600"],
+        vec!["debug", "src", "--copy-to=cp", "--image=busybox", "-c", "dbg", "--replace", "--profile=sysadmin", "--", "sleep", "3600"],
+        // kubectl's errors, in its order.
+        vec!["debug", "src", "--copy-to=cp", "--profile=general"],
+        vec!["debug", "src", "--copy-to=cp", "--profile=general", "--", "sh"],
+        vec!["debug", "src", "--image=busybox", "--replace", "--profile=general"],
+        vec!["debug", "src", "--image=busybox", "--same-node", "--profile=general"],
+        vec!["debug", "src", "--set-image=app=busybox", "--profile=general"],
+        vec!["debug", "src", "--copy-to=cp", "--image=busybox", "--target=app", "--profile=general"],
+        vec!["debug", "src", "--copy-to=cp", "--image=busybox", "--image-pull-policy=Sometimes", "--profile=general"],
+        vec!["debug", "src", "--copy-to=cp", "--image=busybox", "-t", "--profile=general"],
+        vec!["debug", "nope", "--copy-to=cp", "--image=busybox", "--profile=general"],
+        vec!["debug", "src", "--copy-to=cp", "--profile=bogus", "--image=busybox"],
+    ]);
+    for args in &cases {
+        let src_kept = || server.try_get_json(&["pod", "src"]).is_some();
+        let want_out = kubectl(args, "");
+        let want_kept = src_kept();
+        let want = take_copy("kubectl");
+        let got_out = k1s(args, "");
+        let got_kept = src_kept();
+        let got = take_copy("k1s");
+        assert_eq!(got_kept, want_kept, "{args:?}: the original kept (--replace deletes it)");
+        // A generated container name differs by its random part only.
+        let debugger = |p: &Option<serde_json::Value>| {
+            let names = p.as_ref().map(|p| p["spec"]["containers"].as_array().cloned().unwrap_or_default()).unwrap_or_default();
+            names.iter().filter_map(|c| c["name"].as_str().filter(|n| n.starts_with("debugger-")).map(String::from)).next()
+        };
+        let text = |o: &std::process::Output, p: &Option<serde_json::Value>| {
+            let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+            if let Some(d) = debugger(p) {
+                s = s.replace(&d, "debugger-XXXXX");
+            }
+            (s, String::from_utf8_lossy(&o.stderr).into_owned(), o.status.code())
+        };
+        assert_eq!(text(&got_out, &got), text(&want_out, &want), "{args:?}: what the client prints");
+        assert_eq!(got.is_some(), want.is_some(), "{args:?}: a copy made");
+        let (Some(mut got), Some(mut want)) = (got, want) else { continue };
+        for p in [&mut got, &mut want] {
+            let d = debugger(&Some(p.clone()));
+            if !args.contains(&"--same-node") {
+                // Scheduled by the server after creation: present or not by when it was read.
+                p["spec"].as_object_mut().unwrap().remove("nodeName");
+            }
+            if let Some(d) = d {
+                let text = serde_json::to_string(&p["spec"]).unwrap().replace(&d, "debugger-XXXXX");
+                p["spec"] = serde_json::from_str(&text).unwrap();
+            }
+        }
+        assert_eq!(got["spec"], want["spec"], "{args:?}: the copy's spec");
+        assert_eq!(got["metadata"].get("labels"), want["metadata"].get("labels"), "{args:?}");
+        assert_eq!(got["metadata"].get("annotations"), want["metadata"].get("annotations"), "{args:?}");
+    }
+    // -i: attach to the copy's debug container once it runs; the piped line reaches it and its answer comes back.
+    let args = ["debug", "src", "--copy-to=cp", "--image=busybox", "-c", "dbg", "-i", "--profile=general", "--", "sh", "-c", "read x; echo got $x"];
+    for who in ["kubectl", "k1s"] {
+        let out = if who == "k1s" { k1s(&args, "hi\n") } else { kubectl(&args, "hi\n") };
+        take_copy(who);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "got hi\n", "{who}: {out:?}");
+        assert_eq!(out.status.code(), Some(0), "{who}: {out:?}");
+    }
+}
