@@ -268,7 +268,7 @@ async fn run_channels(socket: WebSocket, node: Arc<dyn NodeConnector>, pod: Pod,
                 Some(Ok(Message::Binary(data))) if data.len() > 1 => {
                     // Data for a port's data channel; anything on an error channel or unknown is dropped.
                     let ch = data[0] as usize;
-                    if ch % 2 == 0 {
+                    if ch.is_multiple_of(2) {
                         if let Some(Some(w)) = writers.get_mut(ch / 2) {
                             if w.write_all(&data[1..]).await.is_err() {
                                 writers[ch / 2] = None;

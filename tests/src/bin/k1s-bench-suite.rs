@@ -753,7 +753,7 @@ async fn main() -> anyhow::Result<()> {
          one deletecollection) or the start of `podman pod rm -f -t 0` until the tool is done (k1s: DELETED on the \
          watch; podman: the command returned) and every `sleep` process has exited. First round of each not counted.\n\n"
     );
-    md += &render("", "| what | k1s p50 / p99 | podman p50 / p99 | podman ÷ k1s (p50) | goal | result |", &side).trim_start();
+    md += render("", "| what | k1s p50 / p99 | podman p50 / p99 | podman ÷ k1s (p50) | goal | result |", &side).trim_start();
     std::fs::write(&out_path, &md)?;
     println!("{md}");
     eprintln!("written to {}", out_path.display());
