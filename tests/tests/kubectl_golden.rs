@@ -363,6 +363,11 @@ fn cases() -> Vec<Case> {
         write(&["debug", "sleeper", "--image=busybox", "-c", "dbg", "--target=main", "--", "sleep", "1"], &[], &[]),
         write(&["debug", "sleeper", "--image=busybox", "--profile=general", "-c", "dbg2", "--", "true"], &[], &[]),
         read(&["debug", "nope", "--image=busybox", "--", "true"]),
+        // port-forward: its listening lines until stopped (one client at a time: one port), and its errors.
+        Case { args: &["port-forward", "pod/sleeper", "47613:80"], stop_after: Some(Duration::from_secs(2)), ..write(&[], &[], &[]) },
+        read(&["port-forward", "pod/nope", "47614:80"]),
+        read(&["port-forward", "sleeper"]),
+        read(&["port-forward"]),
         // With ephemeral containers, the default container is announced among all of them.
         read(&["exec", "sleeper", "--", "true"]),
         read(&["logs", "sleeper", "--tail=1"]),

@@ -13,7 +13,6 @@ use super::{api, Ctx, Fail, Out};
 #[derive(clap::Args, Debug, Clone)]
 pub struct PortForwardArgs {
     /// POD or TYPE/NAME, then [LOCAL_PORT:]REMOTE_PORT…
-    #[arg(required = true, num_args = 2..)]
     pub args: Vec<String>,
     /// Addresses to listen on (comma separated): localhost = 127.0.0.1 and ::1.
     #[arg(long, default_value = "localhost")]
@@ -33,6 +32,9 @@ fn parse_port(spec: &str) -> anyhow::Result<(u16, u16)> {
 }
 
 pub async fn run(ctx: &Ctx, a: &PortForwardArgs, out: &mut Out) -> anyhow::Result<()> {
+    if a.args.len() < 2 {
+        return Err(Fail::msg("error: TYPE/NAME and list of ports are required for port-forward\nSee 'kubectl port-forward -h' for help and examples"));
+    }
     let target = &a.args[0];
     let name = target.strip_prefix("pod/").or_else(|| target.strip_prefix("pods/")).unwrap_or(target).to_string();
     let ns = ctx.namespace.clone();
