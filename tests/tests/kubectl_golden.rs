@@ -105,7 +105,7 @@ metadata:
   labels:
     app: web
 spec:
-  replicas: 1
+  replicas: 2
   selector:
     matchLabels:
       app: web
@@ -257,6 +257,18 @@ fn cases() -> Vec<Case> {
         read(&["logs", "pod/sleeper", "-c", "main"]),
         read(&["logs", "job/once"]),
         read(&["logs", "nope"]),
+        // -l: every selected Pod's log (10 lines each by default), `--prefix`; kubectl's checks before any stream.
+        read(&["logs", "-l", "app=web", "--prefix"]),
+        read(&["logs", "-l", "app=nothing"]),
+        read(&["logs", "-l", "app=web", "sleeper"]),
+        read(&["logs", "sleeper", "-c", "nope"]),
+        // A controller with two Pods: kubectl's pick (the most active) is announced; too many streams to follow.
+        read(&["logs", "deploy/web"]),
+        read(&["logs", "-l", "app=web", "-f", "--max-log-requests=1"]),
+        // The `all` category (discovery's `categories`), alone and beside a kind.
+        read(&["get", "all"]),
+        read(&["get", "all", "-o", "name"]),
+        read(&["get", "all,cm", "-l", "app=web"]),
         write(&["create", "namespace", "golden"], &[], &[&["delete", "namespace", "golden"]]),
         write(&["create", "configmap", "made", "--from-literal=a=1", "--from-literal=b=two"], &[], &[&["delete", "cm", "made"]]),
         write(&["create", "secret", "generic", "sec", "--from-literal=p=q"], &[], &[&["delete", "secret", "sec"]]),
@@ -562,7 +574,7 @@ fn setup(server: &Server, kubectl: &Tool, dir: &Path) {
         let job = kubectl.run(server, dir, &["get", "job", "once", "-o", "jsonpath={.status.succeeded}"]);
         let logs = kubectl.run(server, dir, &["logs", "sleeper"]);
         let web = kubectl.run(server, dir, &["get", "deploy", "web", "-o", "jsonpath={.status.availableReplicas}"]);
-        if pod.stdout == b"Running" && job.stdout == b"1" && logs.stdout == b"hello\nworld\n" && web.stdout == b"1" {
+        if pod.stdout == b"Running" && job.stdout == b"1" && logs.stdout == b"hello\nworld\n" && web.stdout == b"2" {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(90), "state not ready: {}\n{}", String::from_utf8_lossy(&pod.stdout), server.log());

@@ -135,9 +135,8 @@ pub struct Request<'a> {
 
 /// `TYPE[,TYPE] NAME…` or `TYPE/NAME…` to requests, in the order typed; an unknown type is kubectl's error.
 pub fn requests<'a>(resources: &'a [Resource], args: &[String]) -> anyhow::Result<Vec<Request<'a>>> {
-    let lookup = |t: &str| {
-        api::resolve(resources, t).ok_or_else(|| super::Fail::msg(format!("error: the server doesn't have a resource type \"{t}\"")))
-    };
+    let unknown = |t: &str| super::Fail::msg(format!("error: the server doesn't have a resource type \"{t}\""));
+    let lookup = |t: &str| api::resolve(resources, t).ok_or_else(|| unknown(t));
     let mut out: Vec<Request<'a>> = Vec::new();
     // kubectl's `hasCombinedTypeArgs`: any TYPE/NAME makes every argument one (else the error below).
     if args.iter().any(|a| a.contains('/')) {
@@ -160,14 +159,24 @@ pub fn requests<'a>(resources: &'a [Resource], args: &[String]) -> anyhow::Resul
     // one (`po,`) is the unknown type "".
     let mut seen = std::collections::HashSet::new();
     for t in types.split(',').filter(|t| seen.insert(*t)) {
-        let resource = lookup(t)?;
-        // Without names kubectl's builder visits each mapping once (`resourceMappings` drops a kind seen before:
-        // `get po,pods` lists Pods once); with names it visits each (type, name) pair, so `get po,pods a` shows `a`
-        // twice, as kubectl does.
-        if args.len() == 1 && out.iter().any(|q| std::ptr::eq(q.resource, resource)) {
-            continue;
+        // A category (`all`, from the discovery documents' `categories`) stands for its resources in discovery
+        // order, as kubectl's category expander has it, when no resource has that name.
+        let members: Vec<&Resource> = match api::resolve(resources, t) {
+            Some(r) => vec![r],
+            None => resources.iter().filter(|r| r.categories.iter().any(|c| c == t)).collect(),
+        };
+        if members.is_empty() {
+            return Err(unknown(t));
         }
-        out.push(Request { resource, names: args[1..].to_vec() });
+        for resource in members {
+            // Without names kubectl's builder visits each mapping once (`resourceMappings` drops a kind seen
+            // before: `get po,pods` lists Pods once); with names it visits each (type, name) pair, so
+            // `get po,pods a` shows `a` twice, as kubectl does.
+            if args.len() == 1 && out.iter().any(|q| std::ptr::eq(q.resource, resource)) {
+                continue;
+            }
+            out.push(Request { resource, names: args[1..].to_vec() });
+        }
     }
     Ok(out)
 }

@@ -780,21 +780,111 @@ pub struct LogsArgs {
     /// Include timestamps on each line in the log output.
     #[arg(long)]
     pub timestamps: bool,
+    /// Selector (label query): the logs of every Pod it selects (10 lines each unless --tail says otherwise).
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Prefix each log line with the log source (`[pod/NAME/CONTAINER]`).
+    #[arg(long)]
+    pub prefix: bool,
+    /// Maximum number of concurrent logs to follow when using a selector.
+    #[arg(long, default_value_t = 5)]
+    pub max_log_requests: usize,
 }
 
-/// `logs job/x`: the first Pod of a controller's selector (kubectl's `AttachablePodForObject`).
+/// `logs job/x`: the Pod kubectl's `AttachablePodForObject` picks among the controller's: the most active by
+/// `podutils.ActivePods` reversed (assigned, running, ready, ready longest, fewest restarts, oldest), announced
+/// when there were several.
 async fn first_pod(ctx: &Ctx, owner: &Value) -> anyhow::Result<Value> {
     let labels = owner.pointer("/spec/selector/matchLabels").or_else(|| owner.pointer("/spec/selector")).and_then(Value::as_object);
     let selector: Vec<String> = labels.into_iter().flatten().filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}"))).collect();
     let url = format!("/api/v1/namespaces/{}/pods?labelSelector={}", ctx.namespace, enc(&selector.join(",")));
     let list = api::call(&ctx.client, Method::GET, &url, "application/json", None).await?;
-    list.get("items")
-        .and_then(Value::as_array)
-        .and_then(|items| items.first().cloned())
-        .ok_or_else(|| Fail::msg(format!("error: no pods found for {}", k1s_api::meta::name(owner))))
+    let mut pods = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+    pods.sort_by(|a, b| active_rank(b).cmp(&active_rank(a)));
+    let pod = pods.first().cloned().ok_or_else(|| Fail::msg(format!("error: no pods found for {}", k1s_api::meta::name(owner))))?;
+    if pods.len() > 1 {
+        eprintln!("Found {} pods, using pod/{}", pods.len(), k1s_api::meta::name(&pod));
+    }
+    Ok(pod)
+}
+
+/// `podutils.ActivePods`' order as a key (a greater key is the more active Pod): assigned, phase (Pending <
+/// Unknown < Running), ready, ready for longer (an earlier `Ready` transition), fewer restarts, created earlier.
+fn active_rank(p: &Value) -> (bool, u8, bool, std::cmp::Reverse<String>, std::cmp::Reverse<i64>, std::cmp::Reverse<String>) {
+    let assigned = p.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let phase = match p.pointer("/status/phase").and_then(Value::as_str) {
+        Some("Unknown") => 1,
+        Some("Running") => 2,
+        _ => 0,
+    };
+    let ready = p.pointer("/status/conditions").and_then(Value::as_array).and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
+    let is_ready = ready.is_some_and(|c| c["status"] == "True");
+    let since = ready.filter(|_| is_ready).and_then(|c| c["lastTransitionTime"].as_str()).unwrap_or("~").to_string();
+    let restarts = p.pointer("/status/containerStatuses").and_then(Value::as_array).into_iter().flatten().filter_map(|c| c["restartCount"].as_i64()).max().unwrap_or(0);
+    let created = p.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or("~").to_string();
+    (assigned, phase, is_ready, std::cmp::Reverse(since), std::cmp::Reverse(restarts), std::cmp::Reverse(created))
 }
 
 pub async fn logs(ctx: &Ctx, a: &LogsArgs, out: &mut Out) -> anyhow::Result<()> {
+    let ns = &ctx.namespace;
+    if a.selector.is_some() && !a.args.is_empty() {
+        return Err(Fail::msg("error: only a selector (-l) or a POD name is allowed\nSee 'kubectl logs -h' for help and examples"));
+    }
+    let mut tail = a.tail;
+    let pods = match &a.selector {
+        Some(sel) => {
+            let url = format!("/api/v1/namespaces/{ns}/pods?labelSelector={}", enc(sel));
+            let list = api::call(&ctx.client, Method::GET, &url, "application/json", None).await?;
+            let pods = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+            if pods.is_empty() {
+                eprintln!("No resources found in {ns} namespace.");
+                return Ok(());
+            }
+            // kubectl's --tail default: everything for one Pod, 10 lines each for a selector.
+            if tail == -1 {
+                tail = 10;
+            }
+            pods
+        }
+        None => vec![logs_target(ctx, a).await?],
+    };
+    // (pod, container) for each stream, every container checked first, as kubectl's LogsForObject does.
+    let mut streams = Vec::new();
+    for pod in &pods {
+        let name = k1s_api::meta::name(pod).to_string();
+        let container = match a.container.clone().or_else(|| a.args.get(1).cloned()) {
+            Some(c) => c,
+            None => super::exec::default_container(pod, false),
+        };
+        let known = ["containers", "initContainers", "ephemeralContainers"]
+            .iter()
+            .flat_map(|k| pod["spec"].get(*k).and_then(Value::as_array).into_iter().flatten())
+            .any(|c| c["name"] == container.as_str());
+        if !known {
+            return Err(Fail::msg(format!("error: container {container} is not valid for pod {name}")));
+        }
+        streams.push((name, container));
+    }
+    if a.follow && streams.len() > a.max_log_requests {
+        return Err(Fail::msg(format!(
+            "error: you are attempting to follow {} log streams, but maximum allowed concurrency is {}, use --max-log-requests to increase the limit",
+            streams.len(),
+            a.max_log_requests
+        )));
+    }
+    if a.follow && streams.len() > 1 {
+        // Followed streams run at once, their lines interleaved as they come (kubectl's parallel consumer).
+        let all = streams.iter().map(|(pod, c)| async move { stream_log(ctx, a, tail, pod, c, &mut Out).await });
+        return super::finish(futures::future::join_all(all).await.into_iter().filter_map(Result::err).collect());
+    }
+    for (pod, c) in &streams {
+        stream_log(ctx, a, tail, pod, c, out).await?;
+    }
+    Ok(())
+}
+
+/// `logs POD` or `logs TYPE/NAME`: the Pod itself, or the one a controller's selector picks.
+async fn logs_target(ctx: &Ctx, a: &LogsArgs) -> anyhow::Result<Value> {
     let Some(first) = a.args.first() else {
         return Err(Fail::msg("error: expected 'logs [-f] [-p] (POD | TYPE/NAME) [-c CONTAINER]'.\nPOD or TYPE/NAME is a required argument for the logs command\nSee 'kubectl logs -h' for help and examples"));
     };
@@ -806,7 +896,7 @@ pub async fn logs(ctx: &Ctx, a: &LogsArgs, out: &mut Out) -> anyhow::Result<()> 
             _ => e,
         })
     };
-    let obj = match first.split_once('/') {
+    Ok(match first.split_once('/') {
         None => get(format!("/api/v1/namespaces/{ns}/pods/{first}")).await?,
         Some((t, name)) => {
             let resources = ctx.resources().await?;
@@ -818,26 +908,26 @@ pub async fn logs(ctx: &Ctx, a: &LogsArgs, out: &mut Out) -> anyhow::Result<()> 
                 first_pod(ctx, &obj).await?
             }
         }
-    };
-    let pod = k1s_api::meta::name(&obj);
-    let item = format!("/api/v1/namespaces/{ns}/pods/{pod}");
-    let container = match a.container.clone().or_else(|| a.args.get(1).cloned()) {
-        Some(c) => c,
-        None => super::exec::default_container(&obj, false),
-    };
-    let mut q = vec![format!("container={}", enc(&container))];
+    })
+}
+
+/// One container's log, line by line to standard output (prefixed with `[pod/NAME/CONTAINER]` under `--prefix`).
+async fn stream_log(ctx: &Ctx, a: &LogsArgs, tail: i64, pod: &str, container: &str, out: &mut Out) -> anyhow::Result<()> {
+    let item = format!("/api/v1/namespaces/{}/pods/{pod}", ctx.namespace);
+    let mut q = vec![format!("container={}", enc(container))];
     if a.follow {
         q.push("follow=true".into());
     }
     if a.previous {
         q.push("previous=true".into());
     }
-    if a.tail >= 0 {
-        q.push(format!("tailLines={}", a.tail));
+    if tail >= 0 {
+        q.push(format!("tailLines={tail}"));
     }
     if a.timestamps {
         q.push("timestamps=true".into());
     }
+    let prefix = if a.prefix { format!("[pod/{pod}/{container}] ") } else { String::new() };
     let url = super::api::with_timeout_param(&format!("{item}/log?{}", q.join("&")));
     let req = http::Request::builder().method(Method::GET).uri(&url).body(Vec::new())?;
     // `--request-timeout` bounds the whole stream, as Go's client timeout does (`logs -f` too).
@@ -870,7 +960,7 @@ pub async fn logs(ctx: &Ctx, a: &LogsArgs, out: &mut Out) -> anyhow::Result<()> 
         if n == 0 {
             break;
         }
-        out.stdout(&String::from_utf8_lossy(&line));
+        out.stdout(&format!("{prefix}{}", String::from_utf8_lossy(&line)));
     }
     Ok(())
 }
