@@ -530,3 +530,20 @@ fn debug_copy_creates_kubectls_pod() {
         assert_eq!(out.status.code(), Some(0), "{who}: {out:?}");
     }
 }
+
+/// A command kubectl does not have is kubectl's error (its plugin lookup's, when a flag comes first); one of
+/// kubectl's that k1s's subset lacks says so and what to use instead. Nothing reaches a server.
+#[test]
+fn unknown_and_unsupported_commands() {
+    let first_line = |o: &std::process::Output| (String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or("").to_string(), o.status.code());
+    for args in [&["zzzqq"][..], &["--kubeconfig=/nonexistent", "zzzqq"], &["zzzqq", "--kubeconfig=/nonexistent"]] {
+        let want = std::process::Command::new("kubectl").args(args).output().expect("kubectl runs");
+        let got = std::process::Command::new(k1s_tests::binary()).arg("kubectl").args(args).output().expect("k1s runs");
+        assert_eq!(first_line(&got), first_line(&want), "{args:?}");
+    }
+    let got = std::process::Command::new(k1s_tests::binary()).args(["rollout", "status", "deploy/web"]).output().expect("k1s runs");
+    assert_eq!(
+        first_line(&got),
+        ("error: \"kubectl rollout\" is not in k1s's kubectl subset yet; a stock kubectl works against this server with the same kubeconfig".to_string(), Some(1))
+    );
+}

@@ -225,7 +225,7 @@ pub fn dispatch() -> Option<i32> {
         let global_flag = ["--kubeconfig", "--context", "-n", "--namespace", "--request-timeout", "--chunk-size"].iter().any(|f| first == *f || first.starts_with(&format!("{f}=")));
         if first == "kubectl" {
             args[2..].to_vec()
-        } else if VERBS.contains(&first) || global_flag {
+        } else if VERBS.contains(&first) || NOT_YET.contains(&first) || global_flag {
             args[1..].to_vec()
         } else {
             return None;
@@ -234,8 +234,32 @@ pub fn dispatch() -> Option<i32> {
     Some(run(rest))
 }
 
+/// kubectl's other commands: not in this subset yet. Each gets a clear error instead of a parse error.
+const NOT_YET: &[&str] = &[
+    "expose", "set", "rollout", "scale", "autoscale", "certificate", "top", "cordon", "uncordon", "drain", "taint", "attach",
+    "proxy", "auth", "events", "diff", "replace", "kustomize", "completion", "alpha", "api-versions", "config", "plugin",
+];
+
 /// Parse and run one kubectl command line (without the program name); returns the exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
+    let words: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    match verb_word(&words) {
+        Some(v) if NOT_YET.contains(&v) => {
+            eprintln!(
+                "error: \"kubectl {v}\" is not in k1s's kubectl subset yet; a stock kubectl works against this server with the same kubeconfig"
+            );
+            return 1;
+        }
+        Some(v) if !VERBS.contains(&v) && !["help", "options"].contains(&v) && !v.contains('=') => {
+            // kubectl looks for a plugin first, which refuses flags before its name.
+            match words.first().filter(|w| w.starts_with('-')) {
+                Some(flag) => eprintln!("Error: flags cannot be placed before plugin name: {flag}"),
+                None => eprintln!("Error: unknown command \"{v}\" for \"kubectl\""),
+            }
+            return 1;
+        }
+        _ => {}
+    }
     let args = if args.iter().any(|a| a == "debug") { debug::normalise_args(args) } else { args };
     let args = match bool_values(args) {
         Ok(args) => args,
