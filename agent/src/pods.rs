@@ -156,6 +156,27 @@ pub fn recover(rt: &Runtime) -> HashMap<String, PodRuntime> {
             let name = e.file_name().to_string_lossy().into_owned();
             let mut attempts: Vec<u32> = std::fs::read_dir(e.path()).into_iter().flatten().flatten().filter_map(|a| a.file_name().to_str()?.parse().ok()).collect();
             attempts.sort_unstable();
+            // An attempt that was never started (its spec written, then k1s stopped before the shim began or
+            // finished starting it: no state, no exit record) is not a container that ran: drop it, so the worker
+            // starts it as the kubelet creates a container its runtime does not have. A shim still starting it is
+            // waited for (its state comes within milliseconds), so nothing runs twice.
+            while let Some(&a) = attempts.last() {
+                let dir = e.path().join(a.to_string());
+                let settled = |d: &std::path::Path| d.join(spec::STATE).exists() || runtime::read_exit(d).is_some();
+                let started = settled(&dir) || {
+                    let t0 = std::time::Instant::now();
+                    while !settled(&dir) && runtime::any_shim_for(&dir) && t0.elapsed() < Duration::from_secs(10) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    settled(&dir)
+                };
+                if started {
+                    break;
+                }
+                tracing::info!(pod = %sb.uid, container = %e.file_name().to_string_lossy(), attempt = a, "a container start was cut short while k1s was down; it will be started again");
+                let _ = std::fs::remove_dir_all(&dir);
+                attempts.pop();
+            }
             let Some(&latest) = attempts.last() else { continue };
             let view = |attempt: u32| -> Option<(ContainerView, PathBuf)> {
                 let dir = e.path().join(attempt.to_string());

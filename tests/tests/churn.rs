@@ -137,7 +137,12 @@ spec:
         done.then_some(j)
     });
     assert_eq!(job["status"]["succeeded"], 20, "{job}");
-    assert!(job["status"]["failed"].as_u64().unwrap_or(0) == 0, "{job}");
+    if job["status"]["failed"].as_u64().unwrap_or(0) != 0 {
+        // Which Pod failed, and how: its container states and the agent's events.
+        let pods = s.get_json(&["pods", "-l", "job-name=work"]);
+        let failed: Vec<_> = pods["items"].as_array().into_iter().flatten().filter(|p| p["status"]["phase"] == "Failed").map(|p| p["status"].clone()).collect();
+        panic!("a Job Pod failed: {failed:?}\nevents: {}\n{job}", s.kubectl_ok(&["get", "events"]));
+    }
     let job_pods = s.get_json(&["pods", "-l", "job-name=work"]);
     let job_pods = job_pods["items"].as_array().expect("items");
     assert_eq!(job_pods.len(), 20, "one Pod per completion, no extra: {:?}", job_pods.iter().map(name).collect::<Vec<_>>());
@@ -151,6 +156,9 @@ spec:
         let c = &p["status"]["containerStatuses"][0];
         (c["containerID"].clone(), c["state"]["running"]["startedAt"].clone(), c["restartCount"].clone(), p["status"]["podIP"].clone())
     };
+    for p in &before {
+        assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0, "{} restarted before the kill: {}", name(p), p["status"]);
+    }
     let before: BTreeMap<String, _> = before.iter().map(|p| (name(p), key(p))).collect();
     let after: BTreeMap<String, _> = after.iter().map(|p| (name(p), key(p))).collect();
     for (n, b) in &before {

@@ -181,6 +181,7 @@ impl Runtime {
         let dir = self.cfg.run_dir.join(uid);
         std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
         let out = tokio::process::Command::new(&self.cfg.exe)
+            .process_group(0)
             .arg("pause")
             .arg(&dir)
             .args(&cg.procs)
@@ -208,9 +209,12 @@ impl Runtime {
         spec::write_json(&spec_path, &spec).map_err(io("writing", &spec_path))?;
 
         let mut cmd = tokio::process::Command::new(&self.cfg.exe);
+        cmd.process_group(0);
         cmd.arg("shim").arg(dir).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
-        // No pre_exec: without one, std spawns with posix_spawn (vfork-like) instead of forking the whole
-        // server. The shim calls setsid itself, first thing.
+        // A process group of its own from the start (posix_spawn's POSIX_SPAWN_SETPGROUP): a kill of the
+        // server's group while the shim is starting would otherwise take it, and the container it was about to
+        // start would be lost (the churn test's restart caught this). No pre_exec: without one, std spawns with
+        // posix_spawn (vfork-like) instead of forking the whole server. The shim takes its own session.
         let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim { container: spec.container_name.clone(), message: e.to_string() })?;
         let stdout = child.stdout.take().expect("piped stdout");
         let _ = child.wait().await;
@@ -377,6 +381,17 @@ pub fn shim_alive(pid: i32, dir: &Path) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// Whether any process is the shim of the container attempt in `dir` (its state not written yet: it is still
+/// starting the container).
+pub fn any_shim_for(dir: &Path) -> bool {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .any(|pid| shim_alive(pid, dir))
 }
 
 /// Wait until the shim `pid` has exited (event-driven: the pidfd becomes readable), then read `exit.json`.
