@@ -180,6 +180,27 @@ spec:
     assert!(o.contains("42-/dev/pts/0"), "{o}");
     s.wait_for("shell Succeeded", Duration::from_secs(20), || (s.try_get_json(&["pod", "shell"])?["status"]["phase"] == "Succeeded").then_some(()));
 
+    // The same through k1s's own attach, to a container that restarts: kubectl's resume hint after the session.
+    s.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: shell2
+spec:
+  containers:
+  - name: app
+    image: busybox
+    stdin: true
+    tty: true
+    command: [sh]
+",
+    );
+    wait_running(&s, "shell2");
+    let line = format!("{} kubectl --kubeconfig {} attach -it shell2", k1s_tests::binary().display(), s.kubeconfig.display());
+    let o = text(&on_terminal(&line, "echo $((7*6))-$(tty)\nexit 0\n"));
+    assert!(o.contains("42-/dev/pts/0"), "{o}");
+    assert!(o.contains("Session ended, resume using 'kubectl attach shell2 -c app -i -t' command when the pod is running"), "{o}");
+
     // kubectl run -i --rm: the output, the container's exit code, and the Pod removed afterwards.
     let mut child = Command::new("kubectl")
         .arg("--kubeconfig")

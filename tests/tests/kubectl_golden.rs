@@ -265,6 +265,16 @@ fn cases() -> Vec<Case> {
         // A controller with two Pods: kubectl's pick (the most active) is announced; too many streams to follow.
         read(&["logs", "deploy/web"]),
         read(&["logs", "-l", "app=web", "-f", "--max-log-requests=1"]),
+        // attach: a running container's stdio until stopped, kubectl's errors; scale through the subresource.
+        watch(&["attach", "sleeper", "-c", "main"]),
+        read(&["attach"]),
+        read(&["attach", "nope"]),
+        read(&["attach", "job/once"]),
+        write(&["scale", "deploy/web", "--replicas=2"], &[], &[]),
+        read(&["scale", "deploy/web"]),
+        read(&["scale", "deploy/web", "--replicas=3", "--current-replicas=5"]),
+        read(&["scale", "deploy/nope", "deploy/web", "--replicas=2"]),
+        read(&["scale", "deploy/nope", "--replicas=2"]),
         // The `all` category (discovery's `categories`), alone and beside a kind.
         read(&["get", "all"]),
         read(&["get", "all", "-o", "name"]),

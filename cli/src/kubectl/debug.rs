@@ -611,29 +611,7 @@ async fn wait_and_attach(ctx: &Ctx, a: &DebugArgs, pod: &str, name: &str, sessio
         out.stdout(&log);
         return Ok(());
     }
-    if !a.quiet {
-        eprintln!("If you don't see a command prompt, try pressing enter.");
-    }
-    use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Api, AttachParams};
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    // kubectl's SetupTTY: a terminal only when our stdin is one; the container's terminal carries stderr too.
-    let mut tty = a.tty;
-    if tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        tty = false;
-        eprintln!("Unable to use a TTY - input is not a terminal or the right kind of file");
-    }
-    let params = AttachParams::default().container(name).stdin(a.stdin).stdout(true).stderr(!tty).tty(tty);
-    let mut proc = pods.attach(pod, &params).await?;
-    let raw = if tty { Some(super::exec::RawMode::enter()?) } else { None };
-    if tty {
-        if let Some(sizes) = proc.terminal_size() {
-            tokio::spawn(super::exec::forward_window_size(sizes));
-        }
-    }
-    super::exec::pipe(&mut proc).await;
-    let _ = proc.join().await;
-    drop(raw);
+    let tty = super::exec::attach_stdio(ctx, pod, name, a.stdin, a.tty, a.quiet).await?;
     if tty && a.stdin && !a.quiet {
         match session {
             Session::Ephemeral => out.stdout(&format!("Session ended, the ephemeral container will not be restarted but may be reattached using 'kubectl attach {pod} -c {name} -i -t' if it is still running\n")),

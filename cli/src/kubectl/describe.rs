@@ -1183,8 +1183,6 @@ pub async fn run(ctx: &Ctx, a: &DescribeArgs, out: &mut Out) -> anyhow::Result<(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn human_durations_as_apimachinery() {
         for (secs, want) in [(5, "5s"), (119, "119s"), (125, "2m5s"), (600, "10m"), (3 * 3600 + 60, "3h1m"), (9 * 3600, "9h"), (50 * 3600, "2d2h")] {

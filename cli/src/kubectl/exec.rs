@@ -9,10 +9,9 @@ use serde_json::Value;
 
 use super::{api, Ctx, Fail};
 
+/// The stream flags `exec` and `attach` share.
 #[derive(clap::Args, Debug, Clone)]
-pub struct ExecArgs {
-    /// POD or TYPE/NAME.
-    pub target: String,
+pub struct StreamFlags {
     /// Container name (default: the kubectl.kubernetes.io/default-container annotation, else the first).
     #[arg(short = 'c', long)]
     pub container: Option<String>,
@@ -25,6 +24,14 @@ pub struct ExecArgs {
     /// Only print output from the remote session.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExecArgs {
+    /// POD or TYPE/NAME.
+    pub target: String,
+    #[command(flatten)]
+    pub io: StreamFlags,
     /// The command and its arguments, after `--`.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -152,17 +159,17 @@ pub async fn run(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<()> {
     if phase == "Succeeded" || phase == "Failed" {
         return Err(Fail::msg(format!("error: cannot exec into a container in a completed pod; current phase is {phase}")));
     }
-    let container = a.container.clone().unwrap_or_else(|| default_container(&pod, a.quiet));
+    let container = a.io.container.clone().unwrap_or_else(|| default_container(&pod, a.io.quiet));
     // kubectl's SetupTTY: -t without -i is silently no terminal; -it without a terminal on stdin says so.
-    let mut tty = a.tty && a.stdin;
+    let mut tty = a.io.tty && a.io.stdin;
     if tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         tty = false;
-        if !a.quiet {
+        if !a.io.quiet {
             eprintln!("Unable to use a TTY - input is not a terminal or the right kind of file");
         }
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let params = AttachParams::default().container(container).stdin(a.stdin).stdout(true).stderr(!tty).tty(tty);
+    let params = AttachParams::default().container(container).stdin(a.io.stdin).stdout(true).stderr(!tty).tty(tty);
     let mut proc = pods.exec(pod_name, a.command.clone(), &params).await.map_err(|e| match e {
         kube::Error::Api(s) => api::ApiError { code: s.code, reason: s.reason.clone(), message: s.message.clone(), status: Value::Null }.into(),
         e => anyhow::Error::from(e),
@@ -196,4 +203,102 @@ pub async fn run(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<()> {
         return Err(ExitCode(code).into());
     }
     Err(Fail::msg(format!("error: {}", status.message.unwrap_or_default())))
+}
+
+/// kubectl's `AttachOptions.Run` once the Pod and container are chosen: the prompt hint, `SetupTTY` (a terminal
+/// only with `-i` and when our stdin is one), then the container's stdio over the attach subresource, our
+/// terminal raw for the session. Returns whether it was (kubectl's closing lines depend on it).
+pub async fn attach_stdio(ctx: &Ctx, pod: &str, container: &str, stdin: bool, tty: bool, quiet: bool) -> anyhow::Result<bool> {
+    if !quiet {
+        eprintln!("If you don't see a command prompt, try pressing enter.");
+    }
+    let mut tty = tty && stdin;
+    if tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        tty = false;
+        if !quiet {
+            eprintln!("Unable to use a TTY - input is not a terminal or the right kind of file");
+        }
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    // The container's terminal carries its stderr too.
+    let params = AttachParams::default().container(container).stdin(stdin).stdout(true).stderr(!tty).tty(tty);
+    let mut proc = pods.attach(pod, &params).await?;
+    let raw = if tty { Some(RawMode::enter()?) } else { None };
+    if tty {
+        if let Some(sizes) = proc.terminal_size() {
+            tokio::spawn(forward_window_size(sizes));
+        }
+    }
+    pipe(&mut proc).await;
+    let _ = proc.join().await;
+    drop(raw);
+    Ok(tty)
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct AttachArgs {
+    /// POD or TYPE/NAME.
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub io: StreamFlags,
+    /// Accepted for kubectl compatibility: how long to wait for a Pod to run (the Pod is read once).
+    #[arg(long)]
+    pub pod_running_timeout: Option<String>,
+}
+
+/// `attach POD|TYPE/NAME`: the container's running process's stdio (kubectl's `attach`): a completed Pod is
+/// kubectl's error; `-t` to a container without a terminal is refused with its message, and a container with one
+/// gets a terminal anyway; after a terminal session kubectl's resume hint.
+pub async fn attach(ctx: &Ctx, a: &AttachArgs, out: &mut super::Out) -> anyhow::Result<()> {
+    let Some(target) = &a.target else {
+        return Err(Fail::msg("error: at least 1 argument is required for attach"));
+    };
+    let ns = &ctx.namespace;
+    let pod = match target.split_once('/') {
+        None => api::call(&ctx.client, Method::GET, &format!("/api/v1/namespaces/{ns}/pods/{target}"), "application/json", None).await?,
+        Some((t, name)) => {
+            let resources = ctx.resources().await?;
+            let r = api::resolve(&resources, t).ok_or_else(|| Fail::msg(format!("error: the server doesn't have a resource type \"{t}\"")))?;
+            let obj = api::call(&ctx.client, Method::GET, &r.item(Some(ns), name), "application/json", None).await?;
+            if r.kind == "Pod" && r.group.is_empty() {
+                obj
+            } else {
+                super::write::first_pod(ctx, &obj, false).await?
+            }
+        }
+    };
+    let name = k1s_api::meta::name(&pod).to_string();
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    if phase == "Succeeded" || phase == "Failed" {
+        return Err(Fail::msg(format!("error: cannot attach a container in a completed pod; current phase is {phase}")));
+    }
+    let container = match &a.io.container {
+        Some(c) => c.clone(),
+        None => default_container(&pod, a.io.quiet),
+    };
+    let spec = ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|k| pod["spec"].get(*k).and_then(Value::as_array).into_iter().flatten())
+        .find(|c| c["name"] == container.as_str())
+        .cloned()
+        .ok_or_else(|| Fail::msg(format!("error: container {container} not found in pod {name}")))?;
+    let has_tty = spec["tty"] == true;
+    let mut tty = a.io.tty;
+    if tty && !has_tty {
+        tty = false;
+        eprintln!("error: Unable to use a TTY - container {container} did not allocate one");
+    } else if !tty && has_tty {
+        // The container's output is a terminal's: read it as one.
+        tty = true;
+    }
+    let raw = attach_stdio(ctx, &name, &container, a.io.stdin, tty, a.io.quiet).await?;
+    let ephemeral = pod["spec"]["ephemeralContainers"].as_array().is_some_and(|cs| cs.iter().any(|c| c["name"] == container.as_str()));
+    if !a.io.quiet && a.io.stdin && raw {
+        if ephemeral {
+            out.stdout(&format!("Session ended, the ephemeral container will not be restarted but may be reattached using 'kubectl attach {name} -c {container} -i -t' if it is still running\n"));
+        } else if pod.pointer("/spec/restartPolicy").and_then(Value::as_str) == Some("Always") {
+            out.stdout(&format!("Session ended, resume using 'kubectl attach {name} -c {container} -i -t' command when the pod is running\n"));
+        }
+    }
+    Ok(())
 }

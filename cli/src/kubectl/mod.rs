@@ -15,7 +15,8 @@
 //! `-t` with raw mode and resize); `run` (`--image`, `--restart`, `--env`, `--labels`, `--command`, `-i --rm`, `-it`
 //! on a terminal); `wait` (`--for=condition=…|delete|jsonpath=…`, `--timeout`); `port-forward` (`--address`); `cp`
 //! (both ways); `debug` (ephemeral containers, profiles, `-i`, `-it` on a terminal; `--copy-to` with its flags;
-//! `node/NAME`: kubectl 1.33's node debugging Pod per profile); `patch` (strategic, merge, json); kubectl's messages for an unknown flag, an unknown shorthand, a flag without its argument and a number
+//! `node/NAME`: kubectl 1.33's node debugging Pod per profile); `patch` (strategic, merge, json); `attach`; `scale`
+//! (the scale subresource, `--current-replicas`, `--resource-version`); kubectl's messages for an unknown flag, an unknown shorthand, a flag without its argument and a number
 //! flag given something else.
 //!
 //! `--sort-by` is kubectl's: one Table's rows are sorted (a field no row has prints nothing, as kubectl ignores
@@ -52,6 +53,7 @@ mod info;
 mod portforward;
 mod printers;
 mod runwait;
+mod scale;
 mod write;
 
 use std::ffi::OsString;
@@ -62,7 +64,7 @@ pub use config::Global;
 
 /// The verbs `k1s <verb>` hands to this module (the server's own subcommands win over these).
 pub const VERBS: &[&str] =
-    &["get", "delete", "create", "apply", "label", "annotate", "logs", "exec", "run", "wait", "edit", "describe", "port-forward", "cp", "debug", "patch", "version", "cluster-info", "api-resources", "explain"];
+    &["get", "delete", "create", "apply", "label", "annotate", "logs", "exec", "run", "wait", "edit", "describe", "port-forward", "cp", "debug", "patch", "version", "cluster-info", "api-resources", "explain", "attach", "scale"];
 
 #[derive(Parser, Debug)]
 #[command(name = "kubectl", disable_version_flag = true, disable_help_subcommand = true)]
@@ -115,6 +117,10 @@ enum Verb {
     ApiResources(info::ApiResourcesArgs),
     /// Get documentation for a resource.
     Explain(explain::ExplainArgs),
+    /// Attach to a running container.
+    Attach(exec::AttachArgs),
+    /// Set a new size for a deployment or replica set.
+    Scale(scale::ScaleArgs),
 }
 
 /// A failure whose text is already what kubectl prints (no `error: ` added).
@@ -236,8 +242,8 @@ pub fn dispatch() -> Option<i32> {
 
 /// kubectl's other commands: not in this subset yet. Each gets a clear error instead of a parse error.
 const NOT_YET: &[&str] = &[
-    "expose", "set", "rollout", "scale", "autoscale", "certificate", "top", "cordon", "uncordon", "drain", "taint", "attach",
-    "proxy", "auth", "events", "diff", "replace", "kustomize", "completion", "alpha", "api-versions", "config", "plugin",
+    "expose", "set", "rollout", "autoscale", "certificate", "top", "cordon", "uncordon", "drain", "taint", "proxy", "auth",
+    "events", "diff", "replace", "kustomize", "completion", "alpha", "api-versions", "config", "plugin",
 ];
 
 /// Parse and run one kubectl command line (without the program name); returns the exit code.
@@ -481,6 +487,8 @@ async fn execute(cli: Kubectl) -> anyhow::Result<()> {
         Verb::ClusterInfo => info::cluster_info(&ctx, &mut out).await,
         Verb::ApiResources(a) => info::api_resources(&ctx, a, &mut out).await,
         Verb::Explain(a) => explain::run(&ctx, a, &mut out).await,
+        Verb::Attach(a) => exec::attach(&ctx, a, &mut out).await,
+        Verb::Scale(a) => scale::run(&ctx, a, &mut out).await,
         Verb::Version(_) => unreachable!("handled above"),
     }
 }

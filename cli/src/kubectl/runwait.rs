@@ -104,8 +104,6 @@ pub async fn run(ctx: &Ctx, a: &RunArgs, out: &mut Out) -> anyhow::Result<()> {
 /// `run -i`: wait until the Pod runs and is ready (or already ended), attach to its stdio, wait for the end,
 /// then `--rm` deletes it; a failed container is kubectl's `pod NS/NAME terminated (REASON)` and its exit code.
 async fn attach_and_finish(ctx: &Ctx, a: &RunArgs, out: &mut Out) -> anyhow::Result<()> {
-    use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Api, AttachParams};
     let ns = &ctx.namespace;
     let item = format!("/api/v1/namespaces/{ns}/pods/{}", a.name);
     let phase = |p: &Value| p.pointer("/status/phase").and_then(Value::as_str).unwrap_or("").to_string();
@@ -120,27 +118,8 @@ async fn attach_and_finish(ctx: &Ctx, a: &RunArgs, out: &mut Out) -> anyhow::Res
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!("If you don't see a command prompt, try pressing enter.");
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    // kubectl's SetupTTY: a terminal only when our stdin is one; the container's terminal carries stderr too.
-    let mut tty = a.tty;
-    if tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        tty = false;
-        eprintln!("Unable to use a TTY - input is not a terminal or the right kind of file");
-    }
-    let params = AttachParams::default().container(a.name.clone()).stdin(true).stdout(true).stderr(!tty).tty(tty);
-    if let Ok(mut proc) = pods.attach(&a.name, &params).await {
-        let raw = if tty { Some(super::exec::RawMode::enter()?) } else { None };
-        if tty {
-            if let Some(sizes) = proc.terminal_size() {
-                tokio::spawn(super::exec::forward_window_size(sizes));
-            }
-        }
-        super::exec::pipe(&mut proc).await;
-        let _ = proc.join().await;
-        // Our terminal is cooked again before the `deleted`/`terminated` lines.
-        drop(raw);
-    }
+    // An attach that fails (the container already gone) still reports the container's end below.
+    let _ = super::exec::attach_stdio(ctx, &a.name, &a.name, true, a.tty, false).await;
     // The container's end, as kubectl reads it: phase, then the first container's terminated state.
     let pod = loop {
         let p = api::call(&ctx.client, Method::GET, &item, "application/json", None).await?;

@@ -792,17 +792,17 @@ pub struct LogsArgs {
 }
 
 /// `logs job/x`: the Pod kubectl's `AttachablePodForObject` picks among the controller's: the most active by
-/// `podutils.ActivePods` reversed (assigned, running, ready, ready longest, fewest restarts, oldest), announced
-/// when there were several.
-async fn first_pod(ctx: &Ctx, owner: &Value) -> anyhow::Result<Value> {
+/// `podutils.ActivePods` reversed (assigned, running, ready, ready longest, fewest restarts, oldest); `logs`
+/// announces it when there were several (`attach` does not).
+pub(super) async fn first_pod(ctx: &Ctx, owner: &Value, announce: bool) -> anyhow::Result<Value> {
     let labels = owner.pointer("/spec/selector/matchLabels").or_else(|| owner.pointer("/spec/selector")).and_then(Value::as_object);
     let selector: Vec<String> = labels.into_iter().flatten().filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}"))).collect();
     let url = format!("/api/v1/namespaces/{}/pods?labelSelector={}", ctx.namespace, enc(&selector.join(",")));
     let list = api::call(&ctx.client, Method::GET, &url, "application/json", None).await?;
     let mut pods = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
-    pods.sort_by(|a, b| active_rank(b).cmp(&active_rank(a)));
+    pods.sort_by_key(|p| std::cmp::Reverse(active_rank(p)));
     let pod = pods.first().cloned().ok_or_else(|| Fail::msg(format!("error: no pods found for {}", k1s_api::meta::name(owner))))?;
-    if pods.len() > 1 {
+    if announce && pods.len() > 1 {
         eprintln!("Found {} pods, using pod/{}", pods.len(), k1s_api::meta::name(&pod));
     }
     Ok(pod)
@@ -905,7 +905,7 @@ async fn logs_target(ctx: &Ctx, a: &LogsArgs) -> anyhow::Result<Value> {
             if r.kind == "Pod" && r.group.is_empty() {
                 obj
             } else {
-                first_pod(ctx, &obj).await?
+                first_pod(ctx, &obj, true).await?
             }
         }
     })
