@@ -181,7 +181,6 @@ impl Runtime {
         let dir = self.cfg.run_dir.join(uid);
         std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
         let out = tokio::process::Command::new(&self.cfg.exe)
-            .process_group(0)
             .arg("pause")
             .arg(&dir)
             .args(&cg.procs)
@@ -209,12 +208,12 @@ impl Runtime {
         spec::write_json(&spec_path, &spec).map_err(io("writing", &spec_path))?;
 
         let mut cmd = tokio::process::Command::new(&self.cfg.exe);
-        cmd.process_group(0);
         cmd.arg("shim").arg(dir).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
-        // A process group of its own from the start (posix_spawn's POSIX_SPAWN_SETPGROUP): a kill of the
-        // server's group while the shim is starting would otherwise take it, and the container it was about to
-        // start would be lost (the churn test's restart caught this). No pre_exec: without one, std spawns with
-        // posix_spawn (vfork-like) instead of forking the whole server. The shim takes its own session.
+        // No pre_exec: without one, std spawns with posix_spawn (vfork-like) instead of forking the whole
+        // server. The shim calls setsid itself, first thing. (Spawning it in a process group of its own, with
+        // posix_spawn's SETPGROUP, was tried to close the window before that setsid: under the parallel test
+        // suite shims then died right after starting their container, cause not found, so it was reverted; a
+        // start cut short in that window is recovered instead, see `pods::recover`.)
         let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim { container: spec.container_name.clone(), message: e.to_string() })?;
         let stdout = child.stdout.take().expect("piped stdout");
         let _ = child.wait().await;

@@ -16,8 +16,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 pub const PID_FILE: &str = "pause.pid";
 
 pub fn main(dir: &Path, cgroup_procs: &[std::path::PathBuf]) -> i32 {
-    // Spawned in a process group of its own (out of reach of a kill of the server's group); the pause process
-    // itself, forked below, takes a session of its own.
+    let _ = nix::unistd::setsid();
     // Into the Pod's cgroup first: removing the Pod's cgroups then kills it with everything else.
     for p in cgroup_procs {
         if let Err(e) = std::fs::OpenOptions::new().write(true).open(p).and_then(|mut f| f.write_all(b"0")) {
@@ -40,7 +39,6 @@ pub fn main(dir: &Path, cgroup_procs: &[std::path::PathBuf]) -> i32 {
             }
         },
         Ok(ForkResult::Child) => {
-            let _ = nix::unistd::setsid();
             // Exec'd afresh as `/pause`, as upstream's is seen in `ps`: no host paths in its command line, and
             // none of the parent's memory.
             let exe = c"/proc/self/exe";

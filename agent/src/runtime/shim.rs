@@ -66,16 +66,15 @@ fn rfc3339_nanos(secs: i64, nanos: u32) -> String {
 
 /// Entry point of `k1s shim DIR`. Returns the process exit code.
 pub fn main(dir: &Path) -> i32 {
-    // First process (A): the agent spawns it in a process group of its own, so killing the server's group
-    // (`kill -9` of the group, Ctrl-C in a terminal) cannot catch it, not even before it runs a line. The agent
-    // waits for A, so it leaves at once; the real shim (B) is its child, which init adopts, in a session of its
-    // own (A, a group leader, could not take one), so a server restart does not take the containers with it.
+    // First process (A): its own session, so a server restart (or the server's process group being killed)
+    // does not take the containers with it. The agent waits for A, so it leaves at once; the real shim (B) is
+    // its child, which init adopts. A kill of the server's group that lands before this line stops A before it
+    // started anything: the agent's recovery finds the attempt never started and starts it again.
+    let _ = nix::unistd::setsid();
     // SAFETY: single-threaded at this point (the binary's main dispatches here before starting any runtime).
     match unsafe { fork() } {
         Ok(ForkResult::Parent { .. }) => return 0,
-        Ok(ForkResult::Child) => {
-            let _ = nix::unistd::setsid();
-        }
+        Ok(ForkResult::Child) => {}
         Err(e) => {
             report(&format!("{{\"error\":\"fork: {e}\"}}"));
             return 1;
